@@ -1,0 +1,189 @@
+"""Typed result values passed along the pipeline.
+
+segment -> :class:`SegmentationResult`; measure + score ->
+:class:`StudyMeasurements` (with :class:`LevelMeasurement` per level and a
+:class:`StudyScore`). The DICOM encoders (:mod:`dicom_sr`), the worklist and
+``measurements.json`` all read these values; nothing downstream reads a
+free-form dict.
+
+Units: lengths in mm, volumes in mL (cm3), attenuation in HU, vBMD in mg/cm3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import SimpleITK as sitk
+
+
+@dataclass(frozen=True)
+class LevelSegmentation:
+    """What segmentation found for one vertebral level."""
+
+    name: str
+    """Level name, e.g. ``"L1"``."""
+    verse_id: int
+    complete: bool
+    """True when the whole vertebral body is inside the field of view."""
+    voxels: int
+    """Whole-vertebra voxel count on the input grid."""
+    centroid_lps: tuple[float, float, float]
+    """Centroid of the vertebral body in LPS mm."""
+    confidence: float = 1.0
+    """0..1, how sure the labelling of this level is."""
+    reason: str = ""
+    """Why the level is incomplete, or other remarks; empty when none."""
+
+
+@dataclass
+class SegmentationResult:
+    """Output of a segmentation backend, every image on the input grid.
+
+    ``vertebrae`` holds VerSe ids for every vertebra identified; ``bodies``
+    holds the same ids restricted to the vertebral bodies; ``compartments``
+    holds 1 (cortical) / 2 (cancellous) inside the bodies only. The level a
+    compartment voxel belongs to is the ``bodies`` label at that voxel.
+    """
+
+    vertebrae: sitk.Image
+    bodies: sitk.Image
+    compartments: sitk.Image
+    levels: dict[str, LevelSegmentation]
+    backend: str
+    backend_version: str = ""
+    labelling_confidence: float = 1.0
+    needs_review: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def complete_levels(self, wanted: tuple[str, ...]) -> list[str]:
+        """Names of ``wanted`` levels that were found and are completely in view."""
+        return [name for name in wanted if name in self.levels and self.levels[name].complete]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``segmentation.json`` document (DESIGN.md contract)."""
+        return {
+            "levels": {
+                name: {
+                    "id": lv.verse_id,
+                    "complete": lv.complete,
+                    "voxels": lv.voxels,
+                    "centroid_lps": list(lv.centroid_lps),
+                    "confidence": lv.confidence,
+                    **({"reason": lv.reason} if lv.reason else {}),
+                }
+                for name, lv in self.levels.items()
+            },
+            "backend": self.backend,
+            "backend_version": self.backend_version,
+            "labelling_confidence": self.labelling_confidence,
+            "needs_review": self.needs_review,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class CompartmentStats:
+    """Attenuation statistics and size of one compartment of one vertebral body."""
+
+    voxels: int
+    volume_ml: float
+    mean_hu: float
+    median_hu: float
+    sd_hu: float
+
+
+@dataclass(frozen=True)
+class Heights:
+    """Vertebral body heights along the local spine axis, in mm, and ratios.
+
+    Ratios follow Genant's semi-quantitative method: ``wedge`` = anterior /
+    posterior, ``biconcave`` = middle / posterior, ``crush`` = posterior /
+    expected posterior (mean posterior height of the intact neighbours, or
+    1.0 when no neighbour is available).
+    """
+
+    anterior_mm: float
+    middle_mm: float
+    posterior_mm: float
+    wedge_ratio: float
+    biconcave_ratio: float
+    crush_ratio: float
+
+    @property
+    def max_height_loss(self) -> float:
+        """Largest fractional height loss of the three ratios (0..1)."""
+        return max(0.0, 1.0 - min(self.wedge_ratio, self.biconcave_ratio, self.crush_ratio))
+
+
+@dataclass
+class LevelMeasurement:
+    """Everything measured for one vertebral level."""
+
+    name: str
+    verse_id: int
+    complete: bool
+    cortical: CompartmentStats | None = None
+    cancellous: CompartmentStats | None = None
+    body: CompartmentStats | None = None
+    vbmd_mg_cm3: float | None = None
+    """Estimated volumetric BMD of the cancellous core (internal calibration)."""
+    heights: Heights | None = None
+    genant_grade: int | None = None
+    """0 (no fracture) .. 3; None when heights could not be measured."""
+    radscores: dict[str, float] = field(default_factory=dict)
+    """Per-compartment radscore of this vertebra: ``{"cortical": .., "cancellous": ..}``."""
+    features: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Radiomics features per VOI (``"cortical"``, ``"cancellous"``, ``"body"``)."""
+    remarks: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One term of an explanation: how much a named input moved an output."""
+
+    name: str
+    value: float
+
+
+@dataclass
+class StudyScore:
+    """Study-level radscores and fracture-risk output of a radscore model."""
+
+    model_id: str
+    model_version: str
+    calibrated: bool
+    """False for a model whose normalisation/logistic constants need local calibration."""
+    radscores: dict[str, float] = field(default_factory=dict)
+    """Study radscores: ``cortical``, ``cancellous``, ``vertebral``."""
+    probability: float | None = None
+    """Fracture-risk probability; None when the model is uncalibrated."""
+    category: str | None = None
+    """Risk category (e.g. ``low``/``intermediate``/``high``); None when uncalibrated."""
+    explanation: dict[str, list[Contribution]] = field(default_factory=dict)
+    """Per output, the features that contributed most, largest first."""
+    levels_used: list[str] = field(default_factory=list)
+    remarks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StudyMeasurements:
+    """Measurements and scores of one study: the content of ``measurements.json``."""
+
+    levels: dict[str, LevelMeasurement]
+    l1_attenuation_hu: float | None = None
+    l1_attenuation_category: str | None = None
+    """``osteoporosis likely`` (<110 HU), ``indeterminate`` (110-160), ``normal likely`` (>160)."""
+    vbmd_mg_cm3: float | None = None
+    """Mean estimated vBMD over the complete target levels."""
+    vbmd_category: str | None = None
+    """ACR QCT category: ``normal`` (>120), ``low`` (80-120), ``osteoporosis`` (<80)."""
+    max_genant_grade: int | None = None
+    calibration: dict[str, float] = field(default_factory=dict)
+    """Internal (phantomless) calibration references, e.g. air/fat/muscle HU, slope, intercept."""
+    score: StudyScore | None = None
+    remarks: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (``measurements.json``)."""
+        return asdict(self)

@@ -1,0 +1,1 @@
+"""One module per ``scpnode`` subcommand; see :mod:`scpnode.cli`."""

@@ -1,0 +1,224 @@
+"""Node configuration: a TOML file validated into typed settings.
+
+Every key has a documented default (``deploy/scpnode.example.toml`` lists them
+all). Validation is done by pydantic so that a bad file gives one line naming
+the key, e.g. ``config error in node.toml: node.port: Input should be less than
+or equal to 65535``, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+AE_TITLE_MAX = 16
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message is one line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _check_ae_title(value: str) -> str:
+    value = value.strip()
+    if not value or len(value) > AE_TITLE_MAX or "\\" in value or not value.isprintable():
+        raise ValueError(f"AE title must be 1-{AE_TITLE_MAX} printable characters without backslash")
+    return value
+
+
+class NodeSettings(_Section):
+    """The DICOM listener and where data lives."""
+
+    ae_title: str = "SCPNODE"
+    host: str = "0.0.0.0"
+    port: int = Field(11112, ge=1, le=65535)
+    storage_dir: Path = Path("var/store")
+    database: Path = Path("var/scpnode.db")
+    max_associations: int = Field(10, ge=1, le=200)
+    """Total simultaneous associations the listener accepts."""
+    require_known_peers: bool = True
+    """Reject associations from calling AE titles/addresses not in [[peers]]."""
+
+    _ae = field_validator("ae_title")(_check_ae_title)
+
+
+class TlsSettings(_Section):
+    """DICOM TLS for the listener and for sending (PS3.15 Annex B)."""
+
+    enabled: bool = False
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+    """CA bundle that signs the peers' certificates."""
+    require_client_cert: bool = True
+
+
+class PeerSettings(_Section):
+    """A modality or PACS allowed to open associations with the node."""
+
+    ae_title: str
+    host: str
+    """IP address the association must come from ("*" for any)."""
+    max_associations: int = Field(4, ge=1, le=100)
+
+    _ae = field_validator("ae_title")(_check_ae_title)
+
+
+class DestinationSettings(_Section):
+    """A DICOM node the results (SEG, SR, visual report) are sent to."""
+
+    name: str
+    ae_title: str
+    host: str
+    port: int = Field(ge=1, le=65535)
+    tls: bool = False
+
+    _ae = field_validator("ae_title")(_check_ae_title)
+
+
+class CompletionSettings(_Section):
+    """When a series counts as complete."""
+
+    quiet_seconds: float = Field(30.0, gt=0)
+    """A series is complete after this long with no new instance."""
+    force_seconds: float = Field(600.0, gt=0)
+    """...or this long after its first instance, whatever keeps arriving."""
+    check_interval_seconds: float = Field(2.0, gt=0)
+
+
+class SelectionSettings(_Section):
+    """Declarative rules deciding which complete series go to inference."""
+
+    modalities: list[str] = ["CT"]
+    require_image_type: list[str] = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    allow_derived: bool = False
+    min_slices: int = Field(20, ge=3)
+    max_slice_thickness_mm: float = Field(5.0, gt=0)
+    min_pixel_spacing_mm: float = Field(0.3, gt=0)
+    max_pixel_spacing_mm: float = Field(1.5, gt=0)
+    max_gantry_tilt_deg: float = Field(0.5, ge=0)
+    min_coverage_mm: float = Field(100.0, ge=0)
+    include_keywords: list[str] = []
+    """Series/study description or body part keywords of which one must be present (empty: any)."""
+    exclude_keywords: list[str] = ["SCOUT", "LOCALIZER", "TOPOGRAM", "DOSE", "MIP", "MPR", "LUNG"]
+    allow_contrast: bool = True
+
+
+class PipelineSettings(_Section):
+    """Inference jobs."""
+
+    concurrency: int = Field(1, ge=1, le=16)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    segmentation_backend: str = "anatomical"
+    model_dir: Path | None = None
+    """Folder of radscore model files; None: the models shipped with the node."""
+    model_id: str = "che2025-published"
+    max_attempts: int = Field(3, ge=1)
+
+
+class WorklistSettings(_Section):
+    """Which scored studies are flagged for the screening coordinator."""
+
+    flag_risk_categories: list[str] = ["high"]
+    flag_vbmd_below: float | None = 80.0
+    flag_l1_hu_below: float | None = 110.0
+    flag_genant_grade_at_least: int | None = Field(2, ge=1, le=3)
+
+
+class WebSettings(_Section):
+    """The coordinator's browser UI."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    secure_cookies: bool = True
+    """Send session cookies only over HTTPS; set false only for local testing."""
+    session_hours: float = Field(8.0, gt=0)
+    pacs_viewer_url: str = ""
+    """Template for a viewer link, e.g. ``https://pacs/viewer?StudyInstanceUIDs={study_uid}``."""
+
+
+class RetentionSettings(_Section):
+    """Purge of received images once results are delivered."""
+
+    purge_images_after_days: float | None = None
+    """None keeps received images forever."""
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    file: Path | None = None
+
+
+class Settings(_Section):
+    """The whole node configuration."""
+
+    node: NodeSettings = NodeSettings()
+    tls: TlsSettings = TlsSettings()
+    peers: list[PeerSettings] = []
+    destinations: list[DestinationSettings] = []
+    completion: CompletionSettings = CompletionSettings()
+    selection: SelectionSettings = SelectionSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    worklist: WorklistSettings = WorklistSettings()
+    web: WebSettings = WebSettings()
+    retention: RetentionSettings = RetentionSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    def resolve_paths(self, base: Path) -> "Settings":
+        """Make relative paths relative to ``base`` (the config file's folder)."""
+        node = self.node
+        node.storage_dir = _under(base, node.storage_dir)
+        node.database = _under(base, node.database)
+        for section, names in ((self.tls, ("cert_file", "key_file", "ca_file")),
+                               (self.pipeline, ("model_dir",)), (self.logging, ("file",))):
+            for name in names:
+                value = getattr(section, name)
+                if value is not None:
+                    setattr(section, name, _under(base, value))
+        return self
+
+
+def _under(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else (base / path)
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Read and validate a TOML configuration file (None: all defaults, paths under cwd).
+
+    Raises:
+        ConfigError: one line naming the file and the offending key.
+    """
+    if path is None:
+        return Settings().resolve_paths(Path.cwd())
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config error in {path}: not valid TOML ({exc})") from None
+    return settings_from_dict(data, source=str(path)).resolve_paths(path.resolve().parent)
+
+
+def settings_from_dict(data: dict, source: str = "config") -> Settings:
+    """Validate an already-parsed configuration mapping."""
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"config error in {source}: {key}: {message}{more}") from None
+    if settings.tls.enabled and not (settings.tls.cert_file and settings.tls.key_file):
+        raise ConfigError(f"config error in {source}: tls: enabled needs cert_file and key_file")
+    return settings

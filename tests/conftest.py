@@ -1,0 +1,73 @@
+"""Fixtures shared by the whole suite.
+
+- ``shared_data``: the real data in ../shared/data (the one way tests find it).
+- ``require_tool``: a real peer program (Orthanc, DCMTK, dicom3tools, Chromium).
+  Outside CI a missing peer skips the test; with ``CI=true`` it fails it.
+- ``orthanc``: a private Orthanc on free loopback ports, torn down after the test.
+- ``output_dir``: tests/output/<test name>, kept after the run for figures and
+  pictures that a person looks at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from scpnode.orthanc import LocalOrthanc
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} is missing; in CI every peer and data set must be present")
+    pytest.skip(f"{what} is missing")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of ../shared/data (real CT and third-party DICOM objects)."""
+    if not (SHARED_DATA / "real_ct").is_dir():
+        _missing(f"shared data folder {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def require_tool() -> Callable[[str], str]:
+    """Return the path of a peer program, failing (CI) or skipping when absent."""
+
+    def require(name: str) -> str:
+        path = shutil.which(name)
+        if path is None:
+            _missing(f"peer program '{name}'")
+        return path
+
+    return require
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path, require_tool: Callable[[str], str]) -> Iterator[LocalOrthanc]:
+    """A running private Orthanc (AE title ORTHANC) on free loopback ports."""
+    require_tool("Orthanc")
+    server = LocalOrthanc(workdir=tmp_path / "orthanc").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def output_dir(request: pytest.FixtureRequest) -> Path:
+    """A per-test folder under tests/output that survives the run."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid.split("::", 1)[-1])[:100]
+    path = PROJECT_ROOT / "tests" / "output" / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
