@@ -71,3 +71,28 @@ def output_dir(request: pytest.FixtureRequest) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+_BENCH_LINES: list[str] = []
+
+
+@pytest.fixture
+def bench_report(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Record a benchmark figure; all figures are printed at the end of the run.
+
+    ``bench_report("segment 512x512x300", seconds=12.3, peak_mb=2100)``
+    Benchmarks print figures; they never assert on timings.
+    """
+
+    def report(label: str, **figures: float | int | str) -> None:
+        text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
+        _BENCH_LINES.append(f"{request.node.name}: {label}: {text}")
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: D103 - pytest hook
+    if _BENCH_LINES:
+        terminalreporter.section("benchmark figures")
+        for line in _BENCH_LINES:
+            terminalreporter.write_line(line)
