@@ -55,6 +55,8 @@ class SegmentationResult:
     labelling_confidence: float = 1.0
     needs_review: bool = False
     warnings: list[str] = field(default_factory=list)
+    levels_not_in_view: list[str] = field(default_factory=list)
+    """Target levels (T11-L2) that were not found in the field of view."""
 
     def complete_levels(self, wanted: tuple[str, ...]) -> list[str]:
         """Names of ``wanted`` levels that were found and are completely in view."""
@@ -79,6 +81,7 @@ class SegmentationResult:
             "labelling_confidence": self.labelling_confidence,
             "needs_review": self.needs_review,
             "warnings": list(self.warnings),
+            "levels_not_in_view": list(self.levels_not_in_view),
         }
 
 
