@@ -1,0 +1,184 @@
+"""Inference jobs: one per selected, complete series, with states that survive a restart.
+
+States (mercure-style, explicit and persistent)::
+
+    queued -> running -> done
+                      -> out_of_scope   (T11-L2 not completely in view, with the reason)
+                      -> failed         (stage and error recorded; retry puts it back to queued)
+
+A job row records when each state was entered and how long each pipeline
+stage took (``stage_seconds``, JSON). A job that was ``running`` when the node
+died (kill -9 included) is put back to ``queued`` on start by
+:meth:`JobQueue.recover_interrupted`; the pipeline is written so that running a
+job again does not send its results twice (see :mod:`scpnode.pipeline`).
+
+One series gets one job per content: enqueueing the same series with the same
+content signature again returns the existing job, so a resend of identical
+instances does not process the series twice; changed content makes a new job.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlite_utils
+
+QUEUED, RUNNING, DONE, OUT_OF_SCOPE, FAILED = "queued", "running", "done", "out_of_scope", "failed"
+STATES = (QUEUED, RUNNING, DONE, OUT_OF_SCOPE, FAILED)
+FINAL_STATES = (DONE, OUT_OF_SCOPE, FAILED)
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC timestamp with milliseconds, as stored in every table."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Job:
+    """One row of the ``jobs`` table."""
+
+    id: int
+    study_uid: str
+    series_uid: str
+    series_dir: str
+    content_signature: str
+    state: str
+    attempts: int = 0
+    stage: str = ""
+    error: str = ""
+    reason: str = ""
+    result_dir: str = ""
+    created_at: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Job":
+        values = dict(row)
+        values["stage_seconds"] = json.loads(values.get("stage_seconds") or "{}")
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+
+class JobQueue:
+    """The ``jobs`` table and its state transitions.
+
+    Every transition is one SQL statement guarded by the expected current
+    state, so two dispatchers (or a dispatcher and the web UI's retry) can
+    never both move the same job.
+    """
+
+    def __init__(self, db: sqlite_utils.Database):
+        self.db = db
+        self._lock = threading.Lock()
+        ensure_schema(db)
+
+    def enqueue(self, study_uid: str, series_uid: str, series_dir: str, content_signature: str) -> Job:
+        """Queue a job for a series, or return the existing one for the same content."""
+        with self._lock:
+            existing = self._query(
+                "select * from jobs where series_uid = ? and content_signature = ? order by id desc limit 1",
+                [series_uid, content_signature],
+            )
+            if existing:
+                return existing[0]
+            table = self.db["jobs"].insert({
+                "study_uid": study_uid, "series_uid": series_uid, "series_dir": series_dir,
+                "content_signature": content_signature, "state": QUEUED, "attempts": 0,
+                "stage": "", "error": "", "reason": "", "result_dir": "",
+                "created_at": utc_now(), "stage_seconds": "{}",
+            })
+            return self.get(table.last_pk)
+
+    def get(self, job_id: int) -> Job:
+        rows = self._query("select * from jobs where id = ?", [job_id])
+        if not rows:
+            raise KeyError(f"no job with id {job_id}")
+        return rows[0]
+
+    def claim_next(self) -> Job | None:
+        """Move the oldest queued job to running and return it (None when none is queued)."""
+        with self._lock, self.db.conn:
+            row = self.db.execute("select id from jobs where state = ? order by id limit 1", [QUEUED]).fetchone()
+            if row is None:
+                return None
+            self.db.execute(
+                "update jobs set state = ?, attempts = attempts + 1, started_at = ?, finished_at = null, "
+                "error = '', reason = '', stage = '' where id = ? and state = ?",
+                [RUNNING, utc_now(), row[0], QUEUED],
+            )
+        return self.get(row[0])
+
+    def record_stage(self, job_id: int, stage: str, seconds: float | None = None) -> None:
+        """Note that ``stage`` started (seconds None) or took ``seconds``."""
+        with self._lock, self.db.conn:
+            if seconds is None:
+                self.db.execute("update jobs set stage = ? where id = ?", [stage, job_id])
+                return
+            current = self.db.execute("select stage_seconds from jobs where id = ?", [job_id]).fetchone()
+            durations = json.loads(current[0] or "{}") if current else {}
+            durations[stage] = round(seconds, 3)
+            self.db.execute("update jobs set stage_seconds = ? where id = ?", [json.dumps(durations), job_id])
+
+    def finish(self, job_id: int, state: str, *, reason: str = "", error: str = "", result_dir: str = "") -> None:
+        """Move a running job to a final state."""
+        if state not in FINAL_STATES:
+            raise ValueError(f"{state!r} is not a final job state")
+        with self._lock, self.db.conn:
+            self.db.execute(
+                "update jobs set state = ?, reason = ?, error = ?, result_dir = coalesce(nullif(?, ''), result_dir), "
+                "finished_at = ? where id = ? and state = ?",
+                [state, reason, error, result_dir, utc_now(), job_id, RUNNING],
+            )
+
+    def retry(self, job_id: int) -> Job:
+        """Put a failed job back in the queue (CLI ``scpnode jobs retry``, web UI).
+
+        Raises:
+            KeyError: no such job.
+            ValueError: the job is not failed.
+        """
+        job = self.get(job_id)
+        if job.state != FAILED:
+            raise ValueError(f"job {job_id} is {job.state}; only failed jobs can be retried")
+        with self._lock, self.db.conn:
+            self.db.execute("update jobs set state = ?, error = '' where id = ? and state = ?",
+                            [QUEUED, job_id, FAILED])
+        return self.get(job_id)
+
+    def recover_interrupted(self) -> list[int]:
+        """On start: jobs left running by a dead node go back to the queue."""
+        with self._lock, self.db.conn:
+            ids = [r[0] for r in self.db.execute("select id from jobs where state = ?", [RUNNING]).fetchall()]
+            self.db.execute("update jobs set state = ? where state = ?", [QUEUED, RUNNING])
+        return ids
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs per state (every state present, zero when none)."""
+        found = dict(self.db.execute("select state, count(*) from jobs group by state").fetchall())
+        return {state: found.get(state, 0) for state in STATES}
+
+    def recent(self, limit: int = 20, state: str | None = None) -> list[Job]:
+        if state is None:
+            return self._query("select * from jobs order by id desc limit ?", [limit])
+        return self._query("select * from jobs where state = ? order by id desc limit ?", [state, limit])
+
+    def _query(self, sql: str, params: list[Any]) -> list[Job]:
+        return [Job.from_row(row) for row in self.db.query(sql, params)]
+
+
+def ensure_schema(db: sqlite_utils.Database) -> None:
+    """Create the ``jobs`` table and its indexes when missing."""
+    if "jobs" in db.table_names():
+        return
+    db["jobs"].create({
+        "id": int, "study_uid": str, "series_uid": str, "series_dir": str, "content_signature": str,
+        "state": str, "attempts": int, "stage": str, "error": str, "reason": str, "result_dir": str,
+        "created_at": str, "started_at": str, "finished_at": str, "stage_seconds": str,
+    }, pk="id", not_null={"study_uid", "series_uid", "state"})
+    db["jobs"].create_index(["state"], if_not_exists=True)
+    db["jobs"].create_index(["series_uid", "content_signature"], if_not_exists=True)
