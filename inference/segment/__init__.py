@@ -1,0 +1,24 @@
+"""Vertebra segmentation: backends behind one interface, shared compartments and levels.
+
+Use :func:`segment_volume`; it runs a registered backend (``"anatomical"``, the
+weight-free default, or ``"unet"``), splits the vertebral bodies into cortical
+shell and cancellous core (:mod:`inference.segment.compartments`) and describes
+each level found (:mod:`inference.segment.levels`). :mod:`inference.segment.io`
+writes and reads the ``scpnode segment`` output folder.
+"""
+
+from inference.segment.api import (
+    BackendOutput,
+    SegmentationBackend,
+    available_backends,
+    register_backend,
+    segment_volume,
+)
+
+__all__ = [
+    "BackendOutput",
+    "SegmentationBackend",
+    "available_backends",
+    "register_backend",
+    "segment_volume",
+]

@@ -1,0 +1,105 @@
+"""Describe the levels a backend labelled: voxels, centroid, completeness, what is missing.
+
+A level is *complete* when its vertebral body lies wholly inside the field of
+view: a body whose labels reach a face of the volume is cut by the scan edge and
+its density or height would be wrong, so it is reported incomplete with the side
+it is cut on (e.g. "vertebral body cut by the superior edge of the field of view").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from inference.levels import LEVEL_NAMES, TARGET_LEVELS
+from inference.results import LevelSegmentation
+
+_LPS_SIDES = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
+"""Names of the low and high end of each LPS axis."""
+
+
+@dataclass
+class LevelDescription:
+    """Per-level description of a labelling."""
+
+    levels: dict[str, LevelSegmentation]
+    """Every labelled level, in cranio-caudal (VerSe id) order."""
+    not_in_view: list[str] = field(default_factory=list)
+    """Target levels (T11-L2) not found at all."""
+    warnings: list[str] = field(default_factory=list)
+
+
+def describe_levels(
+    vertebrae: sitk.Image,
+    bodies: sitk.Image,
+    *,
+    level_confidence: Mapping[int, float] | None = None,
+    default_confidence: float = 1.0,
+) -> LevelDescription:
+    """Describe every level labelled in ``vertebrae`` (VerSe ids) with its body in ``bodies``.
+
+    Args:
+        vertebrae: whole-vertebra labels on the input grid.
+        bodies: vertebral-body labels (same ids) on the input grid.
+        level_confidence: per VerSe id labelling confidence from the backend.
+        default_confidence: confidence of ids not in ``level_confidence``.
+    """
+    level_confidence = level_confidence or {}
+    vertebra_stats = sitk.LabelShapeStatisticsImageFilter()
+    vertebra_stats.Execute(sitk.Cast(vertebrae, sitk.sitkUInt8))
+    body_stats = sitk.LabelShapeStatisticsImageFilter()
+    body_stats.Execute(sitk.Cast(bodies, sitk.sitkUInt8))
+    body_ids = set(body_stats.GetLabels())
+
+    levels: dict[str, LevelSegmentation] = {}
+    for label in sorted(vertebra_stats.GetLabels()):
+        name = LEVEL_NAMES.get(int(label))
+        if name is None:
+            continue
+        if label in body_ids:
+            centroid = body_stats.GetCentroid(label)
+            cut_sides = _cut_sides(bodies, body_stats.GetBoundingBox(label))
+            reason = f"vertebral body cut by the {' and '.join(cut_sides)} edge of the field of view" if cut_sides else ""
+        else:
+            centroid = vertebra_stats.GetCentroid(label)
+            cut_sides = ["unknown"]
+            reason = "no vertebral body found for this vertebra"
+        levels[name] = LevelSegmentation(
+            name=name,
+            verse_id=int(label),
+            complete=not cut_sides,
+            voxels=int(vertebra_stats.GetNumberOfPixels(label)),
+            centroid_lps=tuple(round(float(c), 2) for c in centroid),
+            confidence=round(float(level_confidence.get(int(label), default_confidence)), 3),
+            reason=reason,
+        )
+
+    not_in_view = [name for name in TARGET_LEVELS if name not in levels]
+    warnings = []
+    if len(not_in_view) == len(TARGET_LEVELS):
+        warnings.append("levels not in view: none of T11-L2 is in the field of view")
+    elif not_in_view:
+        warnings.append(f"levels not in view: {', '.join(not_in_view)}")
+    return LevelDescription(levels=levels, not_in_view=not_in_view, warnings=warnings)
+
+
+def _cut_sides(image: sitk.Image, bounding_box: tuple[int, ...]) -> list[str]:
+    """Anatomical sides (LPS names) on which a bounding box reaches the edge of the image."""
+    size = image.GetSize()
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    sides = []
+    for axis in range(3):
+        start, extent = bounding_box[axis], bounding_box[axis + 3]
+        column = direction[:, axis]
+        lps_axis = int(np.argmax(np.abs(column)))
+        low_name, high_name = _LPS_SIDES[lps_axis]
+        if column[lps_axis] < 0:
+            low_name, high_name = high_name, low_name
+        if start == 0:
+            sides.append(low_name)
+        if start + extent >= size[axis]:
+            sides.append(high_name)
+    return sides
