@@ -163,6 +163,9 @@ class StudyScore:
     """Fracture-risk probability; None when the model is uncalibrated."""
     category: str | None = None
     """Risk category (e.g. ``low``/``intermediate``/``high``); None when uncalibrated."""
+    probabilities: dict[str, float] = field(default_factory=dict)
+    """Probability of every logistic model of the score (``cortical``, ``vertebral``, ``combined``...);
+    ``probability`` is the model's primary one. Empty when uncalibrated."""
     explanation: dict[str, list[Contribution]] = field(default_factory=dict)
     """Per output, the features that contributed most, largest first."""
     levels_used: list[str] = field(default_factory=list)
