@@ -100,13 +100,17 @@ class SelectionSettings(_Section):
     allow_derived: bool = False
     min_slices: int = Field(20, ge=3)
     max_slice_thickness_mm: float = Field(5.0, gt=0)
+    max_slice_spacing_mm: float = Field(5.0, gt=0)
+    """Largest distance between neighbouring slice centres."""
     min_pixel_spacing_mm: float = Field(0.3, gt=0)
     max_pixel_spacing_mm: float = Field(1.5, gt=0)
     max_gantry_tilt_deg: float = Field(0.5, ge=0)
     min_coverage_mm: float = Field(100.0, ge=0)
     include_keywords: list[str] = []
     """Series/study description or body part keywords of which one must be present (empty: any)."""
-    exclude_keywords: list[str] = ["SCOUT", "LOCALIZER", "TOPOGRAM", "DOSE", "MIP", "MPR", "LUNG"]
+    exclude_keywords: list[str] = ["SCOUT", "LOCALIZER", "TOPOGRAM", "DOSE REPORT", "MIP", "MPR", "LUNG"]
+    """Whole words in the series description or image type that exclude a series ("DOSE REPORT",
+    not "DOSE", so that low-dose CTs stay in)."""
     allow_contrast: bool = True
 
 

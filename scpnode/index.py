@@ -1,0 +1,460 @@
+"""The series index: studies, series and instances in SQLite, and the series states.
+
+A series moves through explicit states that survive a restart (mercure's
+model)::
+
+    received --(quiet period or force timeout)--> complete --(selection rules)--> selected | rejected
+        ^                                                                             |
+        +---------------- a new or changed instance reopens the series --------------+
+    selected --(pipeline: T11-L2 not in view, ...)--> out_of_scope
+
+Every ``rejected`` and ``out_of_scope`` series carries a reason. Each reopening
+bumps the series ``revision``, so that a decision taken on an older content
+never overwrites the state of a newer one. A selected series is handed to the
+job pipeline through the ``Node``'s ``on_series_selected`` hook; the pipeline
+confirms with :func:`acknowledge_selected`, and :func:`selected_not_handed_off`
+lists what a crash left unconfirmed.
+
+Duplicates: an instance is identified by its SOP Instance UID and the SHA-256
+of its encoded data set; the same UID with the same content changes nothing,
+with different content it replaces the file and reopens the series.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import sqlite_utils
+from pydicom.dataset import Dataset
+
+from scpnode.db import migrate, transaction
+
+
+class SeriesState(StrEnum):
+    """Where a series stands (stored as text in ``series.state``)."""
+
+    RECEIVED = "received"
+    """Instances are arriving; not yet complete."""
+    COMPLETE = "complete"
+    """Quiet period or force timeout passed; selection not yet decided."""
+    SELECTED = "selected"
+    """Passed the selection rules; goes to the job pipeline."""
+    REJECTED = "rejected"
+    """Failed a selection rule (``reason`` says which)."""
+    OUT_OF_SCOPE = "out_of_scope"
+    """Selected, but the pipeline found it cannot be analysed (e.g. T11-L2 not in view)."""
+
+
+class RecordOutcome(StrEnum):
+    """What recording an instance did."""
+
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    """Same SOP Instance UID and same content as already stored: nothing changed."""
+    CHANGED = "changed"
+    """Same SOP Instance UID, different content: replaced, series reopened."""
+
+
+@dataclass(frozen=True)
+class InstanceMeta:
+    """The attributes of one instance that indexing and selection need.
+
+    Geometry is per frame (``positions``) so that single-frame CT and
+    multi-frame Enhanced CT are judged alike.
+    """
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    modality: str = ""
+    image_type: tuple[str, ...] = ()
+    instance_number: int | None = None
+    series_description: str = ""
+    study_description: str = ""
+    protocol_name: str = ""
+    body_part_examined: str = ""
+    slice_thickness: float | None = None
+    pixel_spacing: tuple[float, float] | None = None
+    orientation: tuple[float, ...] | None = None
+    """Image Orientation (Patient): row then column direction cosines."""
+    positions: tuple[tuple[float, float, float], ...] = ()
+    """Image Position (Patient) of each frame, in mm."""
+    gantry_tilt: float | None = None
+    contrast_agent: str = ""
+    rows: int | None = None
+    columns: int | None = None
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> "InstanceMeta":
+        """Read the attributes from a data set (Enhanced CT: from its functional groups)."""
+        shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+        measures = _first_item(shared, "PixelMeasuresSequence") or _first_item(
+            per_frame[0] if per_frame else None, "PixelMeasuresSequence")
+        plane = _first_item(shared, "PlaneOrientationSequence") or _first_item(
+            per_frame[0] if per_frame else None, "PlaneOrientationSequence")
+        if per_frame:
+            positions = tuple(
+                _floats(_first_item(frame, "PlanePositionSequence"), "ImagePositionPatient", 3)
+                for frame in per_frame)
+            positions = tuple(p for p in positions if p is not None)
+        else:
+            position = _floats(ds, "ImagePositionPatient", 3)
+            positions = (position,) if position is not None else ()
+        pixel_spacing = _floats(ds, "PixelSpacing", 2) or _floats(measures, "PixelSpacing", 2)
+        return cls(
+            sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
+            sop_class_uid=str(ds.get("SOPClassUID", "") or ""),
+            study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
+            series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""),
+            modality=str(ds.get("Modality", "") or ""),
+            image_type=tuple(str(v).upper() for v in _multi(ds.get("ImageType"))),
+            instance_number=_int(ds.get("InstanceNumber")),
+            series_description=str(ds.get("SeriesDescription", "") or ""),
+            study_description=str(ds.get("StudyDescription", "") or ""),
+            protocol_name=str(ds.get("ProtocolName", "") or ""),
+            body_part_examined=str(ds.get("BodyPartExamined", "") or ""),
+            slice_thickness=_float(ds.get("SliceThickness")) or _float(
+                measures.get("SliceThickness") if measures else None),
+            pixel_spacing=pixel_spacing,
+            orientation=_floats(ds, "ImageOrientationPatient", 6) or _floats(plane, "ImageOrientationPatient", 6),
+            positions=positions,
+            gantry_tilt=_float(ds.get("GantryDetectorTilt")),
+            contrast_agent=str(ds.get("ContrastBolusAgent", "") or ""),
+            rows=_int(ds.get("Rows")),
+            columns=_int(ds.get("Columns")),
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "InstanceMeta":
+        """Read the attributes from a DICOM file (pixel data is not loaded)."""
+        return cls.from_dataset(pydicom.dcmread(path, stop_before_pixels=True))
+
+    def to_row(self) -> dict[str, Any]:
+        row = {name: getattr(self, name) for name in _META_COLUMNS}
+        for name in _JSON_COLUMNS:
+            row[name] = json.dumps(row[name]) if row[name] is not None else None
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "InstanceMeta":
+        values = {name: row[name] for name in _META_COLUMNS}
+        for name in _JSON_COLUMNS:
+            if values[name] is not None:
+                values[name] = _tuples(json.loads(values[name]))
+        values["image_type"] = values["image_type"] or ()
+        values["positions"] = values["positions"] or ()
+        return cls(**values)
+
+
+_META_COLUMNS = tuple(f for f in InstanceMeta.__dataclass_fields__)
+_JSON_COLUMNS = ("image_type", "pixel_spacing", "orientation", "positions")
+
+
+@dataclass(frozen=True)
+class SeriesRef:
+    """A series as the rest of the node sees it (the value handed to the job pipeline)."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    folder: Path
+    """Folder holding the series' files (``<sop uid>.dcm``)."""
+    instance_count: int
+    modality: str
+    series_description: str
+    state: SeriesState
+    revision: int
+    """Bumped whenever new or changed content reopens the series."""
+    reason: str | None = None
+    """Why the series was rejected or is out of scope."""
+    body_part_examined: str = ""
+    first_received_at: float = 0.0
+    last_received_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class PatientStudy:
+    """Study-level attributes kept in the ``studies`` table (patient data: never log it)."""
+
+    study_instance_uid: str
+    patient_id: str = ""
+    patient_name: str = ""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    accession_number: str = ""
+    study_date: str = ""
+    study_description: str = ""
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> "PatientStudy":
+        return cls(
+            study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
+            patient_id=str(ds.get("PatientID", "") or ""),
+            patient_name=str(ds.get("PatientName", "") or ""),
+            patient_birth_date=str(ds.get("PatientBirthDate", "") or ""),
+            patient_sex=str(ds.get("PatientSex", "") or ""),
+            accession_number=str(ds.get("AccessionNumber", "") or ""),
+            study_date=str(ds.get("StudyDate", "") or ""),
+            study_description=str(ds.get("StudyDescription", "") or ""),
+        )
+
+
+MIGRATIONS = [
+    """
+    CREATE TABLE studies (
+        study_instance_uid TEXT PRIMARY KEY,
+        patient_id TEXT, patient_name TEXT, patient_birth_date TEXT, patient_sex TEXT,
+        accession_number TEXT, study_date TEXT, study_description TEXT,
+        first_received_at REAL NOT NULL, last_received_at REAL NOT NULL
+    );
+    CREATE TABLE series (
+        series_instance_uid TEXT PRIMARY KEY,
+        study_instance_uid TEXT NOT NULL REFERENCES studies(study_instance_uid),
+        folder TEXT NOT NULL,
+        modality TEXT, series_description TEXT, body_part_examined TEXT,
+        state TEXT NOT NULL, reason TEXT,
+        revision INTEGER NOT NULL DEFAULT 1,
+        instance_count INTEGER NOT NULL DEFAULT 0,
+        total_bytes INTEGER NOT NULL DEFAULT 0,
+        first_received_at REAL NOT NULL,
+        opened_at REAL NOT NULL,
+        last_received_at REAL NOT NULL,
+        completed_at REAL, decided_at REAL, handed_off_at REAL,
+        selection_json TEXT
+    );
+    CREATE INDEX series_state ON series(state);
+    CREATE INDEX series_study ON series(study_instance_uid);
+    CREATE TABLE instances (
+        sop_instance_uid TEXT PRIMARY KEY,
+        series_instance_uid TEXT NOT NULL REFERENCES series(series_instance_uid),
+        study_instance_uid TEXT NOT NULL,
+        sop_class_uid TEXT NOT NULL,
+        transfer_syntax_uid TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        calling_ae_title TEXT,
+        modality TEXT, image_type TEXT, instance_number INTEGER,
+        series_description TEXT, study_description TEXT, protocol_name TEXT, body_part_examined TEXT,
+        slice_thickness REAL, pixel_spacing TEXT, orientation TEXT, positions TEXT,
+        gantry_tilt REAL, contrast_agent TEXT, rows INTEGER, columns INTEGER
+    );
+    CREATE INDEX instances_series ON instances(series_instance_uid);
+    """,
+]
+
+
+def create_tables(db: sqlite_utils.Database) -> None:
+    """Create or migrate the index tables."""
+    migrate(db, "index", MIGRATIONS)
+
+
+def find_instance(db: sqlite_utils.Database, sop_instance_uid: str) -> dict[str, Any] | None:
+    """The ``instances`` row of a SOP Instance UID, or None."""
+    rows = list(db.query("SELECT * FROM instances WHERE sop_instance_uid = ?", [sop_instance_uid]))
+    return rows[0] if rows else None
+
+
+def record_instance(
+    db: sqlite_utils.Database,
+    meta: InstanceMeta,
+    study: PatientStudy,
+    *,
+    path: Path,
+    folder: Path,
+    size: int,
+    sha256: str,
+    transfer_syntax_uid: str,
+    calling_ae_title: str = "",
+    now: float | None = None,
+) -> RecordOutcome:
+    """Index an instance whose file is already durable at ``path``.
+
+    A new instance, or a known one with different content, (re)opens its
+    series: state ``received``, revision bumped if it had been decided.
+    """
+    now = time.time() if now is None else now
+    with transaction(db):
+        existing = find_instance(db, meta.sop_instance_uid)
+        if existing is not None and existing["sha256"] == sha256:
+            return RecordOutcome.DUPLICATE
+        _upsert_study(db, study, now)
+        _open_series(db, meta, folder, now)
+        row = meta.to_row() | {
+            "transfer_syntax_uid": transfer_syntax_uid, "path": str(path), "size": size,
+            "sha256": sha256, "received_at": now, "calling_ae_title": calling_ae_title,
+        }
+        db["instances"].insert(row, replace=True)
+        affected = {meta.series_instance_uid}
+        if existing is not None:
+            affected.add(existing["series_instance_uid"])
+        for series_uid in affected:
+            db.execute(
+                "UPDATE series SET instance_count = (SELECT COUNT(*) FROM instances WHERE series_instance_uid = ?1),"
+                " total_bytes = (SELECT COALESCE(SUM(size), 0) FROM instances WHERE series_instance_uid = ?1)"
+                " WHERE series_instance_uid = ?1", [series_uid])
+    return RecordOutcome.NEW if existing is None else RecordOutcome.CHANGED
+
+
+def _upsert_study(db: sqlite_utils.Database, study: PatientStudy, now: float) -> None:
+    db.execute(
+        "INSERT INTO studies (study_instance_uid, patient_id, patient_name, patient_birth_date, patient_sex,"
+        " accession_number, study_date, study_description, first_received_at, last_received_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(study_instance_uid) DO UPDATE SET last_received_at = excluded.last_received_at",
+        [study.study_instance_uid, study.patient_id, study.patient_name, study.patient_birth_date,
+         study.patient_sex, study.accession_number, study.study_date, study.study_description, now, now])
+
+
+def _open_series(db: sqlite_utils.Database, meta: InstanceMeta, folder: Path, now: float) -> None:
+    received = SeriesState.RECEIVED.value
+    db.execute(
+        "INSERT INTO series (series_instance_uid, study_instance_uid, folder, modality, series_description,"
+        " body_part_examined, state, first_received_at, opened_at, last_received_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(series_instance_uid) DO UPDATE SET"
+        "  last_received_at = excluded.last_received_at,"
+        "  revision = revision + (state != ?),"
+        "  opened_at = CASE WHEN state = ? THEN opened_at ELSE excluded.opened_at END,"
+        "  state = ?, reason = NULL, completed_at = NULL, decided_at = NULL, handed_off_at = NULL",
+        [meta.series_instance_uid, meta.study_instance_uid, str(folder), meta.modality, meta.series_description,
+         meta.body_part_examined, received, now, now, now, received, received, received])
+
+
+def series_ref(db: sqlite_utils.Database, series_instance_uid: str) -> SeriesRef | None:
+    """The series with this UID, or None."""
+    rows = list(db.query("SELECT * FROM series WHERE series_instance_uid = ?", [series_instance_uid]))
+    return _ref(rows[0]) if rows else None
+
+
+def series_in_state(db: sqlite_utils.Database, state: SeriesState) -> list[SeriesRef]:
+    """All series in one state, oldest first."""
+    rows = db.query("SELECT * FROM series WHERE state = ? ORDER BY first_received_at", [state.value])
+    return [_ref(row) for row in rows]
+
+
+def series_instances(db: sqlite_utils.Database, series_instance_uid: str) -> list[InstanceMeta]:
+    """The indexed attributes of every instance of a series."""
+    rows = db.query("SELECT * FROM instances WHERE series_instance_uid = ?", [series_instance_uid])
+    return [InstanceMeta.from_row(row) for row in rows]
+
+
+def complete_quiet_series(db: sqlite_utils.Database, quiet_seconds: float, force_seconds: float,
+                          now: float | None = None) -> list[SeriesRef]:
+    """Mark ``complete`` every received series quiet for ``quiet_seconds`` or open for ``force_seconds``."""
+    now = time.time() if now is None else now
+    with transaction(db):
+        rows = list(db.query(
+            "UPDATE series SET state = ?, completed_at = ? WHERE state = ?"
+            " AND (last_received_at <= ? OR opened_at <= ?) RETURNING *",
+            [SeriesState.COMPLETE.value, now, SeriesState.RECEIVED.value, now - quiet_seconds, now - force_seconds]))
+    return [_ref(row) for row in rows]
+
+
+def record_decision(db: sqlite_utils.Database, series: SeriesRef, selected: bool, reason: str | None,
+                    details: dict[str, Any] | None = None, now: float | None = None) -> bool:
+    """Record the selection decision taken on ``series`` (its revision); False if it was reopened since."""
+    state = SeriesState.SELECTED if selected else SeriesState.REJECTED
+    return _transition(db, series, SeriesState.COMPLETE, state, reason,
+                       {"decided_at": time.time() if now is None else now,
+                        "selection_json": json.dumps(details) if details is not None else None})
+
+
+def mark_out_of_scope(db: sqlite_utils.Database, series: SeriesRef, reason: str) -> bool:
+    """Called by the job pipeline when a selected series cannot be analysed (e.g. T11-L2 not in view).
+
+    Returns False (and changes nothing) when the series has been reopened by
+    new content since ``series`` was handed over.
+    """
+    if not reason:
+        raise ValueError("an out-of-scope series needs a reason")
+    return _transition(db, series, SeriesState.SELECTED, SeriesState.OUT_OF_SCOPE, reason, {})
+
+
+def acknowledge_selected(db: sqlite_utils.Database, series: SeriesRef, now: float | None = None) -> bool:
+    """The job pipeline confirms it took over a selected series (this revision)."""
+    with transaction(db):
+        cursor = db.execute(
+            "UPDATE series SET handed_off_at = ? WHERE series_instance_uid = ? AND revision = ? AND state = ?",
+            [time.time() if now is None else now, series.series_instance_uid, series.revision,
+             SeriesState.SELECTED.value])
+    return cursor.rowcount == 1
+
+
+def selected_not_handed_off(db: sqlite_utils.Database) -> list[SeriesRef]:
+    """Selected series the pipeline has not acknowledged (e.g. the node stopped in between)."""
+    rows = db.query("SELECT * FROM series WHERE state = ? AND handed_off_at IS NULL ORDER BY decided_at",
+                    [SeriesState.SELECTED.value])
+    return [_ref(row) for row in rows]
+
+
+def _transition(db: sqlite_utils.Database, series: SeriesRef, expected: SeriesState, new: SeriesState,
+                reason: str | None, extra: dict[str, Any]) -> bool:
+    assignments = "".join(f", {name} = ?" for name in extra)
+    with transaction(db):
+        cursor = db.execute(
+            f"UPDATE series SET state = ?, reason = ?{assignments}"
+            " WHERE series_instance_uid = ? AND revision = ? AND state = ?",
+            [new.value, reason, *extra.values(), series.series_instance_uid, series.revision, expected.value])
+    return cursor.rowcount == 1
+
+
+def _ref(row: dict[str, Any]) -> SeriesRef:
+    return SeriesRef(
+        study_instance_uid=row["study_instance_uid"], series_instance_uid=row["series_instance_uid"],
+        folder=Path(row["folder"]), instance_count=row["instance_count"], modality=row["modality"] or "",
+        series_description=row["series_description"] or "", state=SeriesState(row["state"]),
+        revision=row["revision"], reason=row["reason"], body_part_examined=row["body_part_examined"] or "",
+        first_received_at=row["first_received_at"], last_received_at=row["last_received_at"],
+    )
+
+
+def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
+    if ds is None:
+        return None
+    seq = ds.get(keyword)
+    return seq[0] if seq else None
+
+
+def _multi(value: Any) -> list[Any]:
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _floats(ds: Dataset | None, keyword: str, count: int) -> tuple[float, ...] | None:
+    if ds is None:
+        return None
+    values = [_float(v) for v in _multi(ds.get(keyword))]
+    if len(values) != count or any(v is None for v in values):
+        return None
+    return tuple(values)  # type: ignore[arg-type]
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
