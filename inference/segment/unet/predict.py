@@ -1,0 +1,161 @@
+"""The ``unet`` segmentation backend: sliding-window inference of a trained model directory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.inferers import sliding_window_inference
+from scipy import ndimage
+
+from inference.levels import LEVEL_NAMES
+from inference.segment.api import BackendOutput
+from inference.segment.unet.network import LoadedModel, load_model
+from inference.segment.unet.preprocess import network_input
+from inference.segment.unet.spec import ModelDirError
+
+WINDOW_OVERLAP = 0.25
+"""Fraction by which neighbouring windows overlap; blended with a Gaussian importance map."""
+SLAB_SLICES = 32
+"""Slices of logits turned into labels at a time, which bounds the memory of softmax on big label sets."""
+
+
+def segment_unet(image: sitk.Image, *, device: str = "auto", model_dir: Path | None = None) -> BackendOutput:
+    """Label whole vertebrae and vertebral bodies (VerSe ids) with a trained U-Net.
+
+    The CT is resampled onto the model's axis-aligned grid and windowed as in
+    training, run through the network by MONAI's sliding-window inference (on
+    CUDA when ``device`` allows and a GPU is present), each vertebra keeps its
+    largest connected component, and the labels are resampled back onto the
+    input grid.
+
+    Raises:
+        ModelDirError: no or an unusable model directory.
+        ValueError: ``device="cuda"`` without a GPU.
+    """
+    if model_dir is None:
+        raise ModelDirError(
+            "the unet backend needs a model directory (scpnode segment-train writes one; "
+            "set [pipeline] segmentation_model_dir or pass --model-dir)"
+        )
+    model = load_model(model_dir, device)
+    spec = model.spec
+    volume, reference = network_input(image, spec.spacing_mm, spec.intensity_window_hu)
+    logits = predict_logits(model.network, volume, spec.patch_size, model.device)
+    if logits.shape[0] != spec.out_channels:
+        raise ModelDirError(
+            f"{model_dir}: network gives {logits.shape[0]} output channels, model.json implies {spec.out_channels}"
+        )
+    index, in_body, probability = labels_from_logits(logits, len(spec.labels))
+    del logits
+    index = keep_largest_component_per_label(index)
+
+    verse_ids = np.zeros(len(spec.labels) + 1, dtype=np.uint8)
+    verse_ids[1:] = spec.labels
+    vertebrae = verse_ids[index]
+    bodies = np.where(in_body, vertebrae, 0).astype(np.uint8)
+    level_confidence = {
+        int(verse_ids[i]): round(float(probability[index == i].mean()), 3)
+        for i in np.unique(index) if i > 0
+    }
+    warnings = _order_warnings(vertebrae, reference)
+    if not level_confidence:
+        warnings.append("the U-Net found no vertebra in this image")
+    return BackendOutput(
+        vertebrae=_to_input_grid(vertebrae, reference, image),
+        bodies=_to_input_grid(bodies, reference, image),
+        version=model.version,
+        labelling_confidence=min(level_confidence.values(), default=0.0),
+        level_confidence=level_confidence,
+        needs_review=bool(warnings) and bool(level_confidence),
+        warnings=warnings,
+    )
+
+
+def predict_logits(
+    network: torch.nn.Module, volume: np.ndarray, patch_size: Sequence[int], device: torch.device
+) -> torch.Tensor:
+    """Network output ``(channels, z, y, x)`` for a windowed volume, blended over overlapping windows.
+
+    Windows run on ``device``; the blended output stays on the CPU so that a
+    large volume does not need to fit in GPU memory (only the windows do).
+    """
+    inputs = torch.from_numpy(np.ascontiguousarray(volume))[None, None]
+    batch = 4 if device.type == "cuda" else 1
+    with torch.inference_mode():
+        output = sliding_window_inference(
+            inputs,
+            roi_size=tuple(patch_size),
+            sw_batch_size=batch,
+            predictor=network,
+            overlap=WINDOW_OVERLAP,
+            mode="gaussian",
+            padding_mode="constant",
+            cval=0.0,  # windowed air
+            sw_device=device,
+            device=torch.device("cpu"),
+        )
+    return output[0]
+
+
+def labels_from_logits(logits: torch.Tensor, n_labels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split network output into (vertebra channel index, in-body mask, probability of the chosen index)."""
+    depth = logits.shape[1]
+    index = np.empty(logits.shape[1:], dtype=np.uint8)
+    probability = np.empty(logits.shape[1:], dtype=np.float32)
+    in_body = np.empty(logits.shape[1:], dtype=bool)
+    for start in range(0, depth, SLAB_SLICES):
+        slab = logits[:, start:start + SLAB_SLICES]
+        softmax = torch.softmax(slab[: n_labels + 1], dim=0)
+        best, chosen = softmax.max(dim=0)
+        index[start:start + SLAB_SLICES] = chosen.numpy()
+        probability[start:start + SLAB_SLICES] = best.numpy()
+        in_body[start:start + SLAB_SLICES] = (slab[n_labels + 1] > 0).numpy()
+    return index, in_body, probability
+
+
+def keep_largest_component_per_label(index: np.ndarray) -> np.ndarray:
+    """Keep, for every label, only its largest 26-connected component; the rest becomes background.
+
+    A vertebra is one connected piece of bone; stray islands of a label are
+    network errors that would otherwise pull the centroid and the volume.
+    """
+    result = index.copy()
+    structure = np.ones((3, 3, 3), dtype=bool)
+    for label, box in enumerate(ndimage.find_objects(index), start=1):
+        if box is None:
+            continue
+        region = index[box] == label
+        components, count = ndimage.label(region, structure=structure)
+        if count > 1:
+            sizes = np.bincount(components.ravel())
+            sizes[0] = 0
+            result[box][region & (components != sizes.argmax())] = 0
+    return result
+
+
+def _order_warnings(vertebrae: np.ndarray, reference: sitk.Image) -> list[str]:
+    """Vertebra ids must run cranio-caudally; a label out of order means the labelling is wrong somewhere."""
+    ids = [int(i) for i in np.unique(vertebrae) if i > 0]
+    if len(ids) < 2:
+        return []
+    # array axis 0 is z; on the identity-direction model grid larger z is superior (LPS)
+    heights = ndimage.center_of_mass(np.ones_like(vertebrae, dtype=np.uint8), vertebrae, ids)
+    z_mm = [reference.GetOrigin()[2] + h[0] * reference.GetSpacing()[2] for h in heights]
+    out_of_order = [
+        f"{LEVEL_NAMES[upper]} is not above {LEVEL_NAMES[lower]}"
+        for (upper, z_upper), (lower, z_lower) in zip(zip(ids, z_mm), zip(ids[1:], z_mm[1:]))
+        if z_upper <= z_lower
+    ]
+    if not out_of_order:
+        return []
+    return [f"U-Net level labels out of cranio-caudal order ({'; '.join(out_of_order)}); check the labelling"]
+
+
+def _to_input_grid(labels: np.ndarray, reference: sitk.Image, image: sitk.Image) -> sitk.Image:
+    on_model_grid = sitk.GetImageFromArray(labels)
+    on_model_grid.CopyInformation(reference)
+    return sitk.Resample(on_model_grid, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
