@@ -1,0 +1,66 @@
+"""Identification of the algorithm that produced a result.
+
+DICOM records it twice: in the SEG as the Segment Description's Algorithm
+Identification Sequence (PS3.3 C.8.20.2 / Algorithm Identification Macro
+10-19) and in the SR as TID 4019 "Algorithm Identification".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import highdicom as hd
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    """Who made the segmentation and measurements.
+
+    Attributes:
+        name: algorithm name, e.g. ``"scpnode anatomical"``.
+        version: software version of the algorithm.
+        model_id: identifier of the segmentation model or backend (weights,
+            rule set); recorded as an algorithm parameter.
+        manufacturer: who makes the software (Manufacturer (0008,0070)).
+    """
+
+    name: str
+    version: str
+    model_id: str
+    manufacturer: str = "scpnode"
+
+    def __post_init__(self) -> None:
+        for field_name in ("name", "version", "model_id", "manufacturer"):
+            if not str(getattr(self, field_name)).strip():
+                raise ValueError(f"AlgorithmInfo.{field_name} must not be empty")
+
+    @property
+    def software_version(self) -> str:
+        """Software Versions (0018,1020): version and model, e.g. ``"1.2 (model unet-3)"``."""
+        return f"{self.version} (model {self.model_id})"
+
+    def seg_identification(self) -> hd.AlgorithmIdentificationSequence:
+        """The SEG Algorithm Identification Sequence (family: Artificial Intelligence)."""
+        return hd.AlgorithmIdentificationSequence(
+            name=self.name,
+            family=codes.cid7162.ArtificialIntelligence,
+            version=self.version,
+            parameters={"model_id": self.model_id},
+        )
+
+    def sr_identification(self) -> hd.sr.AlgorithmIdentification:
+        """TID 4019 Algorithm Identification for SR measurement groups."""
+        return hd.sr.AlgorithmIdentification(
+            name=self.name, version=self.version, parameters=[f"model_id={self.model_id}"]
+        )
+
+    @property
+    def device_uid(self) -> str:
+        """A stable Device Observer UID for this algorithm and version.
+
+        Derived from name, version and model id so that every report made by
+        the same algorithm names the same observer device (TID 1004).
+        """
+        return generate_uid(entropy_srcs=[self.manufacturer, self.name, self.version, self.model_id])
