@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -36,9 +35,7 @@ import sqlite_utils
 
 from inference.results import StudyMeasurements
 from scpnode.config import WorklistSettings
-
-_write_lock = threading.Lock()
-"""Serialises status changes made from the web UI's worker threads."""
+from scpnode.db import migrate, transaction
 
 
 class Status(StrEnum):
@@ -155,7 +152,7 @@ class WorklistRow:
         return f"{self.risk_probability:.0%} ({self.risk_category})"
 
 
-_SCHEMA = """
+_MIGRATIONS = ["""
 create table if not exists worklist (
     id integer primary key,
     created_at text not null,
@@ -204,12 +201,13 @@ create table if not exists worklist_audit (
     note text not null default ''
 );
 create index if not exists worklist_audit_entry on worklist_audit (entry_id, id);
-"""
+"""]
+"""Schema steps of the ``worklist`` component (:func:`scpnode.db.migrate`); append, never edit."""
 
 
 def ensure_schema(db: sqlite_utils.Database) -> None:
-    """Create the worklist and audit tables and their indexes when missing."""
-    db.conn.executescript(_SCHEMA)
+    """Create or upgrade the worklist and audit tables (call once per process, before queries)."""
+    migrate(db, "worklist", _MIGRATIONS)
 
 
 def _now() -> str:
@@ -284,7 +282,7 @@ def add_scored_study(db: sqlite_utils.Database, study: StudyInfo, measurements: 
         "measurements_json": json.dumps(measurements.to_json(), allow_nan=False, default=_json_default),
     }
     now = _now()
-    with _write_lock, db.conn:
+    with transaction(db):
         existing = db.execute("select id, status from worklist where study_uid = ?", [study.study_uid]).fetchone()
         if existing is None:
             columns = ", ".join(values) + ", created_at, updated_at"
@@ -322,7 +320,7 @@ def set_status(db: sqlite_utils.Database, entry_id: int, status: Status | str, u
     if status is Status.DISMISSED and not note:
         raise WorklistError("a dismissal needs a reason")
     now = _now()
-    with _write_lock, db.conn:
+    with transaction(db):
         row = db.execute("select status from worklist where id = ?", [entry_id]).fetchone()
         if row is None:
             raise WorklistError(f"no worklist entry {entry_id}")
@@ -339,7 +337,6 @@ def _audit(db: sqlite_utils.Database, entry_id: int, user: str, action: str,
 
 def audit_log(db: sqlite_utils.Database, entry_id: int) -> list[AuditEntry]:
     """The status changes of one row, oldest first."""
-    ensure_schema(db)
     rows = db.execute("select at, user, action, from_status, to_status, note from worklist_audit "
                       "where entry_id = ? order by id", [entry_id]).fetchall()
     return [AuditEntry(*row) for row in rows]
@@ -523,7 +520,6 @@ _LIST_COLUMNS = ", ".join(f.name for f in WorklistRow.__dataclass_fields__.value
 
 def query_worklist(db: sqlite_utils.Database, query: WorklistQuery) -> WorklistPage:
     """The rows of one page matching ``query``, and the total that match."""
-    ensure_schema(db)
     where, params = _where(query)
     total = db.execute(f"select count(*) from worklist{where}", params).fetchone()[0]
     offset = (query.page - 1) * query.page_size
@@ -538,7 +534,6 @@ def get_row(db: sqlite_utils.Database, entry_id: int) -> WorklistRow:
     Raises:
         WorklistError: no such row.
     """
-    ensure_schema(db)
     cursor = db.execute(f"select {_LIST_COLUMNS}, measurements_json from worklist where id = ?", [entry_id])
     found = cursor.fetchone()
     if found is None:
@@ -560,7 +555,6 @@ def _row(description: Any, values: tuple) -> WorklistRow:
 
 def status_counts(db: sqlite_utils.Database) -> dict[Status, int]:
     """Number of rows per status (every status present, zero when none)."""
-    ensure_schema(db)
     found = dict(db.execute("select status, count(*) from worklist group by status").fetchall())
     return {status: found.get(status.value, 0) for status in Status}
 
@@ -581,7 +575,6 @@ def export_csv(db: sqlite_utils.Database, query: WorklistQuery, out: TextIO) -> 
     ``= + - @``) are prefixed with an apostrophe (OWASP "CSV injection"):
     names and notes come from outside and the file is opened in Excel.
     """
-    ensure_schema(db)
     where, params = _where(query)
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)

@@ -1,22 +1,23 @@
 import csv
 import io
-import sqlite3
 from datetime import date
 
 import pytest
-import sqlite_utils
 
 from scpnode.config import WorklistSettings
+from scpnode.db import open_database
 from scpnode.worklist import (
-    UNCALIBRATED, FlagReason, Status, StudyInfo, WorklistError, WorklistQuery, add_scored_study, audit_log, export_csv,
-    flag_reasons, get_row, parse_query, query_worklist, set_status, status_counts,
+    UNCALIBRATED, FlagReason, Status, StudyInfo, WorklistError, WorklistQuery, add_scored_study, audit_log,
+    ensure_schema, export_csv, flag_reasons, get_row, parse_query, query_worklist, set_status, status_counts,
 )
 from tests.unit.worklist_samples import add_study, measurements
 
 
 @pytest.fixture
 def db(tmp_path):
-    return sqlite_utils.Database(sqlite3.connect(tmp_path / "node.db", check_same_thread=False))
+    database = open_database(tmp_path / "node.db")
+    ensure_schema(database)
+    return database
 
 
 def test_flag_rule_follows_settings():
