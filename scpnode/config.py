@@ -120,6 +120,8 @@ class PipelineSettings(_Section):
     concurrency: int = Field(1, ge=1, le=16)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     segmentation_backend: str = "anatomical"
+    segmentation_model_dir: Path | None = None
+    """U-Net model directory (``scpnode segment-train`` output); needed when the backend is "unet"."""
     model_dir: Path | None = None
     """Folder of radscore model files; None: the models shipped with the node."""
     model_id: str = "che2025-published"
@@ -181,7 +183,7 @@ class Settings(_Section):
         node.storage_dir = _under(base, node.storage_dir)
         node.database = _under(base, node.database)
         for section, names in ((self.tls, ("cert_file", "key_file", "ca_file")),
-                               (self.pipeline, ("model_dir",)), (self.logging, ("file",))):
+                               (self.pipeline, ("model_dir", "segmentation_model_dir")), (self.logging, ("file",))):
             for name in names:
                 value = getattr(section, name)
                 if value is not None:
@@ -225,4 +227,6 @@ def settings_from_dict(data: dict, source: str = "config") -> Settings:
         raise ConfigError(f"config error in {source}: {key}: {message}{more}") from None
     if settings.tls.enabled and not (settings.tls.cert_file and settings.tls.key_file):
         raise ConfigError(f"config error in {source}: tls: enabled needs cert_file and key_file")
+    if settings.pipeline.segmentation_backend == "unet" and settings.pipeline.segmentation_model_dir is None:
+        raise ConfigError(f"config error in {source}: pipeline: segmentation_backend \"unet\" needs segmentation_model_dir")
     return settings
