@@ -39,6 +39,7 @@ from monai.transforms import (
     SpatialPadd,
 )
 from monai.utils import set_determinism
+from pydantic import ValidationError
 
 from inference.levels import LEVEL_NAMES
 from inference.segment.unet.data import PreparedCase, TrainingCase, TrainingDataError, prepare_case
@@ -129,6 +130,7 @@ def train_model(
         TrainingDataError: unusable cases or folders, or a resume without a checkpoint.
     """
     out_dir = Path(out_dir)
+    check_options(options)
     if not train_cases or not val_cases:
         raise TrainingDataError("training needs at least one training and one validation case")
     checkpoint = _read_checkpoint(out_dir) if resume else None
@@ -213,6 +215,27 @@ def train_model(
             progress(EpochReport(epoch, options.epochs, float(np.mean(losses)), dice, mean_dice,
                                  best_dice, best_epoch, improved, time.perf_counter() - started))
     return TrainingSummary(out_dir, spec, len(history), best_epoch, best_dice, history)
+
+
+def check_options(options: TrainingOptions) -> None:
+    """Check the options before any data is loaded.
+
+    Raises:
+        ValueError: the first bad option, named as in ``model.json`` (e.g. a patch
+            size that the network's downsampling does not divide).
+    """
+    if options.epochs < 1 or options.samples_per_case < 1 or options.workers < 0:
+        raise ValueError("epochs and samples per case must be at least 1, workers at least 0")
+    if not options.learning_rate > 0:
+        raise ValueError("learning rate must be positive")
+    try:  # without --levels the labels come from the data later; T11 stands in to check the rest
+        ModelSpec(labels=options.labels or (18,), spacing_mm=options.spacing_mm,
+                  intensity_window_hu=options.intensity_window_hu, patch_size=options.patch_size,
+                  architecture=options.architecture, name=options.name)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    resolve_device(options.device)
 
 
 def validate(
