@@ -1,0 +1,112 @@
+"""Named extraction profiles that reproduce the source studies.
+
+- ``che2025`` - T11-L2 cortical shell and cancellous core (Che et al., 2025):
+  7 feature classes on 24 images: original, 8 wavelet bands, LoG (sigma 1, 2,
+  3 mm) and the 12 SimpleITK transforms of :mod:`.transforms`. pyradiomics 3
+  gives 14 shape + 23 x 93 = 2,246 features per VOI (the paper reports about
+  2,286; the class contents differ slightly between pyradiomics versions).
+- ``yu2025`` - whole vertebral body (L1-L4 in the study), original image only,
+  pyradiomics' default feature set: 107 features (the paper's "about 129"
+  counts pyradiomics' diagnostic values too, which are not features).
+- ``lumbar1197`` - whole vertebral body; intensities clipped to the 0.1/99.9
+  percentiles of the VOI and scaled to 0-255, then original + LoG (sigma 1.0,
+  1.5, 2.0, 2.5 mm) + 8 wavelet bands: 14 + 13 x 93 = 1,223 features
+  (1,197 with the 91 per image of the pyradiomics version the study used).
+
+Every profile keeps pyradiomics' default settings (fixed bin width 25, GLCM
+distance 1, coif1 wavelet of level 1, no resampling), so ``original`` features
+equal those of pyradiomics' own ``RadiomicsFeatureExtractor``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference.radiomics.names import FEATURE_CLASSES, PUBLISHED_ALIASES, ImageType
+
+WAVELET_BANDS: tuple[str, ...] = tuple(f"wavelet-{a}{b}{c}" for a in "LH" for b in "LH" for c in "LH")
+"""The 8 sub-bands of a level-1 3D stationary wavelet decomposition (pyradiomics' names)."""
+
+PYRADIOMICS_DEFAULTS: dict[str, Any] = {"binWidth": 25, "label": 1}
+"""Settings passed to every feature class (pyradiomics' defaults, stated)."""
+
+
+def log_image_name(sigma_mm: float) -> str:
+    """pyradiomics' image type name of a LoG sigma: 1.0 -> ``log-sigma-1-0-mm-3D``."""
+    return "log-sigma-%s-mm-3D" % str(float(sigma_mm)).replace(".", "-")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What to extract from one VOI: transforms, feature classes, settings and preprocessing."""
+
+    name: str
+    description: str
+    transforms: tuple[str, ...]
+    """``original``, ``wavelet``, ``log`` and/or names of :data:`SITK_TRANSFORMS`."""
+    vois: tuple[str, ...]
+    """Which VOIs of a vertebra the study used: ``cortical``, ``cancellous``, ``body``."""
+    log_sigmas_mm: tuple[float, ...] = ()
+    feature_classes: tuple[str, ...] = FEATURE_CLASSES
+    settings: Mapping[str, Any] = field(default_factory=lambda: dict(PYRADIOMICS_DEFAULTS))
+    clip_percentiles: tuple[float, float] | None = None
+    """Clip intensities to these percentiles of the VOI and scale them to 0-255 before any transform."""
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    """Published feature names -> canonical names, also reported by a full extraction."""
+
+    def image_types(self) -> list[ImageType]:
+        """Every derived image the profile computes features on."""
+        images: list[ImageType] = []
+        for transform in self.transforms:
+            if transform == "wavelet":
+                images += [ImageType("wavelet", band) for band in WAVELET_BANDS]
+            elif transform == "log":
+                images += [ImageType("log", log_image_name(s)) for s in self.log_sigmas_mm]
+            else:
+                images.append(ImageType(transform))
+        return images
+
+
+CHE2025 = Profile(
+    name="che2025",
+    description="T11-L2 cortical/cancellous radiomics (Che et al., 2025): 7 classes on 24 images",
+    transforms=("original", "boxmean", "additivegaussiannoise", "binomialblurimage", "curvatureflow",
+                "boxsigmaimage", "log", "wavelet", "normalize", "laplaciansharpening", "discretegaussian",
+                "mean", "specklenoise", "recursivegaussian", "shotnoise"),
+    vois=("cortical", "cancellous"),
+    log_sigmas_mm=(1.0, 2.0, 3.0),
+    aliases=PUBLISHED_ALIASES,
+)
+
+YU2025 = Profile(
+    name="yu2025",
+    description="whole-body radiomics (Yu et al., 2025): original image, pyradiomics default features",
+    transforms=("original",),
+    vois=("body",),
+)
+
+LUMBAR1197 = Profile(
+    name="lumbar1197",
+    description="whole-body radiomics, 0.1/99.9 percentile clipping and 0-255 scaling; original, LoG, wavelet",
+    transforms=("original", "log", "wavelet"),
+    vois=("body",),
+    log_sigmas_mm=(1.0, 1.5, 2.0, 2.5),
+    clip_percentiles=(0.1, 99.9),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (CHE2025, YU2025, LUMBAR1197)}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name``.
+
+    Raises:
+        ValueError: unknown profile, listing the known ones.
+    """
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown radiomics profile {name!r}; known: {', '.join(PROFILES)}") from None
+
