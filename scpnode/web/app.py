@@ -1,0 +1,300 @@
+"""The coordinator's web UI: a Starlette app with server-rendered Jinja2 pages.
+
+Pages: login, worklist (filters, sort, search, paging, counts per status, CSV
+export), study detail (identifiers, per-level table, risk, overlay, PACS
+viewer link, review actions with audit log) and, for admins, node status
+(jobs with retry, disk use). No JavaScript: every action is a plain form.
+
+URLs carry only row ids and filter values (status, categories, dates, sort);
+patient IDs and accession numbers typed into the search box go in a POST
+body and the session (see :mod:`scpnode.web.security`), so access logs of
+uvicorn and of a reverse proxy hold no patient data.
+
+Handlers are plain functions run in Starlette's thread pool; each thread
+uses its own SQLite connection (:class:`scpnode.db.ThreadDatabases`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import anyio.from_thread
+import sqlite_utils
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from scpnode import users as users_table
+from scpnode import worklist
+from scpnode.config import Settings
+from scpnode.db import ThreadDatabases
+from scpnode.logs import log_event
+from scpnode.web.node_status import DatabaseNodeStatus, NodeStatusProvider
+from scpnode.web.security import (
+    SESSION_COOKIE, LoginRequired, SecurityHeaders, check_csrf, csrf_token, current_user, log_in, log_out,
+    pop_next_path, require_user,
+)
+from scpnode.worklist import FlagReason, Status, WorklistError
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+NodeStatusFactory = Callable[[sqlite_utils.Database], NodeStatusProvider]
+"""Makes the node-status provider for one thread's database connection."""
+
+
+def create_app(settings: Settings, db: ThreadDatabases, node_status: NodeStatusFactory | None = None) -> Starlette:
+    """The web UI application.
+
+    Args:
+        settings: node configuration (``[web]`` and ``[worklist]`` sections are used).
+        db: per-thread connections to the node database.
+        node_status: provider of the admin status page; default
+            :class:`~scpnode.web.node_status.DatabaseNodeStatus` on the node database.
+    """
+    startup_db = db.get()
+    users_table.ensure_schema(startup_db)
+    worklist.ensure_schema(startup_db)
+    make_status = node_status or (lambda conn: DatabaseNodeStatus(settings, conn))
+    pages = _Pages(settings, db, make_status)
+    routes = [
+        Route("/", pages.home),
+        Route("/login", pages.login, methods=["GET", "POST"]),
+        Route("/logout", pages.logout, methods=["POST"]),
+        Route("/worklist", pages.worklist_page),
+        Route("/worklist/search", pages.search, methods=["POST"]),
+        Route("/worklist.csv", pages.export),
+        Route("/studies/{entry_id:int}", pages.study),
+        Route("/studies/{entry_id:int}/overlay.png", pages.overlay),
+        Route("/studies/{entry_id:int}/status", pages.change_status, methods=["POST"]),
+        Route("/admin/status", pages.node_status),
+        Route("/admin/jobs/{job_id:int}/retry", pages.retry_job, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(48), session_cookie=SESSION_COOKIE,
+                   max_age=int(settings.web.session_hours * 3600), same_site="strict",
+                   https_only=settings.web.secure_cookies),
+    ]
+    handlers = {HTTPException: pages.http_error, LoginRequired: pages.login_required, Exception: pages.server_error}
+    return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+
+
+class _Pages:
+    """The request handlers, sharing settings, templates and database access."""
+
+    def __init__(self, settings: Settings, db: ThreadDatabases, make_status: NodeStatusFactory):
+        self.settings = settings
+        self.db = db
+        self.make_status = make_status
+        self.templates = Jinja2Templates(directory=HERE / "templates")
+        self.templates.env.globals.update(Status=Status, FlagReason=FlagReason,
+                                          risk_categories=worklist.RISK_CATEGORIES,
+                                          vbmd_categories=worklist.VBMD_CATEGORIES,
+                                          uncalibrated=worklist.UNCALIBRATED)
+        self.templates.env.filters["number"] = _number
+
+    def render(self, request: Request, template: str, status_code: int = 200, **context) -> Response:
+        context.setdefault("user", None)
+        context.update(csrf=csrf_token(request), flash=request.session.pop("flash", ""))
+        return self.templates.TemplateResponse(request, template, context, status_code=status_code)
+
+    # ------------------------------------------------------------ login
+
+    def home(self, request: Request) -> Response:
+        return RedirectResponse("/worklist", status_code=303)
+
+    def login(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self.render(request, "login.html")
+        form = _form(request)
+        check_csrf(request, form)
+        username = str(form.get("username", ""))
+        user = users_table.authenticate(self.db.get(), username, str(form.get("password", "")))
+        if user is None:
+            log_event(log, "web_login_failed", logging.WARNING, username=username[:64])
+            return self.render(request, "login.html", status_code=401, error="Unknown user or wrong password.",
+                               username=username)
+        log_in(request, user)
+        log_event(log, "web_login", username=user.username, role=user.role.value)
+        return RedirectResponse(pop_next_path(request), status_code=303)
+
+    def logout(self, request: Request) -> Response:
+        check_csrf(request, _form(request))
+        log_out(request)
+        return RedirectResponse("/login", status_code=303)
+
+    # ------------------------------------------------------------ worklist
+
+    def worklist_page(self, request: Request) -> Response:
+        db = self.db.get()
+        user = require_user(request, db)
+        query = self._query(request)
+        page = worklist.query_worklist(db, query)
+        filters = query.filter_params()
+        return self.render(request, "worklist.html", user=user, query=query, page=page, filters=filters,
+                           counts=worklist.status_counts(db), sort_links=_sort_links(query, filters),
+                           page_link=lambda n: "/worklist?" + urlencode({**filters, "page": n}),
+                           status_link=lambda s: "/worklist?" + urlencode(
+                               {k: v for k, v in {**filters, "status": s}.items() if v}),
+                           export_link="/worklist.csv?" + urlencode(filters))
+
+    def search(self, request: Request) -> Response:
+        require_user(request, self.db.get())
+        form = _form(request)
+        check_csrf(request, form)
+        term = str(form.get("search", "")).strip()[:64]
+        filters = {k: str(v) for k, v in form.items() if k not in ("search", "csrf_token")}
+        query = _parse(filters)
+        request.session["search"] = term
+        return RedirectResponse("/worklist?" + urlencode(query.filter_params()), status_code=303)
+
+    def export(self, request: Request) -> Response:
+        db = self.db.get()
+        user = require_user(request, db)
+        query = self._query(request)
+        out = io.StringIO()
+        count = worklist.export_csv(db, query, out)
+        log_event(log, "worklist_exported", username=user.username, rows=count)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": f'attachment; filename="worklist-{stamp}.csv"'})
+
+    def _query(self, request: Request) -> worklist.WorklistQuery:
+        return _parse(dict(request.query_params), search=request.session.get("search", ""))
+
+    # ------------------------------------------------------------ study
+
+    def study(self, request: Request) -> Response:
+        db = self.db.get()
+        user = require_user(request, db)
+        return self._study_page(request, db, user, request.path_params["entry_id"])
+
+    def _study_page(self, request: Request, db: sqlite_utils.Database, user: users_table.User, entry_id: int,
+                    error: str = "", status_code: int = 200) -> Response:
+        row = _entry(db, entry_id)
+        return self.render(request, "study.html", status_code=status_code, user=user, row=row,
+                           levels=row.measurements.get("levels", {}), audit=worklist.audit_log(db, entry_id),
+                           viewer_url=self._viewer_url(row.study_uid), error=error,
+                           has_overlay=bool(row.overlay_path) and Path(row.overlay_path).is_file())
+
+    def _viewer_url(self, study_uid: str) -> str:
+        template = self.settings.web.pacs_viewer_url
+        # str.replace, not str.format: the template is free text and may hold other braces.
+        return template.replace("{study_uid}", quote(study_uid, safe="")) if template else ""
+
+    def overlay(self, request: Request) -> Response:
+        db = self.db.get()
+        require_user(request, db)
+        row = _entry(db, request.path_params["entry_id"])
+        if not row.overlay_path or not Path(row.overlay_path).is_file():
+            raise HTTPException(404, "This study has no overlay image.")
+        return FileResponse(row.overlay_path, media_type="image/png")
+
+    def change_status(self, request: Request) -> Response:
+        db = self.db.get()
+        user = require_user(request, db)
+        form = _form(request)
+        check_csrf(request, form)
+        entry_id = request.path_params["entry_id"]
+        _entry(db, entry_id)
+        action, note = str(form.get("action", "")), str(form.get("note", ""))[:2000]
+        try:
+            worklist.set_status(db, entry_id, action, user.username, note)
+        except WorklistError as exc:
+            return self._study_page(request, db, user, entry_id, error=str(exc), status_code=400)
+        log_event(log, "worklist_status_changed", username=user.username, entry=entry_id, status=action)
+        request.session["flash"] = f"Marked {Status(action).label}."
+        return RedirectResponse(f"/studies/{entry_id}", status_code=303)
+
+    # ------------------------------------------------------------ admin
+
+    def node_status(self, request: Request) -> Response:
+        db = self.db.get()
+        user = require_user(request, db, admin=True)
+        return self.render(request, "status.html", user=user, status=self.make_status(db).snapshot(),
+                           settings=self.settings)
+
+    def retry_job(self, request: Request) -> Response:
+        db = self.db.get()
+        user = require_user(request, db, admin=True)
+        check_csrf(request, _form(request))
+        job_id = request.path_params["job_id"]
+        try:
+            self.make_status(db).retry_job(job_id)
+        except KeyError:
+            raise HTTPException(404, f"There is no job {job_id}.") from None
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+        log_event(log, "job_retry_requested", username=user.username, job=job_id)
+        request.session["flash"] = f"Job {job_id} is queued again."
+        return RedirectResponse("/admin/status", status_code=303)
+
+    # ------------------------------------------------------------ errors
+
+    def http_error(self, request: Request, exc: HTTPException) -> Response:
+        titles = {400: "Bad request", 403: "Not allowed", 404: "Not found", 405: "Method not allowed",
+                  409: "Cannot do that now"}
+        detail = exc.detail if isinstance(exc.detail, str) else ""
+        return self.render(request, "error.html", status_code=exc.status_code,
+                           title=titles.get(exc.status_code, "Error"), detail=detail,
+                           user=current_user(request, self.db.get()))
+
+    def login_required(self, request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse("/login", status_code=303)
+
+    def server_error(self, request: Request, exc: Exception) -> Response:
+        log.error("web request failed", exc_info=exc, extra={"event": "web_error", "path": request.url.path})
+        return self.templates.TemplateResponse(
+            request, "error.html", {"title": "Something went wrong", "user": None, "csrf": "", "flash": "",
+                                    "detail": "The error was logged. Try again, or tell the administrator."},
+            status_code=500)
+
+
+def _form(request: Request) -> FormData:
+    """The request's form data, read from a handler running in the thread pool (anyio's documented way
+    for a worker thread to await something on the event loop)."""
+    return anyio.from_thread.run(request.form)
+
+
+def _parse(params: dict[str, str], search: str = "") -> worklist.WorklistQuery:
+    try:
+        return worklist.parse_query(params, search=search)
+    except WorklistError as exc:
+        raise HTTPException(400, f"Filter not understood: {exc}.") from None
+
+
+def _entry(db: sqlite_utils.Database, entry_id: int) -> worklist.WorklistRow:
+    try:
+        return worklist.get_row(db, entry_id)
+    except WorklistError:
+        raise HTTPException(404, f"There is no worklist entry {entry_id}.") from None
+
+
+def _sort_links(query: worklist.WorklistQuery, filters: dict[str, str]) -> dict[str, str]:
+    """For each sortable column, the link that sorts by it (toggling the order when it is the current sort)."""
+    links = {}
+    for column in worklist.SORT_COLUMNS:
+        ascending = query.sort == column and query.descending
+        params = {**filters, "sort": column, "order": "asc" if ascending else "desc"}
+        params.pop("page", None)
+        links[column] = "/worklist?" + urlencode(params)
+    return links
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
