@@ -1,0 +1,98 @@
+"""Series completion and selection on a clock (APScheduler).
+
+DICOM has no "end of series" message, so a series counts as complete once no
+instance has arrived for ``[completion] quiet_seconds``, or once it has been
+open for ``force_seconds`` whatever keeps arriving. One periodic APScheduler
+job (every ``check_interval_seconds``) does, in order:
+
+1. mark quiet received series ``complete``,
+2. decide every ``complete`` series with the selection rules (``selected`` or
+   ``rejected`` with the reasons),
+3. hand each newly selected series to ``on_series_selected``.
+
+All state lives in the series table, with timestamps, so the job needs no
+job store of its own: after a restart (kill -9 included) the first run of the
+job picks up received series by their ``last_received_at``, complete series
+whose decision was lost, and (:meth:`CompletionScheduler.start`) selected
+series the pipeline never acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from scpnode import index
+from scpnode.config import CompletionSettings, SelectionSettings
+from scpnode.db import ThreadDatabases
+from scpnode.index import SeriesRef, SeriesState
+from scpnode.logs import log_event, uid_ref
+from scpnode.selection import evaluate
+
+LOGGER = logging.getLogger(__name__)
+# APScheduler logs every run of a job at INFO; one line every few seconds says nothing.
+logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+
+SeriesHook = Callable[[SeriesRef], None]
+
+
+class CompletionScheduler:
+    """Runs completion, selection and hand-off periodically in a background thread."""
+
+    def __init__(self, databases: ThreadDatabases, completion: CompletionSettings, selection: SelectionSettings,
+                 on_series_selected: SeriesHook | None = None) -> None:
+        self.databases = databases
+        self.completion = completion
+        self.selection = selection
+        self.on_series_selected = on_series_selected
+        self._scheduler: BackgroundScheduler | None = None
+
+    def start(self) -> None:
+        """Start the periodic job; first re-offer selected series nobody acknowledged before a restart."""
+        for series in index.selected_not_handed_off(self.databases.get()):
+            self._hand_off(series)
+        scheduler = BackgroundScheduler(timezone="UTC")
+        scheduler.add_job(self.run_once, "interval", seconds=self.completion.check_interval_seconds,
+                          id="series-completion", max_instances=1, coalesce=True)
+        scheduler.start()
+        self._scheduler = scheduler
+        log_event(LOGGER, "completion_started", quiet_seconds=self.completion.quiet_seconds,
+                  force_seconds=self.completion.force_seconds)
+
+    def stop(self) -> None:
+        """Stop the job, letting a running pass finish."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+
+    def run_once(self, now: float | None = None) -> list[SeriesRef]:
+        """One pass: complete quiet series, decide complete ones, hand off the selected; returns the decided."""
+        db = self.databases.get()
+        for series in index.complete_quiet_series(db, self.completion.quiet_seconds,
+                                                  self.completion.force_seconds, now):
+            log_event(LOGGER, "series_complete", series=uid_ref(series.series_instance_uid),
+                      instances=series.instance_count)
+        decided = []
+        for series in index.series_in_state(db, SeriesState.COMPLETE):
+            decision = evaluate(index.series_instances(db, series.series_instance_uid), self.selection)
+            if not index.record_decision(db, series, decision.selected, decision.reason, decision.to_dict()):
+                continue  # reopened by a new instance in the meantime; decided again once complete
+            decided.append(series)
+            if decision.selected:
+                log_event(LOGGER, "series_selected", series=uid_ref(series.series_instance_uid))
+                self._hand_off(index.series_ref(db, series.series_instance_uid))
+            else:
+                log_event(LOGGER, "series_rejected", series=uid_ref(series.series_instance_uid),
+                          reason=decision.reason)
+        return decided
+
+    def _hand_off(self, series: SeriesRef | None) -> None:
+        if series is None or self.on_series_selected is None:
+            return
+        try:
+            self.on_series_selected(series)
+        except Exception:  # noqa: BLE001 - the hook's failure must not stop completion; retried at restart
+            LOGGER.exception("on_series_selected failed",
+                             extra={"event": "hand_off_failed", "series": uid_ref(series.series_instance_uid)})

@@ -1,0 +1,409 @@
+"""The DICOM listener: a pynetdicom SCP for C-ECHO and C-STORE (PS3.4 Annex A and B).
+
+Associations: only peers in ``[[peers]]`` (calling AE title and IP address)
+are accepted when ``[node] require_known_peers`` is set; others get an
+A-ASSOCIATE-RJ "calling AE title not recognised" (PS3.8 9.3.4) and a log line.
+Each peer may hold ``max_associations`` associations at once, the node
+``[node] max_associations`` in all (more: A-ASSOCIATE-RJ "local limit
+exceeded"). With ``[tls] enabled`` the listener speaks DICOM TLS (PS3.15 B.1)
+and, by default, requires a client certificate signed by ``ca_file``.
+
+C-STORE handler (one thread per association, as pynetdicom runs them):
+
+1. take the data set bytes exactly as the peer sent them (no re-encoding),
+2. check them: complete encoding, SOP Class and Instance UIDs present and
+   equal to the request's, study/series UIDs usable, pixel data present
+   for image objects,
+3. write them with a File Meta header to ``store/<study>/<series>/<sop>.dcm``
+   (temp name, fsync, rename),
+4. index the instance in SQLite,
+
+and answers Success only after step 4. Statuses on failure (PS3.4 B.2.3):
+``0xA700`` out of resources (disk full or unwritable, database unavailable),
+``0xA900`` data set does not match SOP class (missing or wrong UIDs, missing
+or empty pixel data), ``0xC000`` cannot understand (undecodable or truncated
+data set). The Error Comment says why.
+
+A data set whose SOP Class UID is empty, while the presentation context says
+CT Image Storage, is refused with ``0xA900``: the node stores exactly the bytes
+it was sent, and a file without SOP Class UID (Type 1, PS3.3 C.12.1) would be
+unusable downstream (derived SEG/SR must reference it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import ipaddress
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.filereader import data_element_generator
+from pydicom.uid import UID
+from pynetdicom import AE, _config, evt
+from pynetdicom.dsutils import encode_file_meta
+from pynetdicom.transport import ThreadedAssociationServer
+
+from scpnode import index
+from scpnode.config import PeerSettings, Settings, TlsSettings
+from scpnode.db import ThreadDatabases
+from scpnode.logs import log_event, uid_ref
+from scpnode.store import InstanceStore, StoreError, is_valid_uid
+
+LOGGER = logging.getLogger(__name__)
+
+# pynetdicom's "standard" handlers log every PDU and DIMSE message; they cost
+# time on every instance and would put patient data in debug logs.
+_config.LOG_HANDLER_LEVEL = "none"
+
+STORAGE_SOP_CLASSES: tuple[str, ...] = (
+    "1.2.840.10008.5.1.4.1.1.2",        # CT Image Storage
+    "1.2.840.10008.5.1.4.1.1.2.1",      # Enhanced CT Image Storage
+    "1.2.840.10008.5.1.4.1.1.66.4",     # Segmentation Storage
+    "1.2.840.10008.5.1.4.1.1.88.22",    # Enhanced SR Storage
+    "1.2.840.10008.5.1.4.1.1.88.33",    # Comprehensive SR Storage
+    "1.2.840.10008.5.1.4.1.1.88.34",    # Comprehensive 3D SR Storage
+    "1.2.840.10008.5.1.4.1.1.7",        # Secondary Capture Image Storage
+    "1.2.840.10008.5.1.4.1.1.7.2",      # Multi-frame Grayscale Byte SC Image Storage
+    "1.2.840.10008.5.1.4.1.1.7.3",      # Multi-frame Grayscale Word SC Image Storage
+    "1.2.840.10008.5.1.4.1.1.7.4",      # Multi-frame True Color SC Image Storage
+    "1.2.840.10008.5.1.4.1.1.104.1",    # Encapsulated PDF Storage
+)
+"""What the node accepts: CT, and the object types it sends back (round trips)."""
+
+NON_IMAGE_SOP_CLASSES = frozenset({
+    "1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.88.33",
+    "1.2.840.10008.5.1.4.1.1.88.34", "1.2.840.10008.5.1.4.1.1.104.1",
+})
+
+TRANSFER_SYNTAXES: tuple[str, ...] = (
+    "1.2.840.10008.1.2.4.90",   # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.80",   # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.70",   # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.57",   # JPEG Lossless
+    "1.2.840.10008.1.2.5",      # RLE Lossless
+    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+    "1.2.840.10008.1.2.1.99",   # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.1",      # Explicit VR Little Endian
+    "1.2.840.10008.1.2",        # Implicit VR Little Endian
+    "1.2.840.10008.1.2.2",      # Explicit VR Big Endian (retired, still sent by old devices)
+    "1.2.840.10008.1.2.4.91",   # JPEG 2000
+    "1.2.840.10008.1.2.4.81",   # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.50",   # JPEG Baseline
+    "1.2.840.10008.1.2.4.51",   # JPEG Extended
+    "1.2.840.10008.1.2.4.203",  # HTJ2K
+)
+"""In order of preference: the acceptor picks the first one the peer proposes
+(pynetdicom's negotiation). Lossless compressed syntaxes come first so that
+compressed data is stored as sent, uncompressed next, lossy last so that a
+peer able to transcode never degrades HU values when it could send them
+losslessly; lossy data is still accepted when it is all a peer has."""
+
+STATUS_SUCCESS = 0x0000
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+STATUS_CANNOT_UNDERSTAND = 0xC000
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+class RejectedInstance(ValueError):
+    """A received data set the node refuses; carries the DIMSE status to answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """What the handler did with one received instance."""
+
+    meta: index.InstanceMeta
+    outcome: index.RecordOutcome
+    size: int
+
+
+def make_application_entity(ae_title: str, max_associations: int) -> AE:
+    """An AE that accepts Verification and every storage SOP class of the node in every transfer syntax."""
+    ae = AE(ae_title=ae_title)
+    ae.maximum_associations = max_associations
+    ae.maximum_pdu_size = 0  # no limit: the peer chooses, fewer PDUs per instance
+    ae.add_supported_context("1.2.840.10008.1.1")
+    for sop_class in STORAGE_SOP_CLASSES:
+        ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
+    return ae
+
+
+def server_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
+    """The TLS context of the listener: our certificate, and the peers' CA when client certificates are required."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tls.ca_file) if tls.ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_NONE
+    return context
+
+
+def client_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
+    """The TLS context used to send to a destination: verify it against ``ca_file``, present our certificate."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca_file) if tls.ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False  # DICOM peers are configured by address; the CA pins who they are
+    if tls.cert_file and tls.key_file:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    return context
+
+
+class PeerPolicy:
+    """Who may open associations, and how many at once (thread-safe)."""
+
+    def __init__(self, peers: list[PeerSettings], require_known_peers: bool) -> None:
+        self.require_known_peers = require_known_peers
+        self._peers = [(peer, _resolve(peer.host)) for peer in peers]
+        self._active: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def admit(self, ae_title: str, address: str) -> tuple[str | None, str | None]:
+        """Count a new association in; returns (peer key, None) or (None, reason to reject)."""
+        peer = next((p for p, host in self._peers if p.ae_title == ae_title and host in ("*", address)), None)
+        if peer is None and self.require_known_peers:
+            return None, "unknown peer"
+        key, limit = (peer.ae_title, peer.max_associations) if peer else (ae_title, None)
+        with self._lock:
+            if limit is not None and self._active[key] >= limit:
+                return None, "peer association limit"
+            self._active[key] += 1
+        return key, None
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._active[key] -= 1
+            if self._active[key] <= 0:
+                del self._active[key]
+
+
+def _resolve(host: str) -> str:
+    if host == "*":
+        return host
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return socket.gethostbyname(host)
+
+
+class Receiver:
+    """The listening SCP: accepts associations and stores and indexes instances.
+
+    Args:
+        settings: the node configuration ([node], [tls], [[peers]]).
+        store: where files go.
+        databases: per-thread connections to the node database.
+        on_stored: optional callback after each instance is stored and indexed
+            (called in the association's thread; keep it quick).
+    """
+
+    def __init__(self, settings: Settings, store: InstanceStore, databases: ThreadDatabases,
+                 on_stored=None) -> None:
+        self.settings = settings
+        self.store = store
+        self.databases = databases
+        self.on_stored = on_stored
+        self.policy = PeerPolicy(settings.peers, settings.node.require_known_peers)
+        self._server: ThreadedAssociationServer | None = None
+        self._admitted: dict[int, str] = {}
+
+    @property
+    def port(self) -> int:
+        """The port the listener is bound to (useful with ``port = 0``)."""
+        if self._server is None:
+            raise RuntimeError("receiver not started")
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        """Start listening in background threads."""
+        node = self.settings.node
+        ae = make_application_entity(node.ae_title, node.max_associations)
+        ssl_context = server_ssl_context(self.settings.tls) if self.settings.tls.enabled else None
+        handlers = [
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_CONN_CLOSE, self._on_closed),
+            (evt.EVT_C_ECHO, lambda event: STATUS_SUCCESS),
+            (evt.EVT_C_STORE, self._on_store),
+        ]
+        self._server = ae.start_server((node.host, node.port), block=False, ssl_context=ssl_context,
+                                       evt_handlers=handlers)
+        log_event(LOGGER, "receiver_started", ae_title=node.ae_title, port=self.port,
+                  tls=self.settings.tls.enabled, peers=len(self.settings.peers))
+
+    def stop(self, grace_seconds: float = 30.0) -> None:
+        """Stop accepting associations, let open ones finish (up to ``grace_seconds``), then abort the rest."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()  # closes the listening socket; running associations go on
+        deadline = time.monotonic() + grace_seconds
+        while server.active_associations and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for assoc in server.active_associations:
+            assoc.abort()
+        log_event(LOGGER, "receiver_stopped")
+
+    # -- association events ---------------------------------------------------
+    def _on_requested(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        ae_title = str(assoc.requestor.primitive.calling_ae_title).strip()
+        address = assoc.requestor.address
+        key, refusal = self.policy.admit(ae_title, address)
+        if key is None:
+            log_event(LOGGER, "association_rejected", logging.WARNING,
+                      calling_ae=ae_title, address=address, reason=refusal)
+            if refusal == "unknown peer":
+                assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
+            else:
+                assoc.acse.send_reject(0x02, 0x03, 0x02)  # transient, provider, local limit exceeded
+            assoc.is_rejected = True
+            assoc.kill()
+            return
+        self._admitted[id(assoc)] = key
+
+    def _on_closed(self, event: evt.Event) -> None:
+        key = self._admitted.pop(id(event.assoc), None)
+        if key is not None:
+            self.policy.release(key)
+
+    def _on_store(self, event: evt.Event) -> int | Dataset:
+        calling_ae = event.assoc.requestor.ae_title
+        try:
+            stored = self.receive(event)
+        except RejectedInstance as exc:
+            log_event(LOGGER, "instance_refused", logging.WARNING, calling_ae=calling_ae,
+                      status=f"0x{exc.status:04X}", reason=str(exc))
+            return _status(exc.status, str(exc))
+        except StoreError as exc:
+            log_event(LOGGER, "instance_not_stored", logging.ERROR, calling_ae=calling_ae, reason=str(exc))
+            return _status(STATUS_OUT_OF_RESOURCES, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a peer must get a failure status, never a dropped association
+            LOGGER.exception("store handler failed", extra={"event": "store_failed"})
+            return _status(STATUS_OUT_OF_RESOURCES, f"internal error: {type(exc).__name__}")
+        log_event(LOGGER, "instance_stored", logging.DEBUG, series=uid_ref(stored.meta.series_instance_uid),
+                  outcome=stored.outcome.value, bytes=stored.size)
+        if self.on_stored is not None:
+            self.on_stored(stored)
+        return STATUS_SUCCESS
+
+    def receive(self, event: evt.Event) -> StoredInstance:
+        """Check, store and index the instance of a C-STORE request.
+
+        Raises:
+            RejectedInstance: the data set is refused (status and reason attached).
+            StoreError: the file could not be written.
+        """
+        request = event.request
+        file_meta = event.file_meta
+        file_meta.SourceApplicationEntityTitle = event.assoc.requestor.ae_title
+        encoded = event.encoded_dataset(include_meta=False)
+        transfer_syntax = UID(file_meta.TransferSyntaxUID)
+        file_bytes = b"".join((b"\x00" * 128, b"DICM", encode_file_meta(file_meta), encoded))
+        ds = _decode(file_bytes, encoded, transfer_syntax)
+        meta = index.InstanceMeta.from_dataset(ds)
+        _check_identity(meta, str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID))
+        if meta.sop_class_uid not in NON_IMAGE_SOP_CLASSES:
+            _check_pixel_data(ds, transfer_syntax)
+
+        sha256 = hashlib.sha256(encoded).hexdigest()
+        db = self.databases.get()
+        existing = index.find_instance(db, meta.sop_instance_uid)
+        if existing is not None and existing["sha256"] == sha256:
+            return StoredInstance(meta, index.RecordOutcome.DUPLICATE, len(file_bytes))
+        folder = self.store.series_folder(meta.study_instance_uid, meta.series_instance_uid)
+        path = self.store.instance_path(meta.study_instance_uid, meta.series_instance_uid, meta.sop_instance_uid)
+        self.store.write(path, file_bytes)
+        try:
+            outcome = index.record_instance(
+                db, meta, index.PatientStudy.from_dataset(ds), path=path, folder=folder, size=len(file_bytes),
+                sha256=sha256, transfer_syntax_uid=str(transfer_syntax), calling_ae_title=event.assoc.requestor.ae_title)
+        except Exception as exc:
+            raise StoreError(0, f"cannot index {meta.sop_instance_uid}: {exc}") from exc
+        return StoredInstance(meta, outcome, len(file_bytes))
+
+
+def _status(code: int, comment: str) -> Dataset:
+    status = Dataset()
+    status.Status = code
+    status.ErrorComment = comment[:64]  # LO, 64 characters at most
+    return status
+
+
+def _decode(file_bytes: bytes, encoded: bytes, transfer_syntax: UID) -> Dataset:
+    if not encoded:
+        raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, "empty data set")
+    if transfer_syntax != _DEFLATED:
+        _check_complete(encoded, transfer_syntax)
+    try:
+        return pydicom.dcmread(io.BytesIO(file_bytes))
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on malformed input
+        raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"undecodable data set: {exc}") from None
+
+
+def _check_complete(encoded: bytes, transfer_syntax: UID) -> None:
+    # pydicom tolerates truncation (it drops the cut element with a warning);
+    # a receiver must not, so walk the top-level elements and check that each
+    # value is whole and that the walk ends exactly at the end of the bytes.
+    stream = io.BytesIO(encoded)
+    try:
+        for element in data_element_generator(stream, transfer_syntax.is_implicit_VR,
+                                              transfer_syntax.is_little_endian, defer_size=None):
+            length = getattr(element, "length", None)
+            value = getattr(element, "value", None)
+            if (length not in (None, _UNDEFINED_LENGTH) and isinstance(value, bytes)
+                    and len(value) != length):
+                raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, "truncated data set")
+    except EOFError:
+        raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, "truncated data set") from None
+    except RejectedInstance:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"undecodable data set: {exc}") from None
+    if stream.tell() != len(encoded):
+        raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, "truncated data set")
+
+
+def _check_identity(meta: index.InstanceMeta, sop_class_uid: str, sop_instance_uid: str) -> None:
+    if not meta.sop_class_uid:
+        raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, "SOP Class UID missing from data set")
+    if meta.sop_class_uid != sop_class_uid:
+        raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, "SOP Class UID differs from request")
+    if not meta.sop_instance_uid:
+        raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, "SOP Instance UID missing from data set")
+    if meta.sop_instance_uid != sop_instance_uid:
+        raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, "SOP Instance UID differs from request")
+    for name, uid in (("SOP Instance", meta.sop_instance_uid), ("Study Instance", meta.study_instance_uid),
+                      ("Series Instance", meta.series_instance_uid)):
+        if not is_valid_uid(uid):
+            raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, f"{name} UID missing or invalid")
+
+
+def _check_pixel_data(ds: Dataset, transfer_syntax: UID) -> None:
+    pixel_data = ds.get("PixelData")
+    if pixel_data is None:
+        raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, "image without Pixel Data")
+    if not pixel_data:
+        raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, "Pixel Data is empty")
+    if transfer_syntax.is_encapsulated:
+        return
+    try:
+        frames = int(ds.get("NumberOfFrames") or 1)
+        expected = (int(ds.Rows) * int(ds.Columns) * frames * int(ds.get("SamplesPerPixel") or 1)
+                    * int(ds.BitsAllocated) + 7) // 8
+    except (AttributeError, TypeError, ValueError):
+        raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, "image without Rows/Columns/Bits Allocated") from None
+    if len(pixel_data) < expected:
+        raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS,
+                               f"Pixel Data has {len(pixel_data)} bytes, {expected} expected")
