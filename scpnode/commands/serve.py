@@ -1,10 +1,19 @@
-"""``scpnode serve``: run the node: DICOM receiver, scheduler, sender and web UI."""
+"""``scpnode serve``: run the node until SIGTERM or SIGINT.
+
+On the signal the node stops gracefully: no new associations, open ones
+finish (up to 30 s), then the sender and the scheduler stop. Everything the
+node had acknowledged is in the store and the database, so the next start
+resumes completion, selection and the outbox where they were.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 
-from scpnode.errors import UsageError
+from scpnode.config import ConfigError
+from scpnode.node import Node
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,4 +22,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UsageError("not available in this build yet (issue #3)")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    node = Node(args.settings)
+    try:
+        node.start()
+    except OSError as exc:  # port in use, unreadable certificate, unwritable storage
+        raise ConfigError(f"cannot start the node: {exc}") from None
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        node.stop()
+    return 0
