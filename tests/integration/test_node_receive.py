@@ -1,0 +1,158 @@
+"""The node receives from real senders (DCMTK storescu, pynetdicom), stores, indexes, completes and selects."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+from pynetdicom import AE
+
+from scpnode import index
+from scpnode.index import SeriesState
+from scpnode.node import Node
+from tests.integration.node_helpers import (
+    CT_IMAGE_STORAGE, dataset_bytes, node_settings, storescu, wait_for, write_ct_series,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def running_node(tmp_path: Path, require_tool):
+    require_tool("storescu")
+    selected = []
+    node = Node(node_settings(tmp_path / "node"), on_series_selected=selected.append)
+    node.start()
+    node.selected = selected
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def stored_file(node: Node, sent: Path) -> Path:
+    ds = pydicom.dcmread(sent, stop_before_pixels=True)
+    return node.store.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+
+
+def series_state(node: Node, series_uid: str) -> SeriesState | None:
+    ref = index.series_ref(node.database(), series_uid)
+    return ref.state if ref else None
+
+
+def test_storescu_series_is_stored_byte_identical_indexed_completed_and_selected(running_node, tmp_path):
+    files = write_ct_series(tmp_path / "series", 30)
+    result = storescu(running_node.port, files)
+    assert result.returncode == 0, result.stderr
+    for sent in files:
+        assert dataset_bytes(stored_file(running_node, sent)) == dataset_bytes(sent)
+    series_uid = pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID
+    ref = index.series_ref(running_node.database(), series_uid)
+    assert ref.instance_count == 30 and ref.folder == stored_file(running_node, files[0]).parent
+    wait_for(lambda: series_state(running_node, series_uid) == SeriesState.SELECTED, timeout=20)
+    assert [s.series_instance_uid for s in running_node.selected] == [series_uid]
+    assert running_node.selected[0].instance_count == 30
+    assert not list(running_node.store.root.rglob("*.part"))
+
+
+def test_jpeg2000_pet_ct_slices_arrive_compressed_and_are_rejected_for_coverage(running_node, tmp_path, shared_data,
+                                                                                 require_tool):
+    dcmodify = require_tool("dcmodify")
+    # The shared slices are anonymised down to empty SOP Class/Instance, Study and Series UIDs;
+    # DCMTK cannot send them as they are. Fill them in on copies (the JPEG 2000 pixel data stays encapsulated).
+    copies = []
+    study_uid, series_uid = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    for source in sorted((shared_data / "real_ct" / "pet_ct_slices").iterdir()):
+        copy = tmp_path / "pet" / source.name
+        copy.parent.mkdir(exist_ok=True)
+        copy.write_bytes(source.read_bytes())
+        sop_uid = str(pydicom.filereader.read_file_meta_info(source).MediaStorageSOPInstanceUID)
+        subprocess.run([dcmodify, "-nb", "-i", f"(0008,0016)={CT_IMAGE_STORAGE}", "-i", f"(0008,0018)={sop_uid}",
+                        "-i", f"(0020,000d)={study_uid}", "-i", f"(0020,000e)={series_uid}", str(copy)],
+                       check=True, capture_output=True)
+        copies.append(copy)
+    result = storescu(running_node.port, copies, "-xv", "-R")
+    assert result.returncode == 0, result.stderr
+    for sent in copies:
+        stored = stored_file(running_node, sent)
+        assert dataset_bytes(stored) == dataset_bytes(sent)
+        assert pydicom.dcmread(stored, stop_before_pixels=True).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.90"
+    wait_for(lambda: series_state(running_node, series_uid) == SeriesState.REJECTED, timeout=20)
+    ref = index.series_ref(running_node.database(), series_uid)
+    assert ref.instance_count == len(copies) == 20
+    assert ref.reason.startswith("coverage: 38 mm craniocaudal < 50 mm")
+    assert running_node.selected == []
+
+
+def test_unknown_calling_ae_is_rejected_and_known_one_can_echo(running_node, require_tool):
+    echoscu = require_tool("echoscu")
+    refused = subprocess.run([echoscu, "-aet", "INTRUDER", "-aec", "SCPNODE", "127.0.0.1", str(running_node.port)],
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0
+    assert "Calling AE Title Not Recognized" in refused.stderr
+    accepted = subprocess.run([echoscu, "-aet", "STORESCU", "-aec", "SCPNODE", "127.0.0.1", str(running_node.port)],
+                              capture_output=True, text=True, timeout=30)
+    assert accepted.returncode == 0, accepted.stderr
+
+
+def test_resend_of_same_content_does_not_reprocess_but_changed_content_does(running_node, tmp_path):
+    files = write_ct_series(tmp_path / "series", 24)
+    series_uid = pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID
+    assert storescu(running_node.port, files).returncode == 0
+    wait_for(lambda: len(running_node.selected) == 1, timeout=20)
+
+    assert storescu(running_node.port, files).returncode == 0  # identical resend
+    ref = index.series_ref(running_node.database(), series_uid)
+    assert ref.state == SeriesState.SELECTED and ref.revision == 1 and ref.instance_count == 24
+
+    changed = pydicom.dcmread(files[5])
+    changed.WindowCenter = 40  # same SOP Instance UID, new content
+    changed.save_as(files[5])
+    assert storescu(running_node.port, [files[5]]).returncode == 0
+    assert series_state(running_node, series_uid) == SeriesState.RECEIVED
+    wait_for(lambda: len(running_node.selected) == 2, timeout=20)
+    ref = index.series_ref(running_node.database(), series_uid)
+    assert ref.revision == 2 and ref.instance_count == 24
+    assert running_node.selected[1].revision == 2
+    assert dataset_bytes(stored_file(running_node, files[5])) == dataset_bytes(files[5])
+
+
+def test_four_parallel_senders_lose_nothing(running_node, tmp_path):
+    batches = [write_ct_series(tmp_path / f"series{i}", 25, seed=i) for i in range(4)]
+    results = [None] * 4
+
+    def send(i: int) -> None:
+        results[i] = storescu(running_node.port, batches[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    db = running_node.database()
+    assert db["instances"].count == 100
+    for batch in batches:
+        for sent in batch:
+            assert dataset_bytes(stored_file(running_node, sent)) == dataset_bytes(sent)
+    wait_for(lambda: len(running_node.selected) == 4, timeout=20)
+
+
+def test_per_peer_association_limit(tmp_path, require_tool):
+    settings = node_settings(tmp_path / "node", peers=[{"ae_title": "PYSCU", "host": "127.0.0.1",
+                                                        "max_associations": 1}])
+    with Node(settings) as node:
+        ae = AE(ae_title="PYSCU")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        first = ae.associate("127.0.0.1", node.port, ae_title="SCPNODE")
+        assert first.is_established
+        second = ae.associate("127.0.0.1", node.port, ae_title="SCPNODE")
+        assert second.is_rejected
+        first.release()
+        wait_for(lambda: not node.receiver.policy._active, timeout=10)
+        third = ae.associate("127.0.0.1", node.port, ae_title="SCPNODE")
+        assert third.is_established
+        third.release()
