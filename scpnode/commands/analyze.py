@@ -1,19 +1,139 @@
-"""``scpnode analyze``: segment, measure and score a CT; writes measurements.json into DIR."""
+"""``scpnode analyze``: segment (or reuse ``--seg DIR``), measure and score a CT; writes DIR/measurements.json.
+
+``measurements.json`` is :meth:`inference.results.StudyMeasurements.to_json`
+plus a ``provenance`` object (node and library versions, segmentation
+backend, model id/version/calibration, radiomics profile, time taken).
+Non-finite numbers are written as ``null`` so the file is strict JSON.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import math
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
+import radiomics
+import SimpleITK as sitk
+
+from inference.measure import measure_study
+from inference.models import ModelError, load_model
+from inference.radiomics import PROFILES
+from inference.results import SegmentationResult
+from inference.segment import segment_volume
+from inference.segment.io import SegmentationFolderError, read_segmentation
+from inference.volume import VolumeError, load_volume
+from scpnode import __version__
+from scpnode.config import Settings
 from scpnode.errors import UsageError
+from scpnode.logs import log_event
+
+MEASUREMENTS_FILE = "measurements.json"
+logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("analyze", help="segment, measure and score a CT; writes measurements.json into DIR", description="Segment, measure and score a CT; writes measurements.json into DIR.")
+    parser = subparsers.add_parser(
+        "analyze", help="segment, measure and score a CT; writes measurements.json into DIR",
+        description="Segment (or reuse --seg), measure and score a CT; writes measurements.json into DIR.")
     parser.add_argument("input", help="DICOM series folder or NIfTI file")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--seg", metavar="DIR", help="reuse the output of 'scpnode segment'")
+    parser.add_argument("--seg", metavar="DIR", help="reuse the output folder of 'scpnode segment'")
+    parser.add_argument("--model", metavar="ID_OR_PATH",
+                        help="radscore model id or .json file (default: [pipeline] model_id)")
+    parser.add_argument("--profile", choices=sorted(PROFILES),
+                        help="also extract every feature of this radiomics profile (research use)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UsageError("not available in this build yet (issue #6)")
+    settings: Settings = args.settings
+    started = time.monotonic()
+    try:
+        image = load_volume(args.input)
+    except VolumeError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        model = load_model(args.model or settings.pipeline.model_id, settings.pipeline.model_dir)
+    except ModelError as exc:
+        raise UsageError(str(exc)) from None
+    seg = _segmentation(args, image, settings)
+    measurements = measure_study(image, seg, model, extract_all=args.profile)
+    document = measurements.to_json()
+    document["provenance"] = {
+        "scpnode_version": __version__,
+        "pyradiomics_version": radiomics.__version__,
+        "simpleitk_version": sitk.Version.VersionString(),
+        "python_version": platform.python_version(),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "segmentation": {"backend": seg.backend, "backend_version": seg.backend_version,
+                         "reused_from": str(args.seg) if args.seg else None,
+                         "needs_review": seg.needs_review, "warnings": list(seg.warnings)},
+        "model": {"id": model.id, "version": model.version, "calibrated": model.calibrated,
+                  "profile": model.profile},
+        "extract_all_profile": args.profile,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    out = _write_json(Path(args.out), document)
+    score = measurements.score
+    log_event(logger, "analyze_done", model=model.id, calibrated=model.calibrated,
+              levels=",".join(lv.name for lv in measurements.levels.values() if lv.complete),
+              seconds=document["provenance"]["seconds"])
+    print(f"wrote {out}")
+    print(f"  levels measured: {', '.join(n for n, lv in measurements.levels.items() if lv.complete) or 'none'}")
+    if measurements.l1_attenuation_hu is not None:
+        print(f"  L1 trabecular attenuation: {measurements.l1_attenuation_hu:.0f} HU "
+              f"({measurements.l1_attenuation_category})")
+    if measurements.vbmd_mg_cm3 is not None:
+        print(f"  estimated vBMD: {measurements.vbmd_mg_cm3:.0f} mg/cm3 ({measurements.vbmd_category})")
+    if score is not None:
+        status = "calibrated" if score.calibrated else "UNCALIBRATED, no risk probability"
+        print(f"  radscores ({model.id} {model.version}, {status}): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in score.radscores.items()))
+        if score.probability is not None:
+            print(f"  fracture risk: {score.probability:.2f} ({score.category})")
+    return 0
+
+
+def _segmentation(args: argparse.Namespace, image: sitk.Image, settings: Settings) -> SegmentationResult:
+    if args.seg is None:
+        return segment_volume(image, settings.pipeline.segmentation_backend, device=settings.pipeline.device,
+                              model_dir=settings.pipeline.segmentation_model_dir)
+    try:
+        seg = read_segmentation(args.seg)
+    except SegmentationFolderError as exc:
+        raise UsageError(str(exc)) from None
+    same_grid = (seg.bodies.GetSize() == image.GetSize()
+                 and all(math.isclose(a, b, abs_tol=1e-3) for a, b in zip(seg.bodies.GetSpacing(), image.GetSpacing()))
+                 and all(math.isclose(a, b, abs_tol=1e-2) for a, b in zip(seg.bodies.GetOrigin(), image.GetOrigin())))
+    if not same_grid:
+        raise UsageError(f"{args.seg}: segmentation grid {seg.bodies.GetSize()} does not match the input "
+                         f"{image.GetSize()} (segment this input again)")
+    return seg
+
+
+def _write_json(out_dir: Path, document: dict[str, Any]) -> Path:
+    """Write measurements.json atomically (a reader never sees half a file)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / MEASUREMENTS_FILE
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(_finite(document), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def _finite(value: Any) -> Any:
+    """The document with NaN/inf replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
