@@ -330,7 +330,7 @@ class Receiver:
                 db, meta, index.PatientStudy.from_dataset(ds), path=path, folder=folder, size=len(file_bytes),
                 sha256=sha256, transfer_syntax_uid=str(transfer_syntax), calling_ae_title=event.assoc.requestor.ae_title)
         except Exception as exc:
-            raise StoreError(0, f"cannot index {meta.sop_instance_uid}: {exc}") from exc
+            raise StoreError(f"cannot index ({exc}): {meta.sop_instance_uid}") from exc
         return StoredInstance(meta, outcome, len(file_bytes))
 
 
@@ -391,9 +391,9 @@ def _check_identity(meta: index.InstanceMeta, sop_class_uid: str, sop_instance_u
 
 
 def _check_pixel_data(ds: Dataset, transfer_syntax: UID) -> None:
-    pixel_data = ds.get("PixelData")
-    if pixel_data is None:
+    if "PixelData" not in ds:
         raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, "image without Pixel Data")
+    pixel_data = ds.PixelData  # pydicom gives None for a zero-length value
     if not pixel_data:
         raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, "Pixel Data is empty")
     if transfer_syntax.is_encapsulated:

@@ -13,6 +13,7 @@ returns the file survives a crash. Only UIDs made of digits and dots (PS3.5
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -76,8 +77,9 @@ class InstanceStore:
             os.replace(temp, path)
             _fsync_folder(path.parent)
         except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise StoreError(exc.errno, f"cannot store {path.name}: {exc.strerror or exc}") from exc
+            with contextlib.suppress(OSError):  # the folder itself may be what failed
+                temp.unlink(missing_ok=True)
+            raise StoreError(f"cannot store ({exc.strerror or exc}): {path.name}") from exc
 
     def remove_partial_files(self) -> int:
         """Delete temporary files left by a crash in the middle of a write; return how many."""
