@@ -106,7 +106,7 @@ class _Pages:
                                           risk_categories=worklist.RISK_CATEGORIES,
                                           vbmd_categories=worklist.VBMD_CATEGORIES,
                                           uncalibrated=worklist.UNCALIBRATED)
-        self.templates.env.filters["number"] = _number
+        self.templates.env.filters.update(number=_number, person_name=_person_name)
 
     def render(self, request: Request, template: str, status_code: int = 200, **context) -> Response:
         context.setdefault("user", None)
@@ -298,3 +298,10 @@ def _sort_links(query: worklist.WorklistQuery, filters: dict[str, str]) -> dict[
 
 def _number(value: float | None, digits: int = 0) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _person_name(value: str) -> str:
+    """A DICOM PN (``Family^Given^Middle^Prefix^Suffix``, PS3.5 6.2.1) as "Family, Given Middle"."""
+    family, _, rest = value.partition("^")
+    given = " ".join(part for part in rest.split("^")[:2] if part)
+    return f"{family}, {given}" if family and given else family or given

@@ -2,15 +2,17 @@
 
 The page reads one :class:`NodeStatus` snapshot and calls ``retry_job``; it
 knows nothing of the tables behind them. :class:`DatabaseNodeStatus` is the
-provider the node uses: jobs from :class:`scpnode.jobs.JobQueue`, disk use of
-the store and the database. Parts the node does not record (yet) are ``None``
-and the page says so rather than showing an empty table that looks healthy.
+provider the node uses: jobs from :class:`scpnode.jobs.JobQueue`, outbox
+states, when each peer last sent an instance (series index), and disk use of
+the store and the database. Parts whose tables do not exist are ``None`` and
+the page says so rather than showing an empty table that looks healthy.
 """
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +21,7 @@ import sqlite_utils
 from scpnode.config import Settings
 from scpnode.jobs import FAILED, QUEUED, RUNNING, Job, JobQueue
 from scpnode.logs import uid_ref
+from scpnode.outbox import OutboxState
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class DiskUse:
     label: str
     path: str
     used_by_node_bytes: int | None
-    """Bytes of the node's own files there; None where counting would walk the whole store."""
+    """Bytes of the node's own files there (received images per the series index); None when unknown."""
     free_bytes: int
     total_bytes: int
 
@@ -87,7 +90,7 @@ class NodeStatusProvider(Protocol):
 
 
 class DatabaseNodeStatus:
-    """Node status read from the node database's ``jobs`` table and the disks.
+    """Node status read from the node database (jobs, outbox, series index) and the disks.
 
     Args:
         settings: the node configuration (where the store and database are).
@@ -97,23 +100,45 @@ class DatabaseNodeStatus:
 
     def __init__(self, settings: Settings, db: sqlite_utils.Database, job_limit: int = 50):
         self.settings = settings
+        self.db = db
         self.queue = JobQueue(db)
         self.job_limit = job_limit
 
     def snapshot(self) -> NodeStatus:
         jobs = [job for state in (RUNNING, QUEUED, FAILED) for job in self.queue.recent(self.job_limit, state)]
+        tables = set(self.db.table_names())
         return NodeStatus(
             job_counts=self.queue.counts(),
             jobs=[_job_view(job) for job in sorted(jobs, key=lambda j: j.id, reverse=True)],
-            disks=self._disks(),
+            outbox_counts=self._outbox_counts() if "outbox" in tables else None,
+            peers=self._peers() if "instances" in tables else None,
+            disks=self._disks(stored_bytes=self._stored_bytes() if "series" in tables else None),
         )
 
     def retry_job(self, job_id: int) -> None:
         self.queue.retry(job_id)
 
-    def _disks(self) -> list[DiskUse]:
+    # The three reads below are read-only queries on tables of scpnode.outbox
+    # and scpnode.index, which offer no aggregate functions of their own.
+
+    def _outbox_counts(self) -> dict[str, int]:
+        found = dict(self.db.execute("select state, count(*) from outbox group by state").fetchall())
+        return {state.value: found.get(state.value, 0) for state in OutboxState}
+
+    def _peers(self) -> list[PeerSeen]:
+        hosts = {peer.ae_title: peer.host for peer in self.settings.peers}
+        rows = self.db.execute("select calling_ae_title, max(received_at) from instances "
+                               "where calling_ae_title is not null group by calling_ae_title").fetchall()
+        seen = {ae: _utc(at) for ae, at in rows}
+        names = sorted(set(hosts) | set(seen))
+        return [PeerSeen(ae, hosts.get(ae, "(not configured)"), seen.get(ae, "never")) for ae in names]
+
+    def _stored_bytes(self) -> int:
+        return int(self.db.execute("select coalesce(sum(total_bytes), 0) from series").fetchone()[0])
+
+    def _disks(self, stored_bytes: int | None) -> list[DiskUse]:
         node = self.settings.node
-        return [_disk_use("image store", node.storage_dir, None),
+        return [_disk_use("image store", node.storage_dir, stored_bytes),
                 _disk_use("database", node.database.parent, _database_size(node.database))]
 
 
@@ -128,6 +153,10 @@ def _disk_use(label: str, path: Path, used: int | None) -> DiskUse:
         existing = existing.parent
     usage = shutil.disk_usage(existing)
     return DiskUse(label, str(path), used, usage.free, usage.total)
+
+
+def _utc(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, timezone.utc).isoformat(timespec="seconds")
 
 
 def _database_size(path: Path) -> int:

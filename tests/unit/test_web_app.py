@@ -8,6 +8,7 @@ import re
 import pytest
 from starlette.testclient import TestClient
 
+from scpnode import index, outbox
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
 from scpnode.jobs import FAILED, QUEUED, JobQueue
@@ -160,7 +161,7 @@ def test_detail_page_refer_with_note_and_audit(node):
     login(client, "carol")
     page = client.get(f"/studies/{ids['flagged']}")
     assert page.status_code == 200
-    assert "Test Patient2" in page.text and "ACC00002" in page.text
+    assert "Test, Patient2" in page.text and "ACC00002" in page.text
     assert "https://pacs.example/viewer?StudyInstanceUIDs=1.2.826.0.1.3680043.10.100002" in page.text
     assert "uncalibrated (research use)" in page.text and "che2025-published" in page.text
     assert f'src="/studies/{ids["flagged"]}/overlay.png"' in page.text
@@ -203,3 +204,33 @@ def test_only_admins_see_node_status_and_retry_jobs(node):
     again = admin.post(f"/admin/jobs/{job.id}/retry", data={"csrf_token": _csrf(page.text)})
     assert again.status_code == 409 and "only failed jobs can be retried" in again.text
     assert admin.post("/admin/jobs/4242/retry", data={"csrf_token": _csrf(page.text)}).status_code == 404
+
+
+def test_node_status_shows_outbox_peers_and_disk(node):
+    settings, db, app, _ = node
+    settings.peers = Settings.model_validate({"peers": [{"ae_title": "PACS", "host": "10.0.0.5"}]}).peers
+    admin = TestClient(app)
+    login(admin, "root")
+    page = admin.get("/admin/status").text
+    assert "There is no outbox in this database yet" in page and "Nothing has been received yet" in page
+
+    outbox.create_tables(db)
+    index.create_tables(db)
+    for state in ("pending", "sent", "sent", "failed"):
+        db["outbox"].insert({"path": "/x", "destination": "pacs", "sop_instance_uid": f"1.2.{len(state)}.{state}",
+                             "sop_class_uid": "1.2", "state": state, "next_try_at": 0, "created_at": 0})
+    db["studies"].insert({"study_instance_uid": "1.7", "first_received_at": 0, "last_received_at": 0})
+    db["series"].insert({"series_instance_uid": "1.8", "study_instance_uid": "1.7", "folder": "/x", "state": "open",
+                         "first_received_at": 0, "opened_at": 0, "last_received_at": 0, "total_bytes": 3 * 2**20})
+    db["instances"].insert({"sop_instance_uid": "1.9", "series_instance_uid": "1.8", "study_instance_uid": "1.7",
+                            "sop_class_uid": "1.2", "transfer_syntax_uid": "1.2.840.10008.1.2.1", "path": "/x",
+                            "size": 10, "sha256": "0", "received_at": 1_780_000_000.0, "calling_ae_title": "CT1"})
+    db.conn.commit()
+    page = admin.get("/admin/status").text
+    outbox_section = page.split("<h2>Outbox</h2>")[1].split("<h2>")[0]
+    outbox_counts = re.findall(r"<li>(\w+) <b>(\d+)</b></li>", outbox_section)
+    assert outbox_counts == [("pending", "1"), ("sent", "2"), ("failed", "1")]
+    peers = re.findall(r"<tr><td>(\w+)</td><td>([^<]+)</td><td>([^<]+)</td></tr>", page)
+    assert ("CT1", "(not configured)", "2026-05-28T20:26:40+00:00") in peers
+    assert ("PACS", "10.0.0.5", "never") in peers
+    assert "image store" in page and "3.0 MiB" in page
