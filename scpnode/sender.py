@@ -122,7 +122,7 @@ class OutboxSender:
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_seconds
         for sop_class, syntaxes in list(contexts.items())[:MAX_CONTEXTS]:
             ae.add_requested_context(sop_class, sorted(syntaxes))
-        tls_args = (client_ssl_context(self.tls), "") if destination.tls else None
+        tls_args = (client_ssl_context(self.tls), None) if destination.tls else None
         assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls_args)
         if not assoc.is_established:
             reason = "association rejected" if assoc.is_rejected else "destination not reachable"
