@@ -57,7 +57,7 @@ def render_visual_report(
     image_axes.imshow(ct_plane, cmap="gray", vmin=centre - width / 2, vmax=centre + width / 2,
                       extent=extent, origin="lower", interpolation="bilinear")
     image_axes.imshow(overlay, extent=extent, origin="lower", interpolation="nearest")
-    for level, (y_mm, z_mm) in level_centres.items():
+    for level, z_mm in level_centres.items():
         image_axes.text(extent[0] + 2, z_mm, level, color="white", fontsize=13, fontweight="bold",
                         va="center", ha="left", bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
     image_axes.set_axis_off()
@@ -103,10 +103,10 @@ def encode_visual_report(
 
 def _sagittal_reformat(
     slice_map: SliceMap, segmentation: SegmentationResult
-) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float], dict[str, tuple[float, float]]]:
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float], dict[str, float]]:
     """CT and RGBA overlay on the sagittal plane through the bodies' centre.
 
-    Returns (ct (z, y), overlay (z, y, 4), imshow extent in mm, level -> (y, z) centre in mm).
+    Returns (ct (z, y), overlay (z, y, 4), imshow extent in mm, level -> height of its centre in mm).
     """
     bodies = sitk.GetArrayViewFromImage(segmentation.bodies)
     compartments = sitk.GetArrayViewFromImage(segmentation.compartments)
@@ -135,18 +135,22 @@ def _sagittal_reformat(
         mask = (body_plane == spec.verse_id) & (compartment_plane == int(spec.compartment))
         overlay[mask] = (*[c / 255 for c in spec.colour], OVERLAY_ALPHA)
 
-    # In index space: columns run along y (anterior -> posterior), rows along z
-    # (grid slice order). A grid whose slice axis points to the feet is flipped
-    # so that the head is at the top.
-    if segmentation.compartments.GetDirection()[8] < 0:
+    # CT series are acquired axially: grid rows (index y) run along the
+    # patient's A-P axis and slices (index z) along S-I. Flip each so that
+    # anterior is left and the head is at the top (origin="lower" below),
+    # whichever way the series' direction cosines point.
+    direction = segmentation.compartments.GetDirection()
+    if direction[4] < 0:
+        ct, overlay, body_plane = ct[:, ::-1], overlay[:, ::-1], body_plane[:, ::-1]
+    if direction[8] < 0:
         ct, overlay, body_plane = ct[::-1], overlay[::-1], body_plane[::-1]
     height_mm, width_mm = ct.shape[0] * z_mm_step, ct.shape[1] * y_mm_step
     extent = (0.0, width_mm, 0.0, height_mm)
-    centres: dict[str, tuple[float, float]] = {}
+    centres: dict[str, float] = {}
     for name in TARGET_LEVELS:
-        zs, ys = np.nonzero(body_plane == verse_id(name))
+        zs = np.nonzero((body_plane == verse_id(name)).any(axis=1))[0]
         if zs.size:
-            centres[name] = ((ys.mean() + 0.5) * y_mm_step, (zs.mean() + 0.5) * z_mm_step)
+            centres[name] = (zs.mean() + 0.5) * z_mm_step
     return ct, overlay, extent, centres
 
 

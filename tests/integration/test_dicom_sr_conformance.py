@@ -1,0 +1,141 @@
+"""Our SEG, SR and visual report against real peers: dicom3tools' dciodvfy,
+a real Orthanc (C-STORE with DCMTK's storescu, then retrieved over REST), and
+a visual report rendered on real CT anatomy.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from PIL import Image
+
+from dicom_sr import AlgorithmInfo, ResultObjects, encode_results
+from dicom_sr.readers import read_seg, read_sr
+from inference.levels import TARGET_LEVELS
+from inference.results import SegmentationResult
+from tests.unit.test_dicom_sr_inputs import make_measurements, make_segmentation, make_study, write_ct_datasets
+
+pytestmark = pytest.mark.integration
+
+ALGORITHM = AlgorithmInfo(name="scpnode anatomical", version="0.3.1", model_id="anatomical-rules-2")
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What dciodvfy said about one file."""
+
+    errors: list[str]
+    warnings: list[str]
+
+
+@pytest.fixture(scope="module")
+def dciodvfy(require_tool: Callable[[str], str]) -> Callable[[Path], Validation]:
+    """Validate a DICOM file against its IOD with dicom3tools' ``dciodvfy``."""
+    binary = require_tool("dciodvfy")
+
+    def validate(path: Path) -> Validation:
+        run = subprocess.run([binary, str(path)], capture_output=True, text=True, timeout=120)
+        lines = [line.strip() for line in (run.stdout + run.stderr).splitlines()]
+        return Validation(errors=[line for line in lines if line.startswith("Error")],
+                          warnings=[line for line in lines if line.startswith("Warning")])
+
+    return validate
+
+
+def _save(objects: ResultObjects, folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for kind, dataset in (("seg", objects.seg), ("sr", objects.sr), ("report", objects.report)):
+        paths[kind] = folder / f"{kind}.dcm"
+        dataset.save_as(paths[kind], enforce_file_format=True)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory):
+    source, segmentation, measurements = make_study((40, 96, 96))
+    objects = encode_results(source, segmentation, measurements, ALGORITHM)
+    return source, objects, _save(objects, tmp_path_factory.mktemp("dicom_sr"))
+
+
+def test_every_object_passes_dciodvfy_without_errors(synthetic, dciodvfy, output_dir: Path) -> None:
+    _, _, paths = synthetic
+    notes = []
+    for kind, path in paths.items():
+        result = dciodvfy(path)
+        assert result.errors == [], f"{kind}: {result.errors}"
+        notes += [f"{kind}: {warning}" for warning in sorted(set(result.warnings))]
+    (output_dir / "dciodvfy_warnings.txt").write_text("\n".join(notes) + "\n")
+    print("\n".join(notes))
+
+
+def test_our_readers_load_our_objects(synthetic) -> None:
+    source, objects, paths = synthetic
+    seg = read_seg(paths["seg"])
+    assert [s.label for s in seg.segments] == [f"{lv} {c}" for lv in TARGET_LEVELS for c in ("cortical", "cancellous")]
+    sr = read_sr(paths["sr"])
+    segment_refs = [g.referenced_segment for g in sr.groups if g.template == "TID 1411"]
+    assert segment_refs == [(objects.seg.SOPInstanceUID, n) for n in range(1, 9)]
+
+
+def test_orthanc_stores_and_returns_all_three_objects(synthetic, orthanc, require_tool) -> None:
+    source, objects, paths = synthetic
+    storescu = require_tool("storescu")
+    sent = subprocess.run(
+        [storescu, "--required", "-aet", "SCPNODE", "-aec", orthanc.aet, orthanc.host, str(orthanc.dicom_port),
+         *[str(p) for p in paths.values()]],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert sent.returncode == 0, sent.stderr
+    stored = {item["MainDicomTags"]["SOPInstanceUID"]: item for item in orthanc.study_instances(source[0].StudyInstanceUID)}
+    expected = {ds.SOPInstanceUID: ds for ds in objects}
+    assert set(stored) == set(expected)
+    for uid, original in expected.items():
+        data = orthanc.get(f"/instances/{stored[uid]['ID']}/file")
+        retrieved = pydicom.dcmread(pydicom.filebase.DicomBytesIO(data))
+        assert retrieved.SOPClassUID == original.SOPClassUID
+        assert retrieved.StudyInstanceUID == source[0].StudyInstanceUID
+        assert retrieved.SeriesDescription == original.SeriesDescription
+    seg_file = orthanc.get(f"/instances/{stored[objects.seg.SOPInstanceUID]['ID']}/file")
+    seg = hd.seg.Segmentation.from_dataset(pydicom.dcmread(pydicom.filebase.DicomBytesIO(seg_file)))
+    assert seg.number_of_segments == 8
+    series = {orthanc.get(f"/series/{s}")["MainDicomTags"].get("Modality") for s in
+              orthanc.get(f"/studies/{orthanc.find_study(source[0].StudyInstanceUID)}")["Series"]}
+    assert series == {"SEG", "SR", "OT"}
+
+
+def _real_ct_study(shared_data: Path) -> tuple[list[pydicom.Dataset], SegmentationResult]:
+    """The TotalSegmentator abdomen CT (3 mm) with compartments made from its body labels.
+
+    Cancellous core = vertebral body eroded by one voxel; cortical shell = the rest.
+    """
+    folder = shared_data / "real_ct" / "abdomen_3mm"
+    ct = sitk.Cast(sitk.ReadImage(str(folder / "ct.nii.gz")), sitk.sitkFloat32)
+    vertebrae = sitk.ReadImage(str(folder / "reference_vertebrae.nii.gz"))
+    in_body = sitk.ReadImage(str(folder / "reference_vertebrae_body.nii.gz")) == 1
+    bodies = sitk.Cast(vertebrae * sitk.Cast(in_body, vertebrae.GetPixelID()), sitk.sitkUInt8)
+    core = sitk.BinaryErode(sitk.Cast(in_body, sitk.sitkUInt8), [1, 1, 1])
+    compartments = sitk.Cast(in_body, sitk.sitkUInt8) + sitk.Cast(core, sitk.sitkUInt8)
+    return write_ct_datasets(ct), make_segmentation(bodies, compartments)
+
+
+def test_visual_report_on_real_ct(shared_data: Path, output_dir: Path, dciodvfy) -> None:
+    source, segmentation = _real_ct_study(shared_data)
+    measurements = make_measurements()
+    labels = set(np.unique(sitk.GetArrayViewFromImage(segmentation.bodies)))
+    measurements.levels = {name: lv for name, lv in measurements.levels.items() if lv.verse_id in labels}
+    objects = encode_results(source, segmentation, measurements, ALGORITHM)
+    paths = _save(objects, output_dir)
+    pixels = objects.report.pixel_array
+    Image.fromarray(pixels).save(output_dir / "visual_report_real_ct.png")
+    assert pixels.shape == (800, 1280, 3)
+    assert dciodvfy(paths["seg"]).errors == [] and dciodvfy(paths["report"]).errors == []
+    assert np.ptp(pixels[:, :500]) > 100
