@@ -19,6 +19,8 @@ from inference.segment.unet.spec import ModelDirError
 
 WINDOW_OVERLAP = 0.25
 """Fraction by which neighbouring windows overlap; blended with a Gaussian importance map."""
+WINDOW_BATCH = 4
+"""Windows run through the network together (fewer, larger calls; a 96^3 batch of 4 needs about 1 GB)."""
 SLAB_SLICES = 32
 """Slices of logits turned into labels at a time, which bounds the memory of softmax on big label sets."""
 
@@ -84,12 +86,11 @@ def predict_logits(
     large volume does not need to fit in GPU memory (only the windows do).
     """
     inputs = torch.from_numpy(np.ascontiguousarray(volume))[None, None]
-    batch = 4 if device.type == "cuda" else 1
     with torch.inference_mode():
         output = sliding_window_inference(
             inputs,
             roi_size=tuple(patch_size),
-            sw_batch_size=batch,
+            sw_batch_size=WINDOW_BATCH,
             predictor=network,
             overlap=WINDOW_OVERLAP,
             mode="gaussian",
