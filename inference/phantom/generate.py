@@ -1,0 +1,195 @@
+"""``generate_phantom``: a :class:`PhantomSpec` -> image, labels and ground truth on one grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from inference.levels import Compartment
+from inference.phantom.anatomy import SpineAxis, layout_spine
+from inference.phantom.grid import Grid
+from inference.phantom.physics import (
+    Tissue,
+    correlated_noise,
+    hu_from_vbmd,
+    scanner_blur,
+    tissue_hu,
+)
+from inference.phantom.skeleton import (
+    SpineVolumes,
+    paint_ribs,
+    paint_spine,
+    ribbed_levels,
+    verse_label,
+)
+from inference.phantom.spec import PhantomSpec
+from inference.phantom.spine import Fracture, body_heights
+from inference.phantom.texture import trabecular_texture
+from inference.phantom.torso import Torso, paint_torso
+
+TRUTH_FORMAT = "scpnode-phantom-truth/1"
+POSTERIOR_BONE_EXCESS_HU = 230.0
+"""Neural arches are denser than the cancellous core of their body (more cortex)."""
+SPINE_CENTRE_Y_MM = 30.0
+"""Antero-posterior position of the thoracolumbar bodies (posterior of the table centre)."""
+
+
+@dataclass(frozen=True)
+class Phantom:
+    """A synthetic CT study: the image and its ground truth, all on the same grid (LPS, HU)."""
+
+    spec: PhantomSpec
+    image: sitk.Image
+    vertebrae: sitk.Image
+    bodies: sitk.Image
+    compartments: sitk.Image
+    truth: dict[str, Any]
+
+
+def _rng(spec: PhantomSpec, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([spec.seed, stream]))
+
+
+def place_spine(spec: PhantomSpec, grid: Grid) -> SpineAxis:
+    """Lay out the whole spine so that top_level..bottom_level is centred in the field of view."""
+    names = spec.spine_levels()
+    scale = spec.body_scale ** 0.25  # bigger people have somewhat bigger vertebrae
+    probe = layout_spine(names, top_s=0.0, y_shift=SPINE_CENTRE_Y_MM, size_scale=scale)
+    upper, lower = probe.span(spec.top_level, spec.bottom_level)
+    middle = float(probe.z_of_s((upper + lower) / 2))
+    field_centre = float(grid.z[0] + grid.z[-1]) / 2
+    return layout_spine(names, top_s=field_centre - middle, y_shift=SPINE_CENTRE_Y_MM, size_scale=scale)
+
+
+def generate_phantom(spec: PhantomSpec) -> Phantom:
+    """Generate a synthetic CT study with ground truth from ``spec`` (deterministic for a seed)."""
+    grid = Grid.centred(spec.shape, spec.spacing_mm)
+    axis = place_spine(spec, grid)
+    torso = Torso.of(axis, spec.body_scale, spec.contrast)
+    tissue = np.zeros(grid.shape_zyx, np.uint8)
+    outlines = paint_torso(tissue, grid, torso, _rng(spec, 1))
+    spine = paint_spine(tissue, grid, axis, spec)
+    vertebrae = np.zeros(grid.shape_zyx, np.uint8)
+    vertebrae[:, spine.window[0], spine.window[1]] = spine.vertebrae
+    ribs = ribbed_levels(spec)
+    paint_ribs(tissue, vertebrae, grid, torso, ribs)
+    hu = _attenuation(tissue, spine, spec, grid)
+    del tissue
+    image = scanner_blur(grid.to_image(hu), spec.slice_thickness_mm)
+    del hu
+    array = sitk.GetArrayViewFromImage(image)
+    noisy = array + correlated_noise(grid.shape_zyx, grid.spacing_xyz, spec.noise_hu, _rng(spec, 3))
+    if spec.beam_hardening_hu:
+        _add_cupping(noisy, grid, outlines, spec.beam_hardening_hu)
+    np.maximum(noisy, -1024.0, out=noisy)  # scanners clip reconstructions at -1024 HU
+    image = grid.to_image(noisy.astype(np.float32))
+    bodies = np.zeros(grid.shape_zyx, np.uint8)
+    bodies[:, spine.window[0], spine.window[1]] = spine.bodies
+    compartments = np.zeros(grid.shape_zyx, np.uint8)
+    compartments[:, spine.window[0], spine.window[1]] = spine.compartments
+    truth = _truth(spec, grid, axis, spine, ribs)
+    return Phantom(spec, image, grid.to_image(vertebrae), grid.to_image(bodies), grid.to_image(compartments), truth)
+
+
+def _attenuation(tissue: np.ndarray, spine: SpineVolumes, spec: PhantomSpec, grid: Grid) -> np.ndarray:
+    """Noise-free HU per voxel: tissue table, then per-level bone values with trabecular texture."""
+    hu = tissue_hu(spec.contrast)[tissue]
+    ys, xs = spine.window
+    crop = hu[:, ys, xs]
+    spacing_zyx = grid.spacing_xyz[::-1]
+    texture = trabecular_texture(crop.shape, spacing_zyx, spec.trabecular_heterogeneity, _rng(spec, 2))
+    vbmd = spec.vbmd_by_level()
+    cortical_hu = float(tissue_hu(spec.contrast)[Tissue.CORTICAL])
+    # a shell thinner than a voxel shows only part of its density (partial volume)
+    shell_fill = min(1.0, spec.cortical_thickness_mm / min(grid.spacing_xyz))
+    for name, rows in spine.level_rows.items():
+        label = verse_label(name)
+        target = hu_from_vbmd(vbmd[name])
+        part = crop[rows]
+        own = spine.vertebrae[rows] == label
+        kinds = spine.tissue[rows]
+        core = own & (spine.compartments[rows] == Compartment.CANCELLOUS)
+        shell = own & (spine.compartments[rows] == Compartment.CORTICAL)
+        arch = own & (kinds == Tissue.POSTERIOR_BONE)
+        grain = texture[rows]
+        if core.any():
+            part[core] = target + grain[core] - float(grain[core].mean())
+        part[shell] = target + (cortical_hu - target) * shell_fill
+        part[arch] = target + POSTERIOR_BONE_EXCESS_HU + 0.6 * grain[arch]
+    return hu
+
+
+def _add_cupping(array: np.ndarray, grid: Grid, outlines: list[tuple[float, float, float]], amplitude: float) -> None:
+    """Beam-hardening cupping: darker towards the centre of the body, ``amplitude`` HU at the centre."""
+    x2d, y2d = grid.x[None, :], grid.y[:, None]
+    for k, (a, b, cy) in enumerate(outlines):
+        radius2 = (x2d / a) ** 2 + ((y2d - cy) / b) ** 2
+        array[k] -= (amplitude * np.clip(1.0 - radius2, 0.0, 1.0)).astype(np.float32)
+
+
+def _truth(spec: PhantomSpec, grid: Grid, axis: SpineAxis, spine: SpineVolumes,
+           ribs: tuple[str, ...]) -> dict[str, Any]:
+    vertebra_voxels = np.bincount(spine.vertebrae.ravel(), minlength=256)
+    body_voxels = np.bincount(spine.bodies.ravel(), minlength=256)
+    cortical_voxels = np.bincount(spine.bodies[spine.compartments == Compartment.CORTICAL], minlength=256)
+    cancellous_voxels = np.bincount(spine.bodies[spine.compartments == Compartment.CANCELLOUS], minlength=256)
+    on_edge = _labels_on_edge(spine, grid)
+    vbmd = spec.vbmd_by_level()
+    names = spec.spine_levels()
+    wanted = set(names[names.index(spec.top_level): names.index(spec.bottom_level) + 1])
+    levels: dict[str, Any] = {}
+    for placed in axis.levels:
+        label = verse_label(placed.name)
+        if vertebra_voxels[label] == 0 and placed.name not in wanted:
+            continue
+        z = float(axis.z_of_s(placed.s))
+        tilt = float(axis.tilt_of_z(np.array(z)))
+        fracture = spec.fractures.get(placed.name)
+        size = placed.size
+        levels[placed.name] = {
+            "id": label,
+            "in_view": bool(vertebra_voxels[label] > 0),
+            "complete_in_view": bool(vertebra_voxels[label] > 0 and label not in on_edge),
+            "centre_lps": [0.0, round(float(axis.y_of_z(np.array(z))), 3), round(z, 3)],
+            "superior_axis_lps": [0.0, round(np.sin(tilt), 5), round(np.cos(tilt), 5)],
+            "heights_mm": body_heights(size, Fracture(*fracture) if fracture else None),
+            "body_size_mm": {"height": round(size.height, 2), "depth": round(size.depth, 2),
+                             "width": round(size.width, 2)},
+            "vbmd_mg_cm3": vbmd[placed.name],
+            "expected_cancellous_hu": round(hu_from_vbmd(vbmd[placed.name]), 2),
+            "fracture": {"grade": fracture[0], "type": fracture[1]} if fracture else {"grade": 0, "type": None},
+            "ribs": placed.name in ribs,
+            "voxels": {"vertebra": int(vertebra_voxels[label]), "body": int(body_voxels[label]),
+                       "cortical": int(cortical_voxels[label]), "cancellous": int(cancellous_voxels[label])},
+        }
+    return {
+        "format": TRUTH_FORMAT,
+        "spec": spec.to_dict(),
+        "grid": {"size": list(spec.shape), "spacing_mm": list(grid.spacing_xyz),
+                 "origin_lps": [float(grid.x[0]), float(grid.y[0]), float(grid.z[0])],
+                 "direction": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]},
+        "hu_calibration": {"model": "hu = vbmd / slope", "vbmd_mg_cm3_per_hu": float(hu_from_vbmd(1.0) ** -1)},
+        "rib_pairs": spec.rib_pairs,
+        "lumbar_rib": spec.lumbar_rib,
+        "ribbed_levels": list(ribs),
+        "levels": levels,
+    }
+
+
+def _labels_on_edge(spine: SpineVolumes, grid: Grid) -> set[int]:
+    """Labels that touch a face of the field of view (cut by it)."""
+    labels = spine.vertebrae
+    faces = [labels[0], labels[-1]]
+    ys, xs = spine.window
+    if ys.start == 0:
+        faces.append(labels[:, 0])
+    if ys.stop >= len(grid.y):
+        faces.append(labels[:, -1])
+    if xs.start == 0:
+        faces.append(labels[:, :, 0])
+    if xs.stop >= len(grid.x):
+        faces.append(labels[:, :, -1])
+    return {int(v) for face in faces for v in np.unique(face) if v}

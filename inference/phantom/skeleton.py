@@ -1,0 +1,217 @@
+"""Painting the bones: vertebrae (with labels and compartments) and ribs.
+
+Vertebrae are evaluated in a crop around the spine, in the local frame of the
+curved axis (see :mod:`inference.phantom.spine`). Ribs are thin curved tubes;
+they are painted as short runs of slices under each pixel of their in-plane
+footprint, which costs a few hundred thousand voxels instead of a full pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.levels import VERSE_IDS, Compartment
+from inference.phantom.anatomy import PlacedLevel, SpineAxis
+from inference.phantom.grid import Grid
+from inference.phantom.physics import Tissue
+from inference.phantom.spec import PhantomSpec
+from inference.phantom.spine import (
+    Fracture,
+    PosteriorShape,
+    arch_mask,
+    body_mask,
+    canal_mask,
+    disc_mask,
+)
+from inference.phantom.torso import Torso
+
+RIB_REACH_RAD: dict[int, float] = {1: 2.6, 2: 2.75, 3: 2.85, 4: 2.9, 5: 2.9, 6: 2.9, 7: 2.85, 8: 2.7,
+                                   9: 2.55, 10: 2.4, 11: 1.9, 12: 1.35, 13: 1.1}
+"""How far round the chest each rib reaches, as the angle from the back (pi = front midline)."""
+RIB_DROP_MM: dict[int, float] = {1: 25.0, 2: 45.0, 11: 50.0, 12: 30.0, 13: 25.0}
+"""How far a rib descends from its head to its anterior end (75 mm when not listed)."""
+RIB_HALF_WIDTH_MM = 3.5
+RIB_HALF_HEIGHT_MM = 6.0
+
+
+def verse_label(name: str) -> int:
+    """VerSe id of a level of :data:`inference.phantom.spec.SPINE_ORDER`."""
+    return VERSE_IDS[name]
+
+
+@dataclass
+class SpineVolumes:
+    """Label arrays of the spine crop (z, y, x) and where the crop lies in the full grid."""
+
+    window: tuple[slice, slice]
+    vertebrae: np.ndarray
+    bodies: np.ndarray
+    compartments: np.ndarray
+    tissue: np.ndarray
+    level_rows: dict[str, slice]
+
+
+def _local_frame(axis: SpineAxis, grid: Grid, window: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+    ys, _ = window
+    y = grid.y[ys][None, :]
+    offset = y - axis.y_of_z(grid.z)[:, None]
+    tilt = axis.tilt_of_z(grid.z)[:, None]
+    u = axis.s_of_z(grid.z)[:, None] + offset * np.sin(tilt)
+    v = offset * np.cos(tilt)
+    return u.astype(np.float32), v.astype(np.float32)
+
+
+def _spine_window(axis: SpineAxis, grid: Grid) -> tuple[slice, slice]:
+    reach_x = max(max(p.size.width / 2, PosteriorShape.of(p.name, p.size).process_length
+                      + p.size.canal_width / 2 + p.size.width * 0.11) for p in axis.levels) + 6.0
+    y_axis = axis.y_of_z(grid.z)
+    front = float(y_axis.min()) - max(p.size.depth for p in axis.levels) / 2 - 10.0
+    back = float(y_axis.max()) + max(PosteriorShape.of(p.name, p.size).canal_centre + p.size.canal_depth / 2
+                                     + p.size.spinous_length for p in axis.levels) + 10.0
+    xs = slice(int(np.searchsorted(grid.x, -reach_x)), int(np.searchsorted(grid.x, reach_x, "right")))
+    ys = slice(int(np.searchsorted(grid.y, front)), int(np.searchsorted(grid.y, back, "right")))
+    return ys, xs
+
+
+def paint_spine(tissue: np.ndarray, grid: Grid, axis: SpineAxis, spec: PhantomSpec) -> SpineVolumes:
+    """Paint discs, canal, neural arches and bodies; return labels of the spine crop."""
+    window = _spine_window(axis, grid)
+    ys, xs = window
+    crop = tissue[:, ys, xs]
+    u_all, v_all = _local_frame(axis, grid, window)
+    w = grid.x[xs].astype(np.float32)[None, None, :]
+    shape = crop.shape
+    vertebrae = np.zeros(shape, np.uint8)
+    bodies = np.zeros(shape, np.uint8)
+    compartments = np.zeros(shape, np.uint8)
+    fractures = {name: Fracture(grade, kind) for name, (grade, kind) in spec.fractures.items()}
+    rows: dict[str, slice] = {}
+    for placed in axis.levels:
+        arch = PosteriorShape.of(placed.name, placed.size)
+        reach = (placed.size.height / 2 + placed.size.disc_below + arch.spinous_slope
+                 * (placed.size.spinous_length + placed.size.canal_depth) + 8.0)
+        hit = np.nonzero(np.any(np.abs(u_all - placed.s) < reach, axis=1))[0]
+        if hit.size:
+            rows[placed.name] = slice(int(hit[0]), int(hit[-1]) + 1)
+
+    def frame(placed: PlacedLevel) -> tuple[np.ndarray, np.ndarray, slice]:
+        zr = rows[placed.name]
+        return (u_all[zr] - placed.s)[:, :, None], v_all[zr][:, :, None], zr
+
+    in_view = [p for p in axis.levels if p.name in rows]
+    # pass 1: canal and discs (soft parts, overwritten by bone where they meet)
+    for upper, lower in zip(axis.levels, axis.levels[1:]):
+        if lower.name in rows:
+            u, v, zr = frame(lower)
+            crop[zr][disc_mask(upper.size, lower.size, u, v, w)] = Tissue.DISC
+    for placed in in_view:
+        u, v, zr = frame(placed)
+        span = (u > -placed.size.height / 2 - placed.size.disc_below) & (u <= placed.size.height / 2)
+        crop[zr][span & canal_mask(placed.size, PosteriorShape.of(placed.name, placed.size), v, w)] = Tissue.CSF
+    # pass 2: neural arches
+    for placed in in_view:
+        u, v, zr = frame(placed)
+        shape_of = PosteriorShape.of(placed.name, placed.size)
+        bone = arch_mask(placed.name, placed.size, shape_of, u, v, w) & ~canal_mask(placed.size, shape_of, v, w)
+        crop[zr][bone] = Tissue.POSTERIOR_BONE
+        vertebrae[zr][bone] = verse_label(placed.name)
+    # pass 3: bodies with their cortical shell
+    for placed in in_view:
+        u, v, zr = frame(placed)
+        fracture = fractures.get(placed.name)
+        body = body_mask(placed.size, u, v, w, fracture)
+        core = body_mask(placed.size, u, v, w, fracture, shrink_mm=spec.cortical_thickness_mm)
+        label = verse_label(placed.name)
+        crop[zr][body] = Tissue.CORTICAL
+        crop[zr][core] = Tissue.CANCELLOUS
+        vertebrae[zr][body] = label
+        bodies[zr][body] = label
+        compartments[zr][body] = Compartment.CORTICAL
+        compartments[zr][core] = Compartment.CANCELLOUS
+    # a voxel of a body that touches another label (disc, canal, another body) is shell:
+    # this closes the shell on the voxel grid whatever the slice thickness
+    boundary = _label_boundary(bodies)
+    compartments[boundary] = Compartment.CORTICAL
+    crop[boundary] = Tissue.CORTICAL
+    return SpineVolumes(window, vertebrae, bodies, compartments, crop, rows)
+
+
+def _label_boundary(labels: np.ndarray) -> np.ndarray:
+    """Labelled voxels with a 6-neighbour of another value; the array edge does not count as a neighbour."""
+    padded = np.pad(labels, 1, mode="edge")
+    centre = padded[1:-1, 1:-1, 1:-1]
+    boundary = np.zeros(labels.shape, bool)
+    for axis in range(3):
+        for shift in (-1, 1):
+            neighbour = np.roll(padded, shift, axis=axis)[1:-1, 1:-1, 1:-1]
+            boundary |= neighbour != centre
+    return boundary & (labels > 0)
+
+
+def ribbed_levels(spec: PhantomSpec) -> tuple[str, ...]:
+    """Levels that carry a pair of ribs."""
+    thoracic = [f"T{i}" for i in range(1, 13)]
+    if spec.rib_pairs == 11:
+        thoracic = thoracic[:11]
+    elif spec.rib_pairs == 13:
+        thoracic.append("T13")
+    return tuple(thoracic + (["L1"] if spec.lumbar_rib else []))
+
+
+def paint_ribs(tissue: np.ndarray, vertebrae: np.ndarray, grid: Grid, torso: Torso, levels: tuple[str, ...]) -> None:
+    """Paint a pair of ribs for each level in ``levels`` (curved tubes from the transverse processes)."""
+    x2d, y2d = grid.x[None, :], grid.y[:, None]
+    z0, dz = float(grid.z[0]), float(grid.z[1] - grid.z[0])
+    for name in levels:
+        placed = torso.axis.level(name)
+        number = 13 if name in ("T13", "L1") else int(name[1:])
+        shape = PosteriorShape.of(name, placed.size)
+        z_head = float(torso.axis.z_of_s(placed.s + 0.12 * placed.size.height))
+        drop = RIB_DROP_MM.get(number, 75.0)
+        if z_head < grid.z[0] - 10 or z_head - drop > grid.z[-1] + 10:
+            continue
+        y_axis = float(torso.axis.y_of_z(np.array(z_head)))
+        x_tip = placed.size.canal_width / 2 + shape.pedicle_width / 2 + shape.process_length
+        y_tip = y_axis + shape.canal_centre + 3.0 + 0.3 * shape.process_length
+        a, b, cy = torso.outline(z_head)
+        rx = a - 14.0
+        c = np.sqrt(max(1.0 - (x_tip / rx) ** 2, 0.05))
+        ry = (y_tip - cy + b - 14.0) / (1.0 + c)  # anterior end at the inner chest wall
+        cy_e = cy - b + 14.0 + ry
+        start = float(np.arcsin(min(x_tip / rx, 0.99)))
+        reach = start + 0.45 if name == "L1" else RIB_REACH_RAD[number]
+        for side in (-1.0, 1.0):
+            xs = side * x2d
+            angle = np.arctan2(xs / rx, (y2d - cy_e) / ry)
+            rho = np.sqrt((xs / rx) ** 2 + ((y2d - cy_e) / ry) ** 2)
+            radius = 1.0 / np.sqrt((np.sin(angle) / rx) ** 2 + (np.cos(angle) / ry) ** 2)
+            radial = (rho - 1.0) * radius
+            iy, ix = np.nonzero((np.abs(radial) < RIB_HALF_WIDTH_MM) & (angle >= start) & (angle <= reach) & (xs > 0))
+            if iy.size == 0:
+                continue
+            along = (angle[iy, ix] - start) / (np.pi - start)
+            z_centre = z_head - drop * along ** 1.2
+            across = radial[iy, ix] / RIB_HALF_WIDTH_MM
+            half = RIB_HALF_HEIGHT_MM * np.sqrt(1.0 - across ** 2)
+            _paint_runs(tissue, vertebrae, iy, ix, z_centre, half, across, z0, dz)
+
+
+def _paint_runs(tissue: np.ndarray, vertebrae: np.ndarray, iy: np.ndarray, ix: np.ndarray, z_centre: np.ndarray,
+                half: np.ndarray, across: np.ndarray, z0: float, dz: float) -> None:
+    """Paint, under each footprint pixel, the slices within ``half`` of ``z_centre`` (cortex, marrow inside)."""
+    nz = tissue.shape[0]
+    low = np.clip(np.ceil((z_centre - half - z0) / dz), 0, nz).astype(np.int64)
+    high = np.clip(np.floor((z_centre + half - z0) / dz), -1, nz - 1).astype(np.int64)
+    counts = np.maximum(high - low + 1, 0)
+    total = int(counts.sum())
+    if total == 0:
+        return
+    owner = np.repeat(np.arange(counts.size), counts)
+    iz = low[owner] + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
+    py, px = iy[owner], ix[owner]
+    free = (vertebrae[iz, py, px] == 0) & (tissue[iz, py, px] != Tissue.AIR)
+    depth = np.abs(z0 + iz * dz - z_centre[owner]) / np.maximum(half[owner], 1e-3)
+    marrow = (np.abs(across[owner]) < 0.55) & (depth < 0.55)
+    tissue[iz[free], py[free], px[free]] = np.where(marrow[free], Tissue.RIB_MARROW, Tissue.RIB_CORTEX)
