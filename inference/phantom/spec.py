@@ -79,8 +79,8 @@ class PhantomSpec:
             raise ValueError(f"top_level {self.top_level} lies below bottom_level {self.bottom_level}")
         if len(self.shape) != 3 or min(self.shape) < 8:
             raise ValueError(f"shape must be (columns, rows, slices), each >= 8; got {self.shape}")
-        if not 0.3 <= self.pixel_spacing_mm <= 4.0:
-            raise ValueError(f"pixel_spacing_mm {self.pixel_spacing_mm} outside 0.3-4.0 (small matrices for tests use coarse pixels)")
+        if not 0.3 <= self.pixel_spacing_mm <= 6.0:
+            raise ValueError(f"pixel_spacing_mm {self.pixel_spacing_mm} outside 0.3-6.0 (small matrices for tests use coarse pixels)")
         if not 0.5 <= self.slice_thickness_mm <= 6.0 or not 0.3 <= self.slice_spacing_mm <= 6.0:
             raise ValueError("slice thickness and spacing must lie within 0.5-6 mm and 0.3-6 mm")
         if self.patient_position not in ("HFS", "FFS"):
