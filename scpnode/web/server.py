@@ -21,13 +21,15 @@ class WebServer:
     Logging goes through the node's own handlers (``log_config=None``); the
     access log lists paths and filter parameters only, no patient data (see
     :mod:`scpnode.web.app`). Bind to 127.0.0.1 (the ``[web] host`` default)
-    and put a TLS reverse proxy in front for other machines (README).
+    and put a TLS reverse proxy in front for other machines (README); uvicorn
+    trusts ``X-Forwarded-For``/``-Proto`` from 127.0.0.1 only (its default),
+    i.e. from a proxy on the same machine. Has the ``start``/``stop`` of a
+    :class:`scpnode.node.Node` service.
     """
 
-    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 8080, *, proxy_headers: bool = False):
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, proxy_headers=proxy_headers,
-                                forwarded_allow_ips="127.0.0.1" if proxy_headers else None,
-                                server_header=False, timeout_graceful_shutdown=5)
+    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 8080):
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, server_header=False,
+                                timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self.host = host
