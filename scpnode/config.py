@@ -40,6 +40,8 @@ class NodeSettings(_Section):
     port: int = Field(11112, ge=1, le=65535)
     storage_dir: Path = Path("var/store")
     database: Path = Path("var/scpnode.db")
+    results_dir: Path = Path("var/results")
+    """Per-job results: SEG, SR, visual report, measurements.json, segmentation."""
     max_associations: int = Field(10, ge=1, le=200)
     """Total simultaneous associations the listener accepts."""
     require_known_peers: bool = True
@@ -125,7 +127,6 @@ class PipelineSettings(_Section):
     model_dir: Path | None = None
     """Folder of radscore model files; None: the models shipped with the node."""
     model_id: str = "che2025-published"
-    max_attempts: int = Field(3, ge=1)
 
 
 class WorklistSettings(_Section):
@@ -182,6 +183,7 @@ class Settings(_Section):
         node = self.node
         node.storage_dir = _under(base, node.storage_dir)
         node.database = _under(base, node.database)
+        node.results_dir = _under(base, node.results_dir)
         for section, names in ((self.tls, ("cert_file", "key_file", "ca_file")),
                                (self.pipeline, ("model_dir", "segmentation_model_dir")), (self.logging, ("file",))):
             for name in names:
