@@ -279,7 +279,7 @@ def add_scored_study(db: sqlite_utils.Database, study: StudyInfo, measurements: 
         "calibrated": int(calibrated),
         "overlay_path": study.overlay_path,
         "measurements_path": study.measurements_path,
-        "measurements_json": json.dumps(measurements.to_json(), allow_nan=False, default=_json_default),
+        "measurements_json": json.dumps(_without_nan(measurements.to_json()), allow_nan=False),
     }
     now = _now()
     with transaction(db):
@@ -297,8 +297,15 @@ def add_scored_study(db: sqlite_utils.Database, study: StudyInfo, measurements: 
         return int(entry_id)
 
 
-def _json_default(value: Any) -> Any:
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+def _without_nan(value: Any) -> Any:
+    """``value`` with NaN/inf floats (e.g. a radiomics feature of a tiny VOI) as None: JSON has no NaN."""
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, dict):
+        return {key: _without_nan(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_nan(item) for item in value]
+    return value
 
 
 def set_status(db: sqlite_utils.Database, entry_id: int, status: Status | str, user: str, note: str = "") -> None:

@@ -57,7 +57,7 @@ def log_in(request: Request, user: User) -> None:
     """Start a fresh session for ``user`` (new CSRF token: nothing from before the login carries over)."""
     next_path = request.session.get("next", "")
     request.session.clear()
-    request.session.update({"uid": user.id, "csrf": secrets.token_urlsafe(32), "since": int(time.time())})
+    request.session.update({"uid": user.id, "csrf": secrets.token_urlsafe(32)})
     if next_path:
         request.session["next"] = next_path
 

@@ -134,3 +134,13 @@ def test_csv_export_has_every_matching_row_and_neutralises_formulas(db):
     assert all(r["flag_reasons"] == "l1_hu" for r in rows)
     assert {r["risk"] for r in rows} == {UNCALIBRATED}
     assert {r["l1_hu"] for r in rows} == {"95.0"}
+
+
+def test_non_finite_measurements_are_stored_as_null_not_lost(db):
+    values = measurements(l1_hu=float("nan"), vbmd=150)
+    values.levels["L1"].features = {"cancellous": {"glcm_Correlation": float("nan"), "firstorder_Mean": 180.0}}
+    entry = add_scored_study(db, StudyInfo("1.2.3", "1.2.3.4"), values, WorklistSettings())
+    row = get_row(db, entry)
+    assert row.l1_hu is None and not row.flagged
+    assert row.measurements["levels"]["L1"]["features"]["cancellous"] == {"glcm_Correlation": None,
+                                                                          "firstorder_Mean": 180.0}
