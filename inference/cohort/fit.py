@@ -84,7 +84,7 @@ def fit_models(table: pd.DataFrame, y: np.ndarray, recipe: Recipe, columns: dict
         if binary:
             for voi, cols in columns.items():
                 radscores[voi] = radscore_pipeline(recipe, cols, seed).fit(table, y)
-            inputs = _inputs(table, radscores)
+            inputs = logistic_inputs(table, radscores)
             for spec in recipe.models:
                 logistic[spec.name] = logistic_on_inputs().fit(inputs.loc[:, list(spec.inputs)], y)
         all_columns = [c for cols in columns.values() for c in cols]
@@ -96,7 +96,7 @@ def fit_models(table: pd.DataFrame, y: np.ndarray, recipe: Recipe, columns: dict
     return FittedModels(radscores=radscores, logistic=logistic, classifiers=classifiers, classes=classes)
 
 
-def _inputs(table: pd.DataFrame, radscores: dict[str, Pipeline]) -> pd.DataFrame:
+def logistic_inputs(table: pd.DataFrame, radscores: dict[str, Pipeline]) -> pd.DataFrame:
     """Radscores by VOI name plus every covariate column, the inputs of the logistic models."""
     frame = pd.DataFrame({voi: pipe.decision_function(table) for voi, pipe in radscores.items()},
                          index=table.index)
@@ -113,7 +113,7 @@ def score_rows(models: FittedModels, table: pd.DataFrame, recipe: Recipe) -> pd.
     """
     out = pd.DataFrame(index=table.index)
     if models.radscores:
-        inputs = _inputs(table, models.radscores)
+        inputs = logistic_inputs(table, models.radscores)
         for voi in models.radscores:
             out[f"radscore:{voi}"] = inputs[voi]
         for spec in recipe.models:

@@ -1,0 +1,136 @@
+"""Performance of every score of a :class:`CohortFit` on its train and test partitions.
+
+For each score (radscores, logistic models, classifiers) and partition: AUC
+with DeLong 95 % CI and a stratified bootstrap CI, the metrics at the Youden
+threshold chosen on the training partition (so the test figures are honest),
+and for probabilities the calibration (Brier, Hosmer-Lemeshow, slope) and
+the decision curve. Paired DeLong tests compare every pair of logistic models
+on the test partition. Permutation importance (scikit-learn) explains each
+classifier and logistic model on the test partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+
+from inference.cohort import stats
+from inference.cohort.fit import CohortFit, logistic_inputs
+
+PARTITIONS = ("train", "test")
+
+
+def score_columns(predictions: pd.DataFrame) -> list[str]:
+    return [c for c in predictions.columns if c.split(":")[0] in ("radscore", "model", "clf")]
+
+
+def _is_probability(column: str) -> bool:
+    return not column.startswith("radscore:")
+
+
+def evaluate_fit(fit: CohortFit, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The evaluation document (JSON-able): ``{"binary": ..., "scores": {...}, "comparisons": [...]}``."""
+    if not fit.binary:
+        return _evaluate_multiclass(fit)
+    out = evaluate_predictions(fit.predictions, bootstrap, seed)
+    out["importance"] = _importance(fit, seed)
+    return out
+
+
+def evaluate_predictions(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Evaluation of binary scores given as ``id, partition, y`` and score columns."""
+    out: dict[str, Any] = {"binary": True, "scores": {}, "comparisons": [], "importance": {}}
+    train = pred[pred.partition == "train"]
+    for column in score_columns(pred):
+        threshold = stats.youden_threshold(train["y"], train[column])
+        entry: dict[str, Any] = {"youden_threshold_train": threshold}
+        for partition in PARTITIONS:
+            part = pred[pred.partition == partition]
+            if part["y"].nunique() < 2:
+                continue
+            y, s = part["y"].to_numpy(), part[column].to_numpy()
+            result: dict[str, Any] = {
+                "n": int(len(y)), "events": int(y.sum()),
+                "auc": asdict(stats.delong_auc(y, s)),
+                "auc_bootstrap": asdict(stats.bootstrap_ci(y, s, n_resamples=bootstrap, seed=seed)),
+                "at_threshold": {**asdict(stats.metrics_at(y, s, threshold)),
+                                 "confusion_matrix": stats.metrics_at(y, s, threshold).confusion_matrix},
+            }
+            if _is_probability(column):
+                result["calibration"] = asdict(stats.calibration(y, s))
+                result["decision_curve"] = asdict(stats.decision_curve(y, s))
+            entry[partition] = result
+        out["scores"][column] = entry
+    test = pred[pred.partition == "test"]
+    models = [c for c in score_columns(pred) if c.startswith("model:")]
+    for a, b in combinations(models, 2):
+        out["comparisons"].append({"a": a, "b": b, "partition": "test",
+                                   **asdict(stats.delong_test(test["y"], test[a], test[b]))})
+    return out
+
+
+def _importance(fit: CohortFit, seed: int) -> dict[str, dict[str, float]]:
+    """Mean decrease of test AUC when one input is permuted (10 repeats)."""
+    pred = fit.predictions
+    test_ids = pred.loc[pred.partition == "test", "id"].drop_duplicates()
+    if fit.recipe.split.method != "holdout" or len(test_ids) == 0:
+        return {}
+    table = fit.table.drop(columns=[fit.recipe.data.outcome]).loc[test_ids]
+    y = fit.table.loc[test_ids, fit.recipe.data.outcome].to_numpy()
+    out: dict[str, dict[str, float]] = {}
+    if fit.models.radscores:
+        inputs = logistic_inputs(table, fit.models.radscores)
+        for spec in fit.recipe.models:
+            result = permutation_importance(fit.models.logistic[spec.name], inputs.loc[:, list(spec.inputs)], y,
+                                            scoring="roc_auc", n_repeats=10, random_state=seed)
+            out[f"model:{spec.name}"] = dict(zip(spec.inputs, result.importances_mean.tolist(), strict=True))
+    for family, estimator in fit.models.classifiers.items():
+        result = permutation_importance(estimator, table, y, scoring="roc_auc", n_repeats=5, random_state=seed)
+        ranked = sorted(zip(table.columns, result.importances_mean.tolist(), strict=True),
+                        key=lambda kv: -abs(kv[1]))[:10]
+        out[f"clf:{family}"] = dict(ranked)
+    return out
+
+
+def _evaluate_multiclass(fit: CohortFit) -> dict[str, Any]:
+    pred = fit.predictions
+    classes = fit.models.classes
+    out: dict[str, Any] = {"binary": False, "classes": [str(c) for c in classes], "scores": {}}
+    for family in fit.models.classifiers:
+        columns = [f"clf:{family}:{c}" for c in classes]
+        entry = {}
+        for partition in PARTITIONS:
+            part = pred[pred.partition == partition]
+            proba = part[columns].to_numpy()
+            entry[partition] = asdict(stats.multiclass_auc(part["y"].to_numpy(), proba, classes))
+            predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
+            entry[partition]["accuracy"] = float(np.mean(predicted == part["y"].to_numpy()))
+        out["scores"][f"clf:{family}"] = entry
+    return out
+
+
+def performance_summary(evaluation: dict[str, Any], primary: str) -> dict[str, Any]:
+    """What goes into the exported model file: test AUCs (DeLong CI) of every model, and the
+    primary model's test metrics at the training Youden threshold, Brier and calibration."""
+    scores = evaluation["scores"]
+    summary: dict[str, Any] = {"auc_test": {}, "primary": primary}
+    for name, entry in scores.items():
+        if "test" in entry:
+            auc = entry["test"]["auc"]
+            summary["auc_test"][name] = {"auc": auc["auc"], "ci95": [auc["ci_low"], auc["ci_high"]],
+                                         "method": "DeLong"}
+    main = scores.get(f"model:{primary}", {}).get("test")
+    if main:
+        summary["primary_test"] = {
+            "n": main["n"], "events": main["events"],
+            **{k: main["at_threshold"][k] for k in ("threshold", "accuracy", "sensitivity", "specificity",
+                                                   "ppv", "npv")},
+            "brier": main["calibration"]["brier"], "hosmer_lemeshow_p": main["calibration"]["hosmer_lemeshow_p"],
+            "calibration_slope": main["calibration"]["slope"],
+        }
+    return summary

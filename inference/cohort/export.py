@@ -1,0 +1,155 @@
+"""A fitted cohort model as the node's radscore model file (:mod:`inference.models`).
+
+The node computes, per vertebra and compartment, ``intercept + sum(coef x
+normalised feature)``, averages it over the levels scored, and feeds the
+study radscores (and vBMD) to logistic models. The research side fits the
+radscore on study-level features (the level means), which is the same
+number because the radscore is linear: mean(a + b (x_l - c) / s) =
+a + b (mean(x_l) - c) / s. So a radscore pipeline exports exactly when its
+steps are expressible in the file:
+
+- scaling: z-score (``StandardScaler``: center = mean, scale = SD) or max-abs;
+  percentile scaling and ComBat are not (the node cannot apply them) and are
+  refused with a clear error;
+- correlation filter and selectors: they only choose columns;
+- the final linear estimator: its coefficients and intercept.
+
+Logistic models may use radscores and ``vbmd``; one using another covariate
+cannot run on the node and is left out (the primary one must export).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.preprocessing import MaxAbsScaler, StandardScaler
+
+from inference.cohort.fit import CohortFit
+from inference.cohort.models import VOI_SEPARATOR
+from inference.cohort.stats import youden_threshold
+from inference.models import (
+    LogisticModel,
+    Normalisation,
+    RadscoreFormula,
+    RadscoreModel,
+    RadscoreTerm,
+    RiskCategory,
+)
+from inference.models.model import VBMD_INPUT
+
+
+class ExportError(ValueError):
+    """A fitted model that the node's model file cannot express; the message says which step."""
+
+
+def radscore_formula(pipeline: Any, voi: str) -> RadscoreFormula:
+    """The node formula of one fitted radscore pipeline (see the module docstring)."""
+    steps = dict(pipeline.named_steps)
+    if "harmonise" in steps:
+        raise ExportError(f"radscore {voi}: ComBat harmonisation cannot run on the node; "
+                          "fit without preprocess.harmonise_by to export")
+    scaler = steps["scale"]
+    names_in = list(scaler.feature_names_in_)
+    if isinstance(scaler, StandardScaler):
+        norms = {n: Normalisation(method="z-score", center=float(c), scale=float(s))
+                 for n, c, s in zip(names_in, scaler.mean_, scaler.scale_, strict=True)}
+    elif isinstance(scaler, MaxAbsScaler):
+        norms = {n: Normalisation(method="max-abs", scale=float(s) if s > 0 else 1.0)
+                 for n, s in zip(names_in, scaler.max_abs_, strict=True)}
+    else:
+        raise ExportError(f"radscore {voi}: {type(scaler).__name__} (percentile scaling) has no node "
+                          "equivalent; use normalisation 'z-score' or 'max-abs' to export")
+    estimator = pipeline[-1]
+    selected = list(pipeline[:-1].get_feature_names_out())
+    coefficients = np.asarray(estimator.coef_[0], dtype=float)
+    terms = [RadscoreTerm(feature=name.split(VOI_SEPARATOR, 1)[1], coefficient=float(coef), normalisation=norms[name])
+             for name, coef in zip(selected, coefficients, strict=True) if coef != 0]
+    if not terms:
+        raise ExportError(f"radscore {voi}: no feature was selected (all coefficients are zero)")
+    return RadscoreFormula(intercept=float(estimator.intercept_[0]), terms=tuple(terms))
+
+
+def _category_names(n: int) -> list[str]:
+    if n == 2:
+        return ["low", "high"]
+    if n == 3:
+        return ["low", "intermediate", "high"]
+    return [f"category-{i + 1}" for i in range(n)]
+
+
+def export_model(fit: CohortFit, model_id: str, version: str = "1.0.0", *, primary: str | None = None,
+                 categories: Sequence[float] | None = None, profile: str = "che2025",
+                 levels: Sequence[str] = ("T11", "T12", "L1", "L2"), description: str = "",
+                 performance: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None) -> RadscoreModel:
+    """The node's :class:`RadscoreModel` for a :class:`CohortFit` (binary outcome).
+
+    The operating threshold is the Youden threshold of the primary model's
+    probabilities on the training split; ``categories`` are the bounds of the
+    risk categories (default: the recipe's ``export.categories``).
+
+    Raises:
+        ExportError: multi-class outcome, no radscore, a step the node cannot
+            apply, or a primary model whose inputs the node lacks.
+    """
+    if not fit.binary:
+        raise ExportError("the node's model file holds binary risk models only")
+    if not fit.models.radscores:
+        raise ExportError("the recipe fitted no radscore")
+    recipe = fit.recipe
+    radscores = {voi: radscore_formula(pipe, voi) for voi, pipe in fit.models.radscores.items()}
+    node_inputs = set(radscores) | {VBMD_INPUT}
+    logistic: dict[str, LogisticModel] = {}
+    left_out: list[str] = []
+    for spec in recipe.models:
+        if not set(spec.inputs) <= node_inputs:
+            left_out.append(spec.name)
+            continue
+        estimator = fit.models.logistic[spec.name]
+        logistic[spec.name] = LogisticModel(
+            intercept=float(estimator.intercept_[0]),
+            coefficients={name: float(c) for name, c in zip(spec.inputs, estimator.coef_[0], strict=True)})
+    primary = primary or recipe.export.primary
+    if primary is None or primary not in logistic:
+        raise ExportError(f"primary model {primary!r} is not an exportable logistic model "
+                          f"(exportable: {sorted(logistic)}; left out, inputs not on the node: {left_out})")
+    train = fit.predictions[fit.predictions.partition == "train"]
+    threshold = youden_threshold(train["y"].to_numpy(), train[f"model:{primary}"].to_numpy())
+    bounds = list(categories if categories is not None else recipe.export.categories)
+    names = _category_names(len(bounds) + 1)
+    cats = tuple(RiskCategory(name=n, below=b) for n, b in zip(names, [*bounds, None], strict=True))
+    return RadscoreModel(
+        id=model_id, version=version,
+        description=description or f"Site model fitted with scpnode cohort ({len(fit.table)} subjects)",
+        provenance={"fitted_by": "scpnode cohort fit", "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "recipe": recipe.model_dump(mode="json"), "notes": list(fit.notes),
+                    "logistic_left_out": left_out, **(provenance or {})},
+        profile=profile, levels=tuple(levels), radscores=radscores, logistic=logistic,
+        primary_output=primary, operating_threshold=float(min(max(threshold, 0.0), 1.0)), categories=cats,
+        cohort=cohort_summary(fit), performance=performance or {},
+    )
+
+
+def cohort_summary(fit: CohortFit) -> dict[str, Any]:
+    """Counts and covariate summaries of the cohort (no patient identifiers)."""
+    pred = fit.predictions
+    train, test = pred[pred.partition == "train"], pred[pred.partition == "test"]
+    summary: dict[str, Any] = {
+        "subjects": int(len(fit.table)), "events": int(np.sum(fit.table[fit.recipe.data.outcome] == 1)),
+        "train": {"subjects": int(len(train)), "events": int(train["y"].sum())},
+        "test": {"subjects": int(test["id"].nunique()), "events": int(test.drop_duplicates("id")["y"].sum())},
+        "split": fit.recipe.split.method, "notes": list(fit.notes),
+    }
+    covariates: dict[str, Any] = {}
+    for name in fit.recipe.data.covariates:
+        column = fit.table[name]
+        if pd.api.types.is_numeric_dtype(column):
+            covariates[name] = {"mean": float(column.mean()), "sd": float(column.std()),
+                                "missing": int(column.isna().sum())}
+        else:
+            covariates[name] = {str(k): int(v) for k, v in column.value_counts().items()}
+    summary["covariates"] = covariates
+    return summary
