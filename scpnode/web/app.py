@@ -291,7 +291,6 @@ def _sort_links(query: worklist.WorklistQuery, filters: dict[str, str]) -> dict[
     for column in worklist.SORT_COLUMNS:
         ascending = query.sort == column and query.descending
         params = {**filters, "sort": column, "order": "asc" if ascending else "desc"}
-        params.pop("page", None)
         links[column] = "/worklist?" + urlencode(params)
     return links
 

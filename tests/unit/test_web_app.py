@@ -234,3 +234,23 @@ def test_node_status_shows_outbox_peers_and_disk(node):
     assert ("CT1", "(not configured)", "2026-05-28T20:26:40+00:00") in peers
     assert ("PACS", "10.0.0.5", "never") in peers
     assert "image store" in page and "3.0 MiB" in page
+
+
+def test_a_failing_page_is_a_500_page_without_traceback(node, caplog):
+    settings, _, _, _ = node
+
+    class BrokenStatus:
+        def snapshot(self):
+            raise RuntimeError("disk unreadable /secret/path")
+
+        def retry_job(self, job_id):
+            raise RuntimeError("unreachable")
+
+    app = create_app(settings, ThreadDatabases(settings.node.database), node_status=lambda db: BrokenStatus())
+    client = TestClient(app, raise_server_exceptions=False)
+    login(client, "root")
+    with caplog.at_level(logging.ERROR):
+        response = client.get("/admin/status")
+    assert response.status_code == 500 and "Something went wrong" in response.text
+    assert "Traceback" not in response.text and "/secret/path" not in response.text
+    assert "disk unreadable" in caplog.text
