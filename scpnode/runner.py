@@ -32,7 +32,8 @@ class JobRunner:
     """Dispatches queued jobs to worker processes.
 
     Args:
-        queue: the job table.
+        queue: returns a :class:`JobQueue` on the calling thread's database
+            connection (the runner uses it from several threads).
         run_job: function executed in the worker process with the job id; it
             records stages and the final state itself.
         concurrency: jobs running at the same time.
@@ -40,7 +41,7 @@ class JobRunner:
         initializer: called once in each worker process (e.g. to load settings).
     """
 
-    def __init__(self, queue: JobQueue, run_job: JobFunction, *, concurrency: int = 1,
+    def __init__(self, queue: Callable[[], JobQueue], run_job: JobFunction, *, concurrency: int = 1,
                  poll_seconds: float = 1.0, initializer: Callable[..., None] | None = None,
                  initargs: tuple = ()):
         self.queue = queue
@@ -57,7 +58,7 @@ class JobRunner:
 
     def start(self) -> None:
         """Requeue jobs a dead node left running, then start dispatching."""
-        for job_id in self.queue.recover_interrupted():
+        for job_id in self.queue().recover_interrupted():
             log_event(log, "job_requeued_after_restart", job=job_id)
         self._pool = self._new_pool()
         self._scheduler.add_job(self.dispatch, "interval", seconds=self.poll_seconds,
@@ -82,7 +83,7 @@ class JobRunner:
         with self._lock:
             self._running = {job_id: f for job_id, f in self._running.items() if not f.done()}
             while len(self._running) < self.concurrency and self._pool is not None:
-                job = self.queue.claim_next()
+                job = self.queue().claim_next()
                 if job is None:
                     return
                 log_event(log, "job_started", job=job.id, attempt=job.attempts)
@@ -97,12 +98,12 @@ class JobRunner:
     def _finished(self, job_id: int, future: Future) -> None:
         error = future.exception()
         if error is None:
-            log_event(log, "job_finished", job=job_id, state=self.queue.get(job_id).state)
+            log_event(log, "job_finished", job=job_id, state=self.queue().get(job_id).state)
             return
         # The worker could not record the outcome itself (it died or raised
         # outside the pipeline's own error handling).
         reason = "worker process died" if isinstance(error, BrokenProcessPool) else f"{type(error).__name__}: {error}"
-        self.queue.finish(job_id, FAILED, error=reason)
+        self.queue().finish(job_id, FAILED, error=reason)
         log_event(log, "job_failed", logging.ERROR, job=job_id, error=reason)
         if isinstance(error, BrokenProcessPool):
             with self._lock:

@@ -13,7 +13,7 @@ import signal
 import threading
 
 from scpnode.config import ConfigError
-from scpnode.node import Node
+from scpnode.assembly import assemble_node
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    node = Node(args.settings)
+    node = assemble_node(args.settings)
     try:
         node.start()
     except OSError as exc:  # port in use, unreadable certificate, unwritable storage

@@ -47,7 +47,7 @@ def db_path(tmp_path, monkeypatch):
 def test_jobs_run_in_worker_processes(db_path):
     queue = _queue(db_path)
     ids = [queue.enqueue("1", f"1.{i}", "/x", "sig").id for i in range(3)]
-    runner = JobRunner(queue, finish_in_worker, concurrency=1, poll_seconds=0.1)
+    runner = JobRunner(lambda: _queue(db_path), finish_in_worker, concurrency=1, poll_seconds=0.1)
     runner.start()
     try:
         _wait(queue, ids)
@@ -61,7 +61,7 @@ def test_jobs_run_in_worker_processes(db_path):
 def test_a_dying_worker_fails_its_job_and_the_next_one_still_runs(db_path):
     queue = _queue(db_path)
     doomed = queue.enqueue("1", "1.1", "/x", "sig").id
-    runner = JobRunner(queue, die_in_worker, concurrency=1, poll_seconds=0.1)
+    runner = JobRunner(lambda: _queue(db_path), die_in_worker, concurrency=1, poll_seconds=0.1)
     runner.start()
     try:
         _wait(queue, [doomed])

@@ -1,0 +1,282 @@
+"""The inference pipeline: one job turns a selected CT series into results.
+
+Stages, each timed into the job row (``stage_seconds``)::
+
+    load -> segment -> coverage -> measure -> encode -> outbox -> worklist
+
+``coverage`` is the anatomical decision that the selection rules leave open:
+a series whose T11, T12, L1 and L2 are not all completely in view is
+``out_of_scope`` with the reason, and the series is marked so in the index.
+
+Running a job again (after a crash or a retry) must not send its results
+twice: the encoded objects are written once per job folder and reused, so a
+rerun sends the same SOP Instance UIDs, and objects already in the outbox for
+a destination are not queued again.
+
+:class:`InferencePipeline` is the node service: it takes selected series from
+the node's hook, queues jobs, and runs them in worker processes
+(:class:`scpnode.runner.JobRunner`); :func:`run_job` is what a worker runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from PIL import Image
+from pydicom.dataset import Dataset
+
+from dicom_sr import AlgorithmInfo, encode_results
+from inference.levels import TARGET_LEVELS
+from inference.measure import measure_study
+from inference.models import load_model
+from inference.results import SegmentationResult, StudyMeasurements
+from inference.segment import segment_volume
+from inference.segment.io import write_segmentation
+from inference.volume import load_volume
+from scpnode import __version__, index, outbox, worklist
+from scpnode.config import Settings
+from scpnode.db import ThreadDatabases, open_database
+from scpnode.index import SeriesRef
+from scpnode.jobs import DONE, FAILED, OUT_OF_SCOPE, JobQueue
+from scpnode.logs import configure_logging, log_event, uid_ref
+from scpnode.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+RESULT_FILES = {"seg": "seg.dcm", "sr": "sr.dcm", "report": "report.dcm"}
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ended, for callers that run it in-process (CLI, tests)."""
+
+    state: str
+    result_dir: Path
+    reason: str = ""
+    error: str = ""
+
+
+class InferencePipeline:
+    """Node service: queue a job per selected series and run queued jobs.
+
+    Pass :meth:`on_series_selected` as the node's hook and the pipeline itself
+    as one of its services.
+    """
+
+    def __init__(self, settings: Settings, poll_seconds: float = 1.0):
+        self.settings = settings
+        self.databases = ThreadDatabases(settings.node.database)
+        self.runner = JobRunner(self._queue, run_job, concurrency=settings.pipeline.concurrency,
+                                poll_seconds=poll_seconds, initializer=init_worker,
+                                initargs=(settings.model_dump_json(),))
+
+    def _queue(self) -> JobQueue:
+        return JobQueue(self.databases.get())
+
+    def on_series_selected(self, series: SeriesRef) -> None:
+        """Queue a job for a selected series (same content: the existing job) and acknowledge it."""
+        job = self._queue().enqueue(series.study_instance_uid, series.series_instance_uid,
+                                    str(series.folder), f"revision-{series.revision}")
+        index.acknowledge_selected(self.databases.get(), series)
+        log_event(log, "job_queued", job=job.id, series=uid_ref(series.series_instance_uid))
+
+    def start(self) -> None:
+        self.runner.start()
+
+    def stop(self) -> None:
+        self.runner.stop(wait=True)
+
+
+# -- worker side ---------------------------------------------------------------
+
+_worker_settings: Settings | None = None
+
+
+def init_worker(settings_json: str) -> None:
+    """Worker process initializer: settings and logging of the node."""
+    global _worker_settings
+    _worker_settings = Settings.model_validate_json(settings_json)
+    configure_logging(_worker_settings.logging.level, _worker_settings.logging.file)
+
+
+def run_job(job_id: int) -> None:
+    """Run one job in a worker process (see :func:`process_job`)."""
+    if _worker_settings is None:
+        raise RuntimeError("worker process was not initialised with the node settings")
+    process_job(_worker_settings, job_id)
+
+
+def process_job(settings: Settings, job_id: int) -> JobOutcome:
+    """Run the pipeline for one claimed (running) job and record its final state.
+
+    Errors in a stage fail the job with ``"<stage>: <error>"``; they are not raised.
+    """
+    db = open_database(settings.node.database)
+    queue = JobQueue(db)
+    job = queue.get(job_id)
+    result_dir = settings.node.results_dir / f"job-{job.id}"
+    result_dir.mkdir(parents=True, exist_ok=True)
+    stage = "load"
+
+    @contextmanager
+    def timed(name: str) -> Iterator[None]:
+        nonlocal stage
+        stage = name
+        queue.record_stage(job.id, name)
+        started = time.perf_counter()
+        yield
+        queue.record_stage(job.id, name, time.perf_counter() - started)
+
+    try:
+        with timed("load"):
+            sources = read_series(Path(job.series_dir))
+            image = load_volume(job.series_dir, series_uid=job.series_uid)
+        with timed("segment"):
+            segmentation = segment_volume(image, settings.pipeline.segmentation_backend,
+                                          device=settings.pipeline.device,
+                                          model_dir=settings.pipeline.segmentation_model_dir)
+            write_segmentation(segmentation, result_dir / "segmentation")
+        with timed("coverage"):
+            reason = coverage_problem(segmentation)
+        if reason:
+            series = index.series_ref(db, job.series_uid)
+            if series is not None:
+                index.mark_out_of_scope(db, series, reason)
+            queue.finish(job.id, OUT_OF_SCOPE, reason=reason, result_dir=str(result_dir))
+            log_event(log, "job_out_of_scope", job=job.id, reason=reason)
+            return JobOutcome(OUT_OF_SCOPE, result_dir, reason=reason)
+        with timed("measure"):
+            model = load_model(settings.pipeline.model_id, settings.pipeline.model_dir)
+            measurements = measure_study(image, segmentation, model)
+            _write_json(result_dir / "measurements.json", measurements.to_json())
+        with timed("encode"):
+            algorithm = algorithm_info(segmentation)
+            files = encode_once(result_dir, sources, segmentation, measurements, algorithm)
+        with timed("outbox"):
+            queue_results(db, files, [d.name for d in settings.destinations])
+        with timed("worklist"):
+            overlay = result_dir / "overlay.png"
+            if not overlay.exists():
+                save_overlay_png(pydicom.dcmread(files["report"]), overlay)
+            worklist.add_scored_study(db, study_info(sources[0], job.series_uid, overlay, result_dir),
+                                      measurements, settings.worklist)
+        queue.finish(job.id, DONE, result_dir=str(result_dir))
+        return JobOutcome(DONE, result_dir)
+    except Exception as exc:  # noqa: BLE001 - any stage error fails the job, visibly, not the node
+        error = f"{stage}: {type(exc).__name__}: {exc}"
+        queue.finish(job.id, FAILED, error=error, result_dir=str(result_dir))
+        log_event(log, "job_failed", logging.ERROR, job=job.id, stage=stage, error_type=type(exc).__name__)
+        log.debug("job %s failed", job.id, exc_info=True)
+        return JobOutcome(FAILED, result_dir, error=error)
+    finally:
+        db.conn.close()
+
+
+def algorithm_info(segmentation: SegmentationResult) -> AlgorithmInfo:
+    """The algorithm recorded in SEG and SR: this software and the segmentation backend/model."""
+    backend = segmentation.backend
+    model_id = f"{backend}-{segmentation.backend_version}" if segmentation.backend_version else backend
+    return AlgorithmInfo(name=f"scpnode {backend} segmentation", version=__version__, model_id=model_id)
+
+
+def read_series(folder: Path) -> list[Dataset]:
+    """The stored instances of one series, pixel data included (the SEG needs their geometry)."""
+    datasets = [pydicom.dcmread(path) for path in sorted(folder.glob("*.dcm"))]
+    if not datasets:
+        raise FileNotFoundError(f"no instances in {folder}")
+    return datasets
+
+
+def coverage_problem(segmentation: SegmentationResult) -> str:
+    """Why the series cannot be scored for T11-L2, or "" when all four are completely in view."""
+    problems = []
+    for name in TARGET_LEVELS:
+        level = segmentation.levels.get(name)
+        if level is None:
+            problems.append(f"{name} not in view")
+        elif not level.complete:
+            problems.append(f"{name} incomplete" + (f" ({level.reason})" if level.reason else ""))
+    return "; ".join(problems)
+
+
+def encode_once(result_dir: Path, sources: list[Dataset], segmentation: SegmentationResult,
+                measurements: StudyMeasurements, algorithm: AlgorithmInfo) -> dict[str, Path]:
+    """Encode SEG, SR and report into ``result_dir``, or reuse them from an earlier run of the job.
+
+    Reuse keeps the SOP Instance UIDs of a job stable across reruns, so the
+    PACS never gets two SEGs for one job.
+    """
+    files = {kind: result_dir / name for kind, name in RESULT_FILES.items()}
+    if all(path.exists() for path in files.values()):
+        return files
+    objects = encode_results(sources, segmentation, measurements, algorithm)
+    for kind, dataset in (("seg", objects.seg), ("sr", objects.sr), ("report", objects.report)):
+        partial = files[kind].with_suffix(".partial")
+        dataset.save_as(partial, enforce_file_format=True)
+        partial.replace(files[kind])
+    return files
+
+
+def queue_results(db, files: dict[str, Path], destinations: list[str]) -> None:
+    """Put the result files in the outbox of every destination, once per SOP instance."""
+    queued = {(item.sop_instance_uid, item.destination) for item in outbox.items(db)}
+    for path in files.values():
+        sop_uid = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID
+        for destination in destinations:
+            if (sop_uid, destination) not in queued:
+                outbox.enqueue(db, path, destination)
+
+
+def save_overlay_png(report: Dataset, path: Path) -> None:
+    """The visual report's pixels as a PNG for the web UI (rendered once, by the encoder)."""
+    pixels = np.asarray(report.pixel_array, dtype=np.uint8)
+    partial = path.with_suffix(".partial.png")
+    Image.fromarray(pixels).save(partial)
+    partial.replace(path)
+
+
+def study_info(source: Dataset, series_uid: str, overlay: Path, result_dir: Path) -> worklist.StudyInfo:
+    """Worklist identifiers of a study, read from one of its instances."""
+    return worklist.StudyInfo(
+        study_uid=str(source.StudyInstanceUID),
+        series_uid=series_uid,
+        patient_id=str(source.get("PatientID", "") or ""),
+        patient_name=str(source.get("PatientName", "") or ""),
+        accession_number=str(source.get("AccessionNumber", "") or ""),
+        study_date=_dicom_date(source.get("StudyDate", "")),
+        study_description=str(source.get("StudyDescription", "") or ""),
+        overlay_path=str(overlay),
+        measurements_path=str(result_dir / "measurements.json"),
+    )
+
+
+def _dicom_date(value: object) -> date | None:
+    text = str(value or "").strip()
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:8])) if len(text) == 8 else None
+    except ValueError:
+        return None
+
+
+def _write_json(path: Path, document: dict) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(document, indent=2, default=_json_default))
+    partial.replace(path)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, sitk.Image):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
