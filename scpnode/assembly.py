@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from scpnode.config import Settings
+from scpnode.db import ThreadDatabases
 from scpnode.node import Node
 from scpnode.pipeline import InferencePipeline
 from scpnode.web.app import create_app
@@ -19,9 +20,8 @@ def assemble_node(settings: Settings, *, web: bool | None = None, poll_seconds: 
     """
     pipeline = InferencePipeline(settings, poll_seconds=poll_seconds)
     services: list = [pipeline]
-    node = Node(settings, on_series_selected=pipeline.on_series_selected, services=services,
-                sender_options=sender_options)
     if settings.web.enabled if web is None else web:
-        services.append(WebServer(create_app(settings, node.databases), settings.web.host, settings.web.port))
-        node.services = services
-    return node
+        app = create_app(settings, ThreadDatabases(settings.node.database))
+        services.append(WebServer(app, settings.web.host, settings.web.port))
+    return Node(settings, on_series_selected=pipeline.on_series_selected, services=services,
+                sender_options=sender_options)
