@@ -120,7 +120,7 @@ class _Pages:
 
     def login(self, request: Request) -> Response:
         if request.method == "GET":
-            return self.render(request, "login.html")
+            return self.render(request, "login.html", no_users=not users_table.list_users(self.db.get()))
         form = _form(request)
         check_csrf(request, form)
         username = str(form.get("username", ""))

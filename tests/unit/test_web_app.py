@@ -254,3 +254,9 @@ def test_a_failing_page_is_a_500_page_without_traceback(node, caplog):
     assert response.status_code == 500 and "Something went wrong" in response.text
     assert "Traceback" not in response.text and "/secret/path" not in response.text
     assert "disk unreadable" in caplog.text
+
+
+def test_login_page_explains_how_to_create_the_first_user(tmp_path):
+    settings = Settings.model_validate({"node": {"database": str(tmp_path / "empty.db")}})
+    client = TestClient(create_app(settings, ThreadDatabases(settings.node.database)))
+    assert "users add NAME --role admin" in client.get("/login").text
