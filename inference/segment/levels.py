@@ -1,6 +1,25 @@
-"""Describe the levels a backend labelled: voxels, centroid, completeness, what is missing.
+"""Which vertebra is which: level identification from anatomical evidence, and level description.
 
-A level is *complete* when its vertebral body lies wholly inside the field of
+Identification (:func:`identify_levels`) works on the vertebrae a backend
+separated, ordered from superior to inferior, and two kinds of evidence that
+radiologists use at the thoracolumbar junction:
+
+- ribs: T12 is the lowest rib-bearing vertebra in the usual spine with 12 rib
+  pairs; lumbar vertebrae carry none;
+- the sacrum, when in view: the vertebra above it is L5.
+
+Each gives a labelling; when both are present they must agree (the lowest
+rib-bearing vertebra lies six segments above the sacrum). When they disagree,
+the spine has a numbering variant - 11 or 13 rib pairs, a lumbar rib, a
+lumbosacral transitional vertebra - that image evidence at the junction cannot
+resolve; the sacrum count is kept for the lumbar levels (it is the convention of
+lumbar-spine reporting) and the study is marked for review with the reason.
+With one kind of evidence the labelling is kept at a lower confidence; with
+none, no level is named (a wrong level poisons every number downstream).
+Counting is well known to fail in transitional anatomy (Carrino et al.,
+Radiology 2011;259:196; Hughes & Saifuddin, AJR 2006;187:W59), hence the flags.
+
+Description (:func:`describe_levels`): a level is *complete* when its vertebral body lies wholly inside the field of
 view: a body whose labels reach a face of the volume is cut by the scan edge and
 its density or height would be wrong, so it is reported incomplete with the side
 it is cut on (e.g. "vertebral body cut by the superior edge of the field of view").
@@ -14,8 +33,109 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from inference.levels import LEVEL_NAMES, TARGET_LEVELS
+from inference.levels import LEVEL_NAMES, TARGET_LEVELS, VERSE_IDS
 from inference.results import LevelSegmentation
+
+SPINE_SEQUENCE: tuple[str, ...] = (
+    *(f"C{i}" for i in range(1, 8)), *(f"T{i}" for i in range(1, 13)), *(f"L{i}" for i in range(1, 6)), "S",
+)
+"""The usual spine, head to sacrum (12 thoracic, 5 lumbar)."""
+
+CONFIDENCE_AGREEING = 0.95
+CONFIDENCE_SACRUM_ONLY = 0.85
+CONFIDENCE_RIBS_ONLY = 0.75
+CONFIDENCE_CONFLICT = 0.5
+SHORT_RIB_MM = 70.0
+"""A lowest rib whose lateral reach from the canal is below this is short: a possible
+lumbar rib or hypoplastic 12th rib (a 12th rib usually reaches well beyond)."""
+
+
+@dataclass(frozen=True)
+class VertebraEvidence:
+    """What a backend saw at one separated vertebra (segment), numbered from superior."""
+
+    index: int
+    """Segment number, 1 = most superior."""
+    rib_sides: frozenset[str] = frozenset()
+    """``"left"``/``"right"`` where a rib articulates with this vertebra."""
+    rib_reach_mm: float = 0.0
+    """How far laterally from the canal its ribs reach (longest)."""
+    sacrum_like: bool = False
+    """The segment is the sacrum (most inferior, flanked by the iliac bones)."""
+    body_volume_ml: float = 0.0
+
+
+@dataclass
+class LevelAssignment:
+    """Result of :func:`identify_levels`."""
+
+    names: dict[int, str]
+    """Segment number -> level name (only segments that could be named)."""
+    confidence: float
+    needs_review: bool
+    warnings: list[str] = field(default_factory=list)
+    evidence: str = ""
+    """Which evidence the labels rest on: ``ribs+sacrum``, ``sacrum``, ``ribs`` or ``none``."""
+
+
+def identify_levels(segments: list[VertebraEvidence]) -> LevelAssignment:
+    """Name the segments (superior first) from rib and sacrum evidence; see the module notes."""
+    order = sorted(segments, key=lambda e: e.index)
+    position = {e.index: i for i, e in enumerate(order)}
+    warnings: list[str] = []
+    sacrum = next((e for e in reversed(order) if e.sacrum_like), None)
+    ribbed = [e for e in order if e.rib_sides and not e.sacrum_like]
+    lowest_ribbed = ribbed[-1] if ribbed else None
+
+    from_sacrum = _count_from(order, position[sacrum.index], "S") if sacrum else None
+    from_ribs = _count_from(order, position[lowest_ribbed.index], "T12") if lowest_ribbed else None
+
+    if lowest_ribbed is not None:
+        if len(lowest_ribbed.rib_sides) == 1:
+            warnings.append(
+                f"the lowest rib-bearing vertebra has a rib on the {next(iter(lowest_ribbed.rib_sides))} side only"
+            )
+        elif lowest_ribbed.rib_reach_mm < SHORT_RIB_MM:
+            warnings.append("the lowest rib pair is short: possible lumbar rib or hypoplastic 12th rib")
+
+    if from_sacrum and from_ribs:
+        gap = position[sacrum.index] - position[lowest_ribbed.index]
+        if gap == 6 and not warnings:
+            return LevelAssignment(from_sacrum, CONFIDENCE_AGREEING, False, warnings, "ribs+sacrum")
+        if gap != 6:
+            lumbar = gap - 1
+            warnings.append(
+                f"rib and sacrum evidence disagree: {lumbar} rib-free vertebra{'e' if lumbar != 1 else ''} above the "
+                "sacrum instead of 5 (11 or 13 rib pairs, a lumbar rib or a lumbosacral transitional vertebra); "
+                "levels counted from the sacrum"
+            )
+        return LevelAssignment(from_sacrum, CONFIDENCE_CONFLICT, True, warnings, "ribs+sacrum")
+    if from_sacrum:
+        warnings.append("no ribs seen: levels counted from the sacrum only")
+        return LevelAssignment(from_sacrum, CONFIDENCE_SACRUM_ONLY, False, warnings, "sacrum")
+    if from_ribs:
+        review = bool(warnings)
+        warnings.append(
+            "sacrum not in view: levels counted from the lowest rib-bearing vertebra only "
+            "(a spine with 11 or 13 rib pairs would be mislabelled)"
+        )
+        confidence = CONFIDENCE_CONFLICT if review else CONFIDENCE_RIBS_ONLY
+        return LevelAssignment(from_ribs, confidence, review, warnings, "ribs")
+    if not order:
+        return LevelAssignment({}, 0.0, False, ["no vertebra found"], "none")
+    warnings.append("no ribs and no sacrum in view: vertebral levels cannot be identified")
+    return LevelAssignment({}, 0.0, True, warnings, "none")
+
+
+def _count_from(order: list[VertebraEvidence], anchor: int, anchor_name: str) -> dict[int, str]:
+    """Name every segment by counting from ``order[anchor]`` = ``anchor_name`` along the usual spine."""
+    base = SPINE_SEQUENCE.index(anchor_name)
+    names = {}
+    for i, evidence in enumerate(order):
+        k = base + (i - anchor)
+        if 0 <= k < len(SPINE_SEQUENCE):
+            names[evidence.index] = SPINE_SEQUENCE[k]
+    return names
 
 _LPS_SIDES = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
 """Names of the low and high end of each LPS axis."""

@@ -1,0 +1,92 @@
+"""Anatomical evidence for level identification, measured per vertebra segment.
+
+- Ribs: bone outside the column that starts next to a vertebra (medial end
+  within :data:`RIB_MEDIAL_MM` of the canal) and reaches far laterally
+  (:data:`RIB_REACH_MM`); it is assigned to the vertebra segment at its medial
+  end, where the rib head and tubercle articulate (costovertebral joints).
+  Lumbar transverse processes stay within the column margin and do not reach.
+- Sacrum: the most inferior segment, below the last disc, flanked on both
+  sides by the iliac bones (large bone plates lateral to it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from inference.segment.anatomical.column import BONE_HU, SpineColumn
+from inference.segment.levels import VertebraEvidence
+
+RIB_MEDIAL_MM = 50.0
+"""A rib's medial end (head/neck) lies this close to the spinal canal, laterally."""
+
+RIB_REACH_MM = 75.0
+"""A rib reaches at least this far from the canal laterally; a transverse process does not."""
+
+PELVIS_MIN_ML = 60.0
+"""Lateral bone larger than this is pelvis (iliac bone), not rib."""
+
+SPINE_MARGIN_MM = 28.0
+"""Bone within this lateral distance of the canal belongs to the column itself."""
+
+
+def measure_evidence(
+    smoothed: np.ndarray,
+    bodies: np.ndarray,
+    vertebrae: np.ndarray,
+    segment_index: np.ndarray,
+    column: SpineColumn,
+    spacing_zyx: tuple[float, float, float],
+) -> list[VertebraEvidence]:
+    """Evidence for every vertebra segment (numbered 1..K from superior), superior first."""
+    sz, sy, sx = spacing_zyx
+    voxel_ml = sz * sy * sx / 1000.0
+    n, ny, nx = smoothed.shape
+    canal_x = column.canal_center_yx[:, 1]
+    lateral_mm = (np.arange(nx)[None, :] - canal_x[:, None]) * sx  # (z, x), signed: + = patient left
+
+    outside = (smoothed > BONE_HU) & (vertebrae == 0) & (np.abs(lateral_mm)[:, None, :] > SPINE_MARGIN_MM * 0.5)
+    components, count = ndi.label(outside)
+    ribs: dict[int, set[str]] = {}
+    reach: dict[int, float] = {}
+    pelvis_sides_by_slice: dict[int, set[str]] = {}
+    for label, box in enumerate(ndi.find_objects(components), start=1):
+        if box is None:
+            continue
+        mask = components[box] == label
+        volume = mask.sum() * voxel_ml
+        zz, yy, xx = np.nonzero(mask)
+        zz, yy, xx = zz + box[0].start, yy + box[1].start, xx + box[2].start
+        lat = lateral_mm[zz, xx]
+        distance = np.abs(lat)
+        side = "left" if np.median(lat) > 0 else "right"
+        if volume >= PELVIS_MIN_ML:
+            for z in np.unique(zz):
+                pelvis_sides_by_slice.setdefault(int(z), set()).add(side)
+            continue
+        medial = int(np.argmin(distance))
+        if distance[medial] > RIB_MEDIAL_MM or distance.max() < RIB_REACH_MM or volume < 0.5:
+            continue
+        segment = int(segment_index[zz[medial], yy[medial], xx[medial]])
+        if segment:
+            ribs.setdefault(segment, set()).add(side)
+            reach[segment] = max(reach.get(segment, 0.0), float(distance.max()))
+
+    segments = [int(k) for k in np.unique(bodies) if k]
+    evidence = []
+    lowest = max(segments) if segments else 0
+    for k in segments:
+        body = bodies == k
+        zs = np.nonzero(body.any(axis=(1, 2)))[0]
+        flanked = [len(pelvis_sides_by_slice.get(int(z), ())) == 2 for z in zs]
+        evidence.append(
+            VertebraEvidence(
+                index=k,
+                rib_sides=frozenset(ribs.get(k, set())),
+                rib_reach_mm=round(reach.get(k, 0.0), 1),
+                sacrum_like=(k == lowest and len(flanked) > 0 and float(np.mean(flanked)) >= 0.6),
+                body_volume_ml=round(float(body.sum() * voxel_ml), 2),
+            )
+        )
+    return evidence
+

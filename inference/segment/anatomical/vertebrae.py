@@ -1,0 +1,355 @@
+"""Separate the column into vertebrae: discs along the spine axis, bodies, posterior elements.
+
+- Discs: the attenuation profile sampled along the body centre line dips at
+  every intervertebral disc (nucleus/annulus ~ 70-100 HU between endplates and
+  cancellous bone of 120-300 HU); its minima, at least a short vertebra apart,
+  are the disc centres. Each disc is a plane through the centre line,
+  perpendicular to the local spine axis, so the split follows a curved spine.
+- Bodies: in each slice, the bone-like region around the body centre that lies
+  in front of the spinal canal, holes filled (cancellous bone of low
+  attenuation inside the cortex stays in the body).
+- Whole vertebrae: marker-controlled watershed on the inverted CT within the
+  bone mask, seeded by the bodies and by "other bone" far from the spine (ribs,
+  pelvis). Posterior elements join the body they are connected to through the
+  pedicles; facet and costovertebral joint spaces are dark valleys, so the
+  watershed lines fall there (Beucher & Meyer 1993, marker-controlled watershed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+from scipy.signal import find_peaks
+
+from inference.segment.anatomical.column import BONE_HU, SpineColumn
+
+BODY_HU = 100.0
+"""Smoothed attenuation above which a voxel next to the body centre is vertebral body."""
+
+MARROW_HU = 60.0
+"""Faint marrow still lies above this (fat is below 0, muscle about 50)."""
+
+GOOD_SLICE_FRACTION = 0.7
+DISC_HALF_MM = 4.0
+MAX_REPAIR_REACH_MM = 12.0
+
+BODY_RADIUS_MM = 32.0
+"""No part of a thoracolumbar body lies farther than this from its centre in an axial slice."""
+
+COLUMN_MARGIN_MM = 20.0
+"""Bodies are looked for this far beyond the ends of the followed column."""
+
+MIN_VERTEBRA_MM = 14.0
+"""Smallest distance between two disc centres (a severely crushed body plus two half discs)."""
+
+SPINE_HALF_WIDTH_MM = 55.0
+"""Bone farther than this from the spinal canal (laterally) is not vertebra (ribs, pelvis)."""
+
+PROFILE_STEP_MM = 1.0
+"""Sampling step along the spine axis."""
+
+TANGENT_WINDOW_MM = 30.0
+"""The axis direction is averaged over about one vertebra."""
+
+CORE_RADIUS_MM = 8.0
+"""Radius of the disk (perpendicular to the axis) whose mean HU follows the body core."""
+
+RIM_RADIUS_MM = 16.0
+RIM_PERCENTILE = 85.0
+"""The 85th percentile in a 16 mm disk follows the cortex and endplates, bright in every body."""
+
+DISC_WINDOW_MM = 17.0
+"""Valleys of the profile narrower than this are disc candidates (a black top-hat);
+the broad dip in the middle of a body with fatty marrow is wider and scores low."""
+
+MIN_DISC_SCORE_HU = 25.0
+
+
+@dataclass
+class SpineAxis:
+    """The body centre line resampled by arc length, in physical mm of the working array (z, y, x)."""
+
+    points_mm: np.ndarray
+    """(n, 3) points along the axis, inferior first."""
+    tangents: np.ndarray
+    """(n, 3) unit tangents pointing superiorly."""
+
+
+@dataclass
+class DiscPlane:
+    """An intervertebral disc: a plane through the axis, perpendicular to it."""
+
+    point_mm: np.ndarray
+    normal: np.ndarray
+    """Unit normal pointing superiorly."""
+    score: float
+
+
+@dataclass
+class Segments:
+    """Vertebra segments along the spine, numbered from superior (1) to inferior, on the working grid."""
+
+    bodies: np.ndarray
+    """(z, y, x) int: segment number inside the vertebral bodies."""
+    vertebrae: np.ndarray
+    """(z, y, x) int: segment number inside whole vertebrae."""
+    segment_index: np.ndarray
+    """(z, y, x) int: segment number of every voxel, from the disc planes alone."""
+    discs: list[DiscPlane]
+    """Disc planes, superior first (disc k separates segments k and k + 1)."""
+    axis: SpineAxis
+    disc_score: np.ndarray
+    """Disc score along the axis (valley depth in HU), for inspection."""
+
+
+def spine_axis(column: SpineColumn, spacing_zyx: tuple[float, float, float]) -> SpineAxis:
+    """Resample the body centre line by arc length and compute smoothed tangents."""
+    first, last = column.z_range
+    z = np.arange(first, last + 1)
+    points = np.stack([z, column.body_center_yx[z, 0], column.body_center_yx[z, 1]], axis=1) * np.asarray(spacing_zyx)
+    arc = np.concatenate(([0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))))
+    steps = np.arange(0.0, arc[-1] + 1e-6, PROFILE_STEP_MM)
+    resampled = np.stack([np.interp(steps, arc, points[:, k]) for k in range(3)], axis=1)
+    tangents = np.gradient(resampled, axis=0) if len(steps) > 1 else np.array([[1.0, 0.0, 0.0]])
+    tangents = ndi.uniform_filter1d(tangents, size=int(TANGENT_WINDOW_MM / PROFILE_STEP_MM), axis=0, mode="nearest")
+    tangents /= np.linalg.norm(tangents, axis=1, keepdims=True)
+    return SpineAxis(resampled, tangents)
+
+
+def axis_profiles(hu: np.ndarray, axis: SpineAxis, spacing_zyx: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(core mean, rim percentile) of HU on disks perpendicular to the axis at every axis point."""
+    spacing = np.asarray(spacing_zyx)
+    radii, angles = np.meshgrid(np.arange(0.5, RIM_RADIUS_MM, 1.0), np.linspace(0, 2 * np.pi, 24, endpoint=False))
+    radii, angles = radii.ravel(), angles.ravel()
+    core = radii < CORE_RADIUS_MM
+    core_profile = np.empty(len(axis.points_mm))
+    rim_profile = np.empty(len(axis.points_mm))
+    for i, (point, tangent) in enumerate(zip(axis.points_mm, axis.tangents, strict=True)):
+        u = np.cross(tangent, [0.0, 0.0, 1.0])
+        u /= np.linalg.norm(u)
+        v = np.cross(tangent, u)
+        samples = point + radii[:, None] * (np.cos(angles)[:, None] * u + np.sin(angles)[:, None] * v)
+        values = ndi.map_coordinates(hu, (samples / spacing).T, order=1, mode="nearest")
+        core_profile[i] = values[core].mean()
+        rim_profile[i] = np.percentile(values, RIM_PERCENTILE)
+    return core_profile, rim_profile
+
+
+def find_discs(axis: SpineAxis, core: np.ndarray, rim: np.ndarray) -> tuple[list[DiscPlane], np.ndarray]:
+    """Disc planes along the axis, superior first, and the disc score profile.
+
+    The score is the depth of narrow valleys of both profiles. Discs are taken
+    greedily by score, each at least 0.6 of the typical vertebra period from
+    the ones already taken, so that a dip in the middle of a body (half a
+    period from its discs) is not mistaken for a disc, while a fractured,
+    shortened body (period down to ~0.7) is still separated.
+    """
+    window = max(3, int(round(DISC_WINDOW_MM / PROFILE_STEP_MM)) | 1)
+    score = sum(ndi.grey_closing(p, size=window, mode="nearest") - p for p in (core, rim))
+    peaks, _ = find_peaks(score, distance=max(1, int(MIN_VERTEBRA_MM / PROFILE_STEP_MM)), height=MIN_DISC_SCORE_HU)
+    chosen = _greedy_separated(peaks, score, 20.0 / PROFILE_STEP_MM)
+    if len(chosen) >= 3:
+        period = float(np.median(np.diff(sorted(chosen))))
+        chosen = _greedy_separated(peaks, score, 0.6 * period)
+    chosen = _fill_gaps(sorted(chosen), core, len(score))
+    discs = [DiscPlane(axis.points_mm[i], axis.tangents[i], float(score[i])) for i in sorted(chosen, reverse=True)]
+    return discs, score
+
+
+def _fill_gaps(discs: list[int], core: np.ndarray, length: int) -> list[int]:
+    """Add discs the score missed where the spacing says one must be.
+
+    Vertebral height changes slowly along the spine, so a gap of more than 1.6
+    local periods between two discs, or more than 1.3 periods above the most
+    superior disc, holds an undetected disc (a degenerated or thin disc, or one
+    blurred by thick slices). It is placed at the lowest core attenuation within
+    0.75-1.25 periods of its neighbour. The inferior end is left alone: below the
+    last disc may lie the sacrum, whose fused segments have no discs.
+    """
+    if len(discs) < 2:
+        return discs
+    discs = list(discs)
+    k = 0
+    while k < len(discs) - 1:
+        period = _local_period(discs, k)
+        if discs[k + 1] - discs[k] > 1.6 * period:
+            discs.insert(k + 1, _lowest(core, discs[k] + 0.75 * period, discs[k] + 1.25 * period))
+        k += 1
+    while length - 1 - discs[-1] > 1.3 * (period := _local_period(discs, len(discs) - 2)):
+        discs.append(_lowest(core, discs[-1] + 0.75 * period, min(discs[-1] + 1.25 * period, length - 4)))
+    return discs
+
+
+def _local_period(discs: list[int], k: int) -> float:
+    """Spacing of the disc pair nearest to index k (in axis samples)."""
+    k = min(max(k, 0), len(discs) - 2)
+    return float(discs[k + 1] - discs[k])
+
+
+def _lowest(profile: np.ndarray, start: float, stop: float) -> int:
+    first, last = int(round(start)), max(int(round(stop)), int(round(start)) + 1)
+    return first + int(np.argmin(profile[first:last]))
+
+
+def _greedy_separated(peaks: np.ndarray, score: np.ndarray, min_distance: float) -> list[int]:
+    chosen: list[int] = []
+    for peak in sorted(peaks, key=lambda i: -score[i]):
+        if all(abs(peak - c) >= min_distance for c in chosen):
+            chosen.append(int(peak))
+    return chosen
+
+
+def split_vertebrae(
+    hu: np.ndarray, smoothed: np.ndarray, column: SpineColumn, spacing_zyx: tuple[float, float, float]
+) -> Segments:
+    """Cut the column into vertebra segments and label bodies and whole vertebrae."""
+    axis = spine_axis(column, spacing_zyx)
+    core, rim = axis_profiles(hu, axis, spacing_zyx)
+    discs, score = find_discs(axis, core, rim)
+    segment_index = _segment_index(smoothed.shape, discs, spacing_zyx)
+    body_mask = _body_mask(smoothed, column, spacing_zyx)
+    bodies = np.where(body_mask, segment_index, 0)
+    bodies = _repair_dim_slices(bodies, smoothed, column, discs, spacing_zyx)
+    bodies = _keep_main_piece(bodies)
+    vertebrae = _whole_vertebrae(smoothed, bodies, column, spacing_zyx)
+    return Segments(bodies, vertebrae, segment_index, discs, axis, score)
+
+
+def _segment_index(shape: tuple[int, ...], discs: list[DiscPlane], spacing_zyx) -> np.ndarray:
+    """For each voxel, 1 + the number of disc planes it lies below (superior segment = 1)."""
+    index = np.ones(shape, dtype=np.int16)
+    coordinates = [np.arange(n, dtype=np.float32) * s for n, s in zip(shape, spacing_zyx, strict=True)]
+    for disc in discs:
+        offset = [c - p for c, p in zip(coordinates, disc.point_mm, strict=True)]
+        height = (
+            offset[0][:, None, None] * disc.normal[0]
+            + offset[1][None, :, None] * disc.normal[1]
+            + offset[2][None, None, :] * disc.normal[2]
+        )
+        index += (height < 0).astype(np.int16)
+    return index
+
+
+def _body_mask(smoothed: np.ndarray, column: SpineColumn, spacing_zyx) -> np.ndarray:
+    """Vertebral bodies and discs region in front of the canal (bodies only where bone-like)."""
+    n, ny, nx = smoothed.shape
+    _, sy, sx = spacing_zyx
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    mask = np.zeros(smoothed.shape, dtype=bool)
+    opening = _disk(3.0, sy, sx)
+    for z in column.extended_range(COLUMN_MARGIN_MM, spacing_zyx[0]):
+        cy, cx = column.body_center_yx[z]
+        near = ((yy - cy) * sy) ** 2 + ((xx - cx) * sx) ** 2 <= BODY_RADIUS_MM**2
+        near &= yy <= column.canal_front_y[z]
+        region = (smoothed[z] > BODY_HU) & near
+        region = ndi.binary_fill_holes(region)
+        region = ndi.binary_opening(region, structure=opening)
+        components, count = ndi.label(region)
+        if count == 0:
+            continue
+        sizes = np.bincount(components.ravel())
+        sizes[0] = 0
+        centre_label = components[int(round(cy)), int(round(cx))]
+        mask[z] = components == (centre_label if centre_label else int(np.argmax(sizes)))
+    return mask
+
+
+def _repair_dim_slices(
+    bodies: np.ndarray, smoothed: np.ndarray, column: SpineColumn, discs: list[DiscPlane], spacing_zyx
+) -> np.ndarray:
+    """Re-segment body slices whose marrow is too faint for :data:`BODY_HU`.
+
+    Fatty or osteoporotic marrow (and the basivertebral venous plexus at
+    mid-height) can fall below the body threshold on a whole slice, and thick
+    slices blur the thin cortex that would close the outline. Away from the
+    discs (more than :data:`DISC_HALF_MM` from a disc plane, where a faint slice
+    is still bone, not disc) such a slice is taken at :data:`MARROW_HU` inside
+    the outline of the nearest well-segmented slice of the same vertebra.
+    """
+    sz, sy, sx = spacing_zyx
+    out = bodies.copy()
+    for label in np.unique(bodies):
+        if label == 0:
+            continue
+        areas = (bodies == label).sum(axis=(1, 2))
+        slices = np.nonzero(areas)[0]
+        reference = float(np.percentile(areas[slices], 80))
+        good = [int(z) for z in slices if areas[z] >= GOOD_SLICE_FRACTION * reference]
+        if not good:
+            continue
+        candidates = range(max(slices.min() - 2, 0), min(slices.max() + 3, bodies.shape[0]))
+        for z in candidates:
+            if areas[z] >= GOOD_SLICE_FRACTION * reference or _distance_to_disc(z, column, discs, spacing_zyx) < DISC_HALF_MM:
+                continue
+            nearest = min(good, key=lambda g: abs(g - z))
+            if abs(nearest - z) * sz > MAX_REPAIR_REACH_MM:
+                continue
+            outline = ndi.binary_dilation(bodies[nearest] == label, iterations=1)
+            repaired = ndi.binary_fill_holes((smoothed[z] > MARROW_HU) & outline)
+            repaired = ndi.binary_opening(repaired, structure=_disk(3.0, sy, sx)) & (out[z] == 0) | (out[z] == label)
+            out[z][repaired] = label
+    return out
+
+
+def _distance_to_disc(z: int, column: SpineColumn, discs: list[DiscPlane], spacing_zyx) -> float:
+    """Distance (mm) from the body centre of slice z to the nearest disc plane."""
+    if not discs:
+        return np.inf
+    point = np.array([z, *column.body_center_yx[z]]) * np.asarray(spacing_zyx)
+    return float(min(abs(np.dot(point - d.point_mm, d.normal)) for d in discs))
+
+
+def _keep_main_piece(bodies: np.ndarray) -> np.ndarray:
+    """Keep the largest connected piece of each body (drops fragments of neighbouring structures)."""
+    out = np.zeros_like(bodies)
+    for label in np.unique(bodies):
+        if label == 0:
+            continue
+        components, count = ndi.label(bodies == label)
+        if count == 0:
+            continue
+        sizes = np.bincount(components.ravel())
+        sizes[0] = 0
+        out[components == int(np.argmax(sizes))] = label
+    return out
+
+
+def _whole_vertebrae(smoothed: np.ndarray, bodies: np.ndarray, column: SpineColumn, spacing_zyx) -> np.ndarray:
+    """Grow each body into its posterior elements by marker-controlled watershed within the bone mask."""
+    n, ny, nx = smoothed.shape
+    _, sy, sx = spacing_zyx
+    xx = np.arange(nx)[None, None, :]
+    yy = np.arange(ny)[None, :, None]
+    canal_x = column.canal_center_yx[:, 1][:, None, None]
+    canal_y = column.canal_center_yx[:, 0][:, None, None]
+    body_y = column.body_center_yx[:, 0][:, None, None]
+    lateral = np.abs(xx - canal_x) * sx
+    near_spine = (lateral <= SPINE_HALF_WIDTH_MM) & (yy >= body_y - BODY_RADIUS_MM / sy) & ((yy - canal_y) * sy <= 75.0)
+    z_range = column.extended_range(COLUMN_MARGIN_MM, spacing_zyx[0])
+    z = np.arange(n)
+    in_column = ((z >= z_range.start) & (z < z_range.stop))[:, None, None]
+    bone = (smoothed > BONE_HU) & near_spine & in_column
+    region = bone | (bodies > 0)
+
+    other_label = int(bodies.max()) + 1
+    markers = bodies.astype(np.uint16)
+    far_bone = (smoothed > BONE_HU) & ~near_spine
+    markers[far_bone] = other_label
+    feature = np.where(region | far_bone, -smoothed, smoothed.max() + 1.0).astype(np.float32)
+    flooded = sitk.GetArrayFromImage(
+        sitk.MorphologicalWatershedFromMarkers(
+            sitk.GetImageFromArray(feature), sitk.GetImageFromArray(markers), markWatershedLine=False, fullyConnected=False
+        )
+    )
+    vertebrae = np.where(region & (flooded != other_label), flooded, 0)
+    vertebrae[bodies > 0] = bodies[bodies > 0]
+    return _keep_main_piece(vertebrae)
+
+
+def _disk(radius_mm: float, sy: float, sx: float) -> np.ndarray:
+    ry, rx = max(1, int(round(radius_mm / sy))), max(1, int(round(radius_mm / sx)))
+    yy, xx = np.mgrid[-ry: ry + 1, -rx: rx + 1]
+    return (yy * sy / radius_mm) ** 2 + (xx * sx / radius_mm) ** 2 <= 1.0
