@@ -48,7 +48,11 @@ def render_visual_report(
     algorithm: AlgorithmInfo,
 ) -> np.ndarray:
     """Render the report as an RGB image, shape (rows, columns, 3), uint8."""
-    slice_map = map_slices(segmentation.compartments, source_images)
+    return _render(map_slices(segmentation.compartments, source_images), segmentation, measurements, algorithm)
+
+
+def _render(slice_map: SliceMap, segmentation: SegmentationResult, measurements: StudyMeasurements,
+            algorithm: AlgorithmInfo) -> np.ndarray:
     ct_plane, overlay, extent, level_centres = _sagittal_reformat(slice_map, segmentation)
     figure = Figure(figsize=(FIGURE_SIZE_PX[0] / DPI, FIGURE_SIZE_PX[1] / DPI), dpi=DPI, facecolor="black")
     canvas = FigureCanvasAgg(figure)
@@ -77,10 +81,10 @@ def encode_visual_report(
     instance_number: int = 1,
 ) -> hd.sc.SCImage:
     """The visual report as a Secondary Capture in the source study (new series)."""
-    pixels = render_visual_report(source_images, segmentation, measurements, algorithm)
-    reference = map_slices(segmentation.compartments, source_images).instances[0]
+    slice_map = map_slices(segmentation.compartments, source_images)
+    pixels = _render(slice_map, segmentation, measurements, algorithm)
     report = hd.sc.SCImage.from_ref_dataset(
-        ref_dataset=reference,
+        ref_dataset=slice_map.instances[0],
         pixel_array=pixels,
         photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
         bits_allocated=8,
@@ -110,14 +114,18 @@ def _sagittal_reformat(
     """
     bodies = sitk.GetArrayViewFromImage(segmentation.bodies)
     compartments = sitk.GetArrayViewFromImage(segmentation.compartments)
-    target_ids = [verse_id(name) for name in TARGET_LEVELS]
-    in_target = np.isin(bodies, target_ids) & (compartments > 0)
+    is_target = np.zeros(256, dtype=bool)
+    is_target[[verse_id(name) for name in TARGET_LEVELS]] = True
+    # Slices without compartments cannot hold the plane's centre: skip them.
+    occupied = np.flatnonzero(compartments.reshape(compartments.shape[0], -1).any(axis=1))
+    block = slice(int(occupied[0]), int(occupied[-1]) + 1) if occupied.size else slice(0, 0)
+    in_target = is_target[bodies[block]] & (compartments[block] > 0)
     per_column = in_target.sum(axis=(0, 1))
     x = int(round(np.average(np.arange(per_column.size), weights=per_column))) if per_column.any() else bodies.shape[2] // 2
     spacing = segmentation.compartments.GetSpacing()
     z_mm_step, y_mm_step = spacing[2], spacing[1]
 
-    plane_hits = in_target[:, :, x]
+    plane_hits = is_target[bodies[:, :, x]] & (compartments[:, :, x] > 0)
     if plane_hits.any():
         zs, ys = np.nonzero(plane_hits)
         z0 = max(0, zs.min() - int(MARGIN_MM / z_mm_step))

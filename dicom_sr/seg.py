@@ -55,7 +55,15 @@ def encode_seg(
     """
     bodies, compartments = _arrays_on_grid(segmentation)
     slice_map = map_slices(segmentation.compartments, source_images)
-    key = bodies * _KEY_STRIDE + compartments
+    # Only the slices holding compartment voxels become source images of the
+    # SEG (empty frames are omitted anyway); cropping first keeps the label
+    # arithmetic and highdicom's per-source-image work proportional to the
+    # spine in view rather than to the whole series.
+    occupied = np.flatnonzero(compartments.reshape(compartments.shape[0], -1).any(axis=1))
+    if occupied.size == 0:
+        raise EncodeError(f"no compartment voxels of {', '.join(TARGET_LEVELS)} to encode")
+    first, last = int(occupied[0]), int(occupied[-1]) + 1
+    key = bodies[first:last].astype(np.uint8) * _KEY_STRIDE + compartments[first:last].astype(np.uint8)
     present = np.bincount(key.ravel(), minlength=256)
     levels = [name for name in TARGET_LEVELS
               if any(present[verse_id(name) * _KEY_STRIDE + int(c)] for c in Compartment)]
@@ -69,7 +77,7 @@ def encode_seg(
     label_map = lookup[key]
 
     seg = hd.seg.Segmentation(
-        source_images=list(slice_map.instances),
+        source_images=list(slice_map.instances[first:last]),
         pixel_array=label_map,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_describe(number, spec, algorithm) for number, spec in enumerate(specs, start=1)],
@@ -119,7 +127,7 @@ def segment_source_instances(seg: Dataset) -> dict[int, list[str]]:
 
 
 def _arrays_on_grid(segmentation: SegmentationResult) -> tuple[np.ndarray, np.ndarray]:
-    """``bodies`` and ``compartments`` as uint8 arrays (z, y, x), checked to share one grid."""
+    """``bodies`` and ``compartments`` as array views (z, y, x), checked to share one grid."""
     bodies, compartments = segmentation.bodies, segmentation.compartments
     if (bodies.GetSize() != compartments.GetSize()
             or not np.allclose(bodies.GetOrigin(), compartments.GetOrigin(), atol=1e-3)
@@ -128,11 +136,11 @@ def _arrays_on_grid(segmentation: SegmentationResult) -> tuple[np.ndarray, np.nd
         raise EncodeError("segmentation.bodies and segmentation.compartments are not on the same grid")
     body_labels = sitk.GetArrayViewFromImage(bodies)
     compartment_labels = sitk.GetArrayViewFromImage(compartments)
-    if body_labels.max(initial=0) > 255 // _KEY_STRIDE or body_labels.min(initial=0) < 0:
+    if body_labels.min(initial=0) < 0 or body_labels.max(initial=0) > 255 // _KEY_STRIDE:
         raise EncodeError("segmentation.bodies holds values outside the VerSe id range")
-    if not np.isin(np.unique(compartment_labels), (0, 1, 2)).all():
+    if compartment_labels.min(initial=0) < 0 or compartment_labels.max(initial=0) > max(Compartment):
         raise EncodeError("segmentation.compartments holds values other than 0, 1 (cortical), 2 (cancellous)")
-    return body_labels.astype(np.uint8), compartment_labels.astype(np.uint8)
+    return body_labels, compartment_labels
 
 
 def _describe(number: int, spec: SegmentSpec, algorithm: AlgorithmInfo) -> hd.seg.SegmentDescription:

@@ -107,8 +107,10 @@ def encode_sr(
         procedure_reported=codes.IMAGING_PROCEDURE,
         imaging_measurements=groups,
     )
+    # Evidence: the SEG and the source instances the content references.
+    referenced_uids = {uid for uids in sources.values() for uid in uids}
     sr = hd.sr.Comprehensive3DSR(
-        evidence=[*source_images, seg],
+        evidence=[*(ds for ds in source_images if ds.SOPInstanceUID in referenced_uids), seg],
         content=report,
         series_instance_uid=hd.UID(),
         series_number=series_number,

@@ -34,22 +34,34 @@ SPACING = (0.8, 0.8, 1.25)
 ORIGIN = (-120.0, -150.0, -300.0)
 
 
-def make_ct_image(shape: tuple[int, int, int] = (40, 64, 64)) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
+def make_ct_image(shape: tuple[int, int, int] = (40, 64, 64), *, spacing: tuple[float, float, float] = SPACING,
+                  body_mm: tuple[float, float, float] | None = None) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
     """(ct HU, bodies VerSe ids, compartments 1/2) for ``shape`` = (slices, rows, columns).
 
-    The four bodies stack along z, T11 highest (LPS z grows superior); the
-    lowest body (L2) is cut by the bottom of the field of view.
+    The four bodies stack along z, T11 highest (LPS z grows superior). By
+    default they fill the volume (small test grids); with ``body_mm`` =
+    (width, depth, height) they have an adult size, 8 mm discs between them,
+    a 1.5 mm cortical shell, and sit in the middle of the field of view.
     """
     nz, ny, nx = shape
     bodies = np.zeros(shape, dtype=np.uint8)
     compartments = np.zeros(shape, dtype=np.uint8)
-    body_height = max(4, nz // 4)
-    y0, y1 = ny // 3, ny // 3 + max(6, ny // 4)
-    x0, x1 = nx // 2 - max(4, nx // 8), nx // 2 + max(4, nx // 8)
-    shell = max(1, min(ny, nx) // 40)
+    if body_mm is None:
+        pitch, body_height = max(4, nz // 4), max(4, nz // 4) - 1
+        y0, y1 = ny // 3, ny // 3 + max(6, ny // 4)
+        x0, x1 = nx // 2 - max(4, nx // 8), nx // 2 + max(4, nx // 8)
+        shell, z_first = max(1, min(ny, nx) // 40), 0
+    else:
+        width, depth, height = body_mm
+        body_height = round(height / spacing[2])
+        pitch = round((height + 8.0) / spacing[2])
+        y0 = ny // 3
+        y1 = y0 + round(depth / spacing[1])
+        x0, x1 = nx // 2 - round(width / 2 / spacing[0]), nx // 2 + round(width / 2 / spacing[0])
+        shell, z_first = max(1, round(1.5 / spacing[0])), max(0, (nz - 4 * pitch) // 2)
     for position, level in enumerate(reversed(TARGET_LEVELS)):  # L2 at the bottom
-        z0 = position * body_height - 1 if position == 0 else position * body_height
-        z_start, z_end = max(z0, 0), min((position + 1) * body_height - 1, nz)
+        z_start = z_first + position * pitch
+        z_end = min(z_start + body_height, nz)
         bodies[z_start:z_end, y0:y1, x0:x1] = verse_id(level)
         compartments[z_start:z_end, y0:y1, x0:x1] = 1
         compartments[z_start + shell:z_end - shell, y0 + shell:y1 - shell, x0 + shell:x1 - shell] = 2
@@ -60,7 +72,7 @@ def make_ct_image(shape: tuple[int, int, int] = (40, 64, 64)) -> tuple[sitk.Imag
     images = []
     for array in (hu, bodies, compartments):
         image = sitk.GetImageFromArray(array)
-        image.SetSpacing(SPACING)
+        image.SetSpacing(spacing)
         image.SetOrigin(ORIGIN)
         images.append(image)
     return images[0], images[1], images[2]

@@ -79,8 +79,11 @@ def test_pixels_round_trip_exactly_and_empty_frames_are_omitted(study, seg) -> N
     by_z = sorted(source, key=lambda ds: float(ds.ImagePositionPatient[2]))
     uids = [ds.SOPInstanceUID for ds in by_z]
     decoded = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=True,
-                                                skip_overlap_checks=True)
+                                                skip_overlap_checks=True, assert_missing_frames_are_empty=True)
     np.testing.assert_array_equal(decoded, expected)
+    occupied = [k for k in range(expected.shape[0]) if expected[k].any()]
+    assert {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence} \
+        == set(uids[occupied[0]:occupied[-1] + 1]), "source images: the slices from the first to the last with spine"
     non_empty_pairs = sum(len(np.unique(expected[k][expected[k] > 0])) for k in range(expected.shape[0]))
     assert seg.NumberOfFrames == non_empty_pairs < expected.shape[0] * 8
     sources = segment_source_instances(seg)

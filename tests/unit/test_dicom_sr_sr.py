@@ -10,7 +10,7 @@ import pytest
 
 from dicom_sr import AlgorithmInfo, EncodeError, encode_seg, encode_sr
 from dicom_sr import codes
-from dicom_sr.seg import segment_numbers
+from dicom_sr.seg import segment_numbers, segment_source_instances
 from dicom_sr.sr import STUDY_TRACKING_ID
 from inference.levels import TARGET_LEVELS, Compartment
 from tests.unit.test_dicom_sr_inputs import make_study
@@ -66,7 +66,8 @@ def test_sr_is_a_tid1500_report_in_the_source_study(uncalibrated) -> None:
     evidence = {item.ReferencedSOPInstanceUID
                 for study in sr.CurrentRequestedProcedureEvidenceSequence
                 for series in study.ReferencedSeriesSequence for item in series.ReferencedSOPSequence}
-    assert seg.SOPInstanceUID in evidence and {ds.SOPInstanceUID for ds in source} <= evidence
+    with_spine = {uid for uids in segment_source_instances(seg).values() for uid in uids}
+    assert with_spine and evidence == with_spine | {seg.SOPInstanceUID}
     assert any(item.CodingSchemeDesignator == codes.PRIVATE_SCHEME for item in sr.CodingSchemeIdentificationSequence)
 
 
