@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
 from dicom_sr.algorithm import AlgorithmInfo
@@ -57,6 +58,7 @@ def encode_results(
     algorithm: AlgorithmInfo,
     *,
     series_number_base: int = 900,
+    ct: sitk.Image | None = None,
 ) -> ResultObjects:
     """Encode SEG, TID 1500 SR and visual report of one study.
 
@@ -67,6 +69,9 @@ def encode_results(
         measurements: per-level measurements and the study score.
         algorithm: the segmentation/measurement algorithm to record.
         series_number_base: Series Number of the SEG; SR and report follow.
+        ct: the CT volume (HU) on the segmentation grid, for the visual
+            report's reformat; needed only when ``source_images`` were read
+            without pixel data.
 
     Raises:
         EncodeError: inputs inconsistent with each other or the source images.
@@ -74,5 +79,5 @@ def encode_results(
     seg = encode_seg(source_images, segmentation, algorithm, series_number=series_number_base)
     sr = encode_sr(source_images, seg, measurements, algorithm, series_number=series_number_base + 1)
     report = encode_visual_report(source_images, segmentation, measurements, algorithm,
-                                  series_number=series_number_base + 2)
+                                  series_number=series_number_base + 2, ct=ct)
     return ResultObjects(seg=seg, sr=sr, report=report)

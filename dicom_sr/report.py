@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from pydicom.dataset import Dataset
 
 from dicom_sr.algorithm import AlgorithmInfo
+from dicom_sr.errors import EncodeError
 from dicom_sr.grid import SliceMap, map_slices
 from dicom_sr.segments import plan_segments
 from inference.levels import TARGET_LEVELS, verse_id
@@ -46,14 +47,20 @@ def render_visual_report(
     segmentation: SegmentationResult,
     measurements: StudyMeasurements,
     algorithm: AlgorithmInfo,
+    *,
+    ct: sitk.Image | None = None,
 ) -> np.ndarray:
-    """Render the report as an RGB image, shape (rows, columns, 3), uint8."""
-    return _render(map_slices(segmentation.compartments, source_images), segmentation, measurements, algorithm)
+    """Render the report as an RGB image, shape (rows, columns, 3), uint8.
+
+    ``ct`` is the series as loaded (HU, on the segmentation grid); without it
+    the reformat is read from the source instances' pixel data.
+    """
+    return _render(map_slices(segmentation.compartments, source_images), segmentation, measurements, algorithm, ct)
 
 
 def _render(slice_map: SliceMap, segmentation: SegmentationResult, measurements: StudyMeasurements,
-            algorithm: AlgorithmInfo) -> np.ndarray:
-    ct_plane, overlay, extent, level_centres = _sagittal_reformat(slice_map, segmentation)
+            algorithm: AlgorithmInfo, ct: sitk.Image | None) -> np.ndarray:
+    ct_plane, overlay, extent, level_centres = _sagittal_reformat(slice_map, segmentation, ct)
     figure = Figure(figsize=(FIGURE_SIZE_PX[0] / DPI, FIGURE_SIZE_PX[1] / DPI), dpi=DPI, facecolor="black")
     canvas = FigureCanvasAgg(figure)
     image_axes = figure.add_axes((0.01, 0.03, 0.40, 0.90))
@@ -79,10 +86,15 @@ def encode_visual_report(
     *,
     series_number: int = 902,
     instance_number: int = 1,
+    ct: sitk.Image | None = None,
 ) -> hd.sc.SCImage:
-    """The visual report as a Secondary Capture in the source study (new series)."""
+    """The visual report as a Secondary Capture in the source study (new series).
+
+    ``ct``: see :func:`render_visual_report`; pass it when the source
+    instances were read without their pixel data.
+    """
     slice_map = map_slices(segmentation.compartments, source_images)
-    pixels = _render(slice_map, segmentation, measurements, algorithm)
+    pixels = _render(slice_map, segmentation, measurements, algorithm, ct)
     report = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=slice_map.instances[0],
         pixel_array=pixels,
@@ -106,7 +118,7 @@ def encode_visual_report(
 
 
 def _sagittal_reformat(
-    slice_map: SliceMap, segmentation: SegmentationResult
+    slice_map: SliceMap, segmentation: SegmentationResult, ct_volume: sitk.Image | None
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float], dict[str, float]]:
     """CT and RGBA overlay on the sagittal plane through the bodies' centre.
 
@@ -135,7 +147,12 @@ def _sagittal_reformat(
     else:
         z0, z1, y0, y1 = 0, bodies.shape[0], 0, bodies.shape[1]
 
-    ct = np.stack([_hu_column(slice_map.instances[k], x)[y0:y1] for k in range(z0, z1)])
+    if ct_volume is not None:
+        if ct_volume.GetSize() != segmentation.compartments.GetSize():
+            raise EncodeError("the CT volume and the segmentation are not on the same grid")
+        ct = sitk.GetArrayViewFromImage(ct_volume)[z0:z1, y0:y1, x].astype(np.float32)
+    else:
+        ct = np.stack([_hu_column(slice_map.instances[k], x)[y0:y1] for k in range(z0, z1)])
     overlay = np.zeros((*ct.shape, 4), dtype=float)
     body_plane = bodies[z0:z1, y0:y1, x]
     compartment_plane = compartments[z0:z1, y0:y1, x]
@@ -164,6 +181,8 @@ def _sagittal_reformat(
 
 def _hu_column(ds: Dataset, x: int) -> np.ndarray:
     """Column ``x`` of one CT slice in HU (Modality LUT: rescale slope and intercept)."""
+    if "PixelData" not in ds:
+        raise EncodeError(f"source instance {ds.SOPInstanceUID} was read without pixel data; pass the CT volume as ct=")
     column = ds.pixel_array[:, x].astype(np.float32)
     return column * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0))
 

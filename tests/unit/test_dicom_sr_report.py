@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pydicom
+import pytest
 from PIL import Image
 
-from dicom_sr import AlgorithmInfo, encode_visual_report
+from dicom_sr import AlgorithmInfo, EncodeError, encode_visual_report, render_visual_report
+from inference.volume import load_volume
 from tests.unit.test_dicom_sr_inputs import make_study
 
 ALGORITHM = AlgorithmInfo(name="scpnode anatomical", version="0.3.1", model_id="anatomical-rules-2")
@@ -43,3 +46,20 @@ def test_calibrated_model_drops_the_research_banner(output_dir: Path) -> None:
     Image.fromarray(pixels).save(output_dir / "visual_report_calibrated.png")
     assert _has_colour(pixels, CALIBRATED_GREEN) and not _has_colour(pixels, RESEARCH_RED, tolerance=4)
     assert "research use" not in report.SeriesDescription
+
+
+def test_headers_only_source_with_the_loaded_volume_renders_the_same_report(tmp_path: Path) -> None:
+    """The pipeline's path: files on disk -> load_volume (the grid) + headers without pixels."""
+    source, segmentation, measurements = make_study((30, 64, 64))
+    for ds in source:
+        ds.save_as(tmp_path / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
+    volume = load_volume(tmp_path)
+    for image in (segmentation.bodies, segmentation.compartments):
+        assert image.GetSize() == volume.GetSize()
+        image.CopyInformation(volume)
+    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in sorted(tmp_path.glob("*.dcm"))]
+    with pytest.raises(EncodeError, match="pass the CT volume"):
+        render_visual_report(headers, segmentation, measurements, ALGORITHM)
+    from_volume = render_visual_report(headers, segmentation, measurements, ALGORITHM, ct=volume)
+    from_pixels = render_visual_report(source, segmentation, measurements, ALGORITHM)
+    np.testing.assert_array_equal(from_volume, from_pixels)
