@@ -45,6 +45,14 @@ COLUMN_MARGIN_MM = 20.0
 MIN_VERTEBRA_MM = 14.0
 """Smallest distance between two disc centres (a severely crushed body plus two half discs)."""
 
+ARCH_HU = 150.0
+"""Bone of the neural arch (thin cortex and marrow, partial volume on thick slices)."""
+
+ARCH_SHIFT = 0.25
+ARCH_MARGIN = 0.2
+"""Neural-arch seeds: disc planes moved caudally by 0.25 of a vertebra period, seeds kept
+0.2 period away from them (a coarse prior; the watershed places the exact boundary)."""
+
 SPINE_HALF_WIDTH_MM = 55.0
 """Bone farther than this from the spinal canal (laterally) is not vertebra (ribs, pelvis)."""
 
@@ -214,7 +222,7 @@ def split_vertebrae(
     bodies = np.where(body_mask, segment_index, 0)
     bodies = _repair_dim_slices(bodies, smoothed, column, discs, spacing_zyx)
     bodies = _keep_main_piece(bodies)
-    vertebrae = _whole_vertebrae(smoothed, bodies, column, spacing_zyx)
+    vertebrae = _whole_vertebrae(hu, smoothed, bodies, column, discs, spacing_zyx)
     return Segments(bodies, vertebrae, segment_index, discs, axis, score)
 
 
@@ -317,8 +325,20 @@ def _keep_main_piece(bodies: np.ndarray) -> np.ndarray:
     return out
 
 
-def _whole_vertebrae(smoothed: np.ndarray, bodies: np.ndarray, column: SpineColumn, spacing_zyx) -> np.ndarray:
-    """Grow each body into its posterior elements by marker-controlled watershed within the bone mask."""
+def _whole_vertebrae(
+    hu: np.ndarray,
+    smoothed: np.ndarray, bodies: np.ndarray, column: SpineColumn, discs: list[DiscPlane], spacing_zyx
+) -> np.ndarray:
+    """Grow each body into its posterior elements by marker-controlled watershed within the bone mask.
+
+    Besides the bodies, each vertebra gets a seed in its neural arch: the arch
+    bone behind the canal between the vertebra's disc planes moved caudally by
+    :data:`ARCH_SHIFT` of a vertebra period (laminae, inferior articular and
+    spinous processes hang below the body they belong to), keeping away from
+    the moved planes. Without it, a body's flood can run through its own arch
+    and across a blurred facet joint into the arch above before that arch's
+    own pedicles are flooded.
+    """
     n, ny, nx = smoothed.shape
     _, sy, sx = spacing_zyx
     xx = np.arange(nx)[None, None, :]
@@ -331,11 +351,16 @@ def _whole_vertebrae(smoothed: np.ndarray, bodies: np.ndarray, column: SpineColu
     z_range = column.extended_range(COLUMN_MARGIN_MM, spacing_zyx[0])
     z = np.arange(n)
     in_column = ((z >= z_range.start) & (z < z_range.stop))[:, None, None]
-    bone = (smoothed > BONE_HU) & near_spine & in_column
+    # thin laminae and processes: a light Gaussian keeps them where the median would erase them
+    lightly_smoothed = ndi.gaussian_filter(hu, sigma=0.5)
+    bone = (lightly_smoothed > ARCH_HU) & near_spine & in_column
     region = bone | (bodies > 0)
 
     other_label = int(bodies.max()) + 1
     markers = bodies.astype(np.uint16)
+    behind_canal = (yy - column.canal_front_y[:, None, None]) * sy > 4.0
+    arch_seeds = _arch_seeds(bone & behind_canal, discs, spacing_zyx)
+    markers[(markers == 0) & (arch_seeds > 0) & np.isin(arch_seeds, np.unique(bodies))] = arch_seeds[(markers == 0) & (arch_seeds > 0) & np.isin(arch_seeds, np.unique(bodies))]
     far_bone = (smoothed > BONE_HU) & ~near_spine
     markers[far_bone] = other_label
     feature = np.where(region | far_bone, -smoothed, smoothed.max() + 1.0).astype(np.float32)
@@ -347,6 +372,27 @@ def _whole_vertebrae(smoothed: np.ndarray, bodies: np.ndarray, column: SpineColu
     vertebrae = np.where(region & (flooded != other_label), flooded, 0)
     vertebrae[bodies > 0] = bodies[bodies > 0]
     return _keep_main_piece(vertebrae)
+
+
+def _arch_seeds(arch_bone: np.ndarray, discs: list[DiscPlane], spacing_zyx) -> np.ndarray:
+    """Segment numbers for arch bone well inside the caudally moved disc planes (0 elsewhere)."""
+    if len(discs) < 2:
+        return np.zeros(arch_bone.shape, dtype=np.int16)
+    spacing = np.asarray(spacing_zyx)
+    points = np.array([d.point_mm for d in discs])
+    period = float(np.median(np.linalg.norm(np.diff(points, axis=0), axis=1)))
+    shift, keep_out = ARCH_SHIFT * period, ARCH_MARGIN * period
+    coords = np.nonzero(arch_bone)
+    xyz = np.stack(coords, axis=1) * spacing
+    index = np.ones(len(xyz), dtype=np.int16)
+    near_plane = np.zeros(len(xyz), dtype=bool)
+    for disc in discs:
+        height = (xyz - (disc.point_mm - shift * disc.normal)) @ disc.normal
+        index += (height < 0).astype(np.int16)
+        near_plane |= np.abs(height) < keep_out
+    seeds = np.zeros(arch_bone.shape, dtype=np.int16)
+    seeds[tuple(c[~near_plane] for c in coords)] = index[~near_plane]
+    return seeds
 
 
 def _disk(radius_mm: float, sy: float, sx: float) -> np.ndarray:
