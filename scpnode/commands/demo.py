@@ -108,6 +108,7 @@ def demo_settings(workdir: Path, port: int, pacs: LocalOrthanc | None) -> Settin
         "peers": [{"ae_title": DEMO_AET, "host": "127.0.0.1"}, {"ae_title": PACS_AET, "host": "127.0.0.1"}],
         "destinations": destinations,
         "completion": {"quiet_seconds": 3, "check_interval_seconds": 0.5},
+        "logging": {"level": "WARNING"},
     }, source="demo")
 
 
