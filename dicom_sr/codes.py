@@ -31,6 +31,8 @@ Identification Sequence entry (PS3.3 C.12.1.1.2) built by
 
 from __future__ import annotations
 
+import re
+
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
@@ -124,7 +126,9 @@ RISK_CATEGORIES: dict[str, Code] = {
     "intermediate": _private("V006", "Intermediate fracture risk"),
     "high": _private("V007", "High fracture risk"),
 }
-RISK_NOT_COMPUTED = _private("V008", "Not computed: model not calibrated")
+FRACTURE_RISK_PROBABILITY_BY_OUTPUT = "Fracture risk probability, {name} model"
+"""Code Meaning pattern of each logistic output of a model (codes ``P-<NAME>``)."""
+RISK_NOT_COMPUTED = _private("V008", "Fracture risk not computed")
 
 L1_ATTENUATION_CATEGORY = _private("Q004", "L1 attenuation category")
 L1_CATEGORIES: dict[str, Code] = {
@@ -147,6 +151,24 @@ MILLIMETER = _ucum("mm", "millimeter")
 MG_PER_CM3 = _ucum("mg/cm3", "milligram per cubic centimeter")
 RATIO = _ucum("{ratio}", "ratio")
 NO_UNITS = _ucum("1", "no units")
+
+
+def model_defined_code(kind: str, name: str, known: dict[str, Code], meaning: str) -> Code:
+    """Code of a name that the radscore model defines (radscore, logistic output, risk category).
+
+    Names in ``known`` keep their fixed codes. A site's model may name its
+    outputs otherwise; such a name gets the private code ``<kind>-<NAME>``
+    (upper case, other characters as ``-``, cut to the 16 characters of a
+    Code Value (SH)), so that the same name is coded the same way in every
+    report, with ``meaning`` as Code Meaning.
+    """
+    key = name.strip().lower()
+    if key in known:
+        return known[key]
+    slug = re.sub(r"[^A-Z0-9]+", "-", key.upper()).strip("-")
+    if not slug:
+        raise ValueError(f"model-defined name {name!r} has no letters or digits to code")
+    return _private(f"{kind}-{slug}"[:16], meaning[:64])
 
 
 def category_code(table: dict[str, Code], value: str, what: str) -> Code:

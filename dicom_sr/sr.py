@@ -205,14 +205,17 @@ def _study_group(
     evaluations: list[hd.sr.QualitativeEvaluation] = []
     if score is not None:
         for key, value in score.radscores.items():
-            if key not in codes.RADSCORE_SCOPES:
-                raise EncodeError(f"unknown study radscore {key!r}; known: {', '.join(codes.RADSCORE_SCOPES)}")
-            values.append(_measurement(codes.RADSCORE_SCOPES[key], value, codes.NO_UNITS, algorithm_id=model))
+            concept = codes.model_defined_code("R", key, codes.RADSCORE_SCOPES, f"{key.capitalize()} radscore")
+            values.append(_measurement(concept, value, codes.NO_UNITS, algorithm_id=model))
         values.append(_measurement(codes.FRACTURE_RISK_PROBABILITY, score.probability, codes.NO_UNITS,
                                    algorithm_id=model))
+        for name, value in score.probabilities.items():
+            concept = codes.model_defined_code(
+                "P", name, {}, codes.FRACTURE_RISK_PROBABILITY_BY_OUTPUT.format(name=name))
+            values.append(_measurement(concept, value, codes.NO_UNITS, algorithm_id=model))
         evaluations.append(hd.sr.QualitativeEvaluation(
             codes.MODEL_CALIBRATION, codes.MODEL_CALIBRATED if score.calibrated else codes.MODEL_UNCALIBRATED))
-    risk = (_category(codes.RISK_CATEGORIES, score.category, "fracture risk category")
+    risk = (codes.model_defined_code("RC", score.category, codes.RISK_CATEGORIES, f"{score.category} fracture risk")
             if score is not None and score.category is not None else codes.RISK_NOT_COMPUTED)
     evaluations.append(hd.sr.QualitativeEvaluation(codes.FRACTURE_RISK_CATEGORY, risk))
     if measurements.l1_attenuation_category is not None:

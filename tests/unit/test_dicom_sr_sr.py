@@ -169,6 +169,21 @@ def test_bad_measurements_are_refused_with_a_reason() -> None:
     with pytest.raises(EncodeError, match="Volume is nan"):
         encode_sr(source, seg, measurements, ALGORITHM)
     measurements = make_study((24, 48, 48), calibrated=True)[2]
-    measurements.score.category = "very high"
-    with pytest.raises(EncodeError, match="unknown fracture risk category 'very high'"):
+    measurements.l1_attenuation_category = "dense"
+    with pytest.raises(EncodeError, match="unknown L1 attenuation category 'dense'"):
         encode_sr(source, seg, measurements, ALGORITHM)
+
+
+def test_names_a_site_model_defines_get_stable_private_codes() -> None:
+    source, segmentation, measurements = make_study((24, 48, 48), calibrated=True)
+    measurements.score.category = "very high"
+    measurements.score.radscores["l1 only"] = 0.25
+    measurements.score.probabilities = {"combined": 0.3125, "cortical": 0.5}
+    seg = encode_seg(source, segmentation, ALGORITHM)
+    sr = _read_back(encode_sr(source, seg, measurements, ALGORITHM))
+    study = {g.tracking_identifier: g for g in sr.content.get_image_measurement_groups()}[STUDY_TRACKING_ID]
+    (risk,) = [q.value for q in study.get_qualitative_evaluations() if q.name == codes.FRACTURE_RISK_CATEGORY]
+    assert (risk.value, risk.scheme_designator, risk.meaning) == ("RC-VERY-HIGH", codes.PRIVATE_SCHEME, "very high fracture risk")
+    coded = {m.name.value: m.value for m in study.get_measurements()}
+    assert coded["R-L1-ONLY"] == 0.25 and coded["R001"] == measurements.score.radscores["cortical"]
+    assert coded["P-COMBINED"] == 0.3125 and coded["P-CORTICAL"] == 0.5
