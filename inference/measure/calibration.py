@@ -58,10 +58,11 @@ MIN_REFERENCE_VOXELS = 200
 SKIN_MARGIN_MM = 3.0
 SUBCUTANEOUS_DEPTH_MM = 40.0
 AIR_MARGIN_MM = 5.0
-PARASPINAL_BOX_MM = {"posterior_from": 15.0, "posterior_to": 90.0, "lateral": 70.0}
-"""Paraspinal muscle search box relative to the vertebral body centre in the slice."""
+PARASPINAL_BOX_MM = {"posterior_from": 30.0, "posterior_to": 75.0, "lateral_from": 10.0, "lateral_to": 60.0}
+"""Where the erector spinae lie relative to the vertebral body centre in an axial slice: behind
+the transverse processes, either side of the spinous process (posterior and lateral distances)."""
 BONE_MARGIN_MM = 4.0
-MUSCLE_MIN_DEPTH_MM = 20.0
+MUSCLE_MIN_DEPTH_MM = 5.0
 """Paraspinal muscle is read at least this deep under the skin (no subcutaneous partial volume)."""
 SLOPE_PLAUSIBLE = (0.7, 1.8)
 """Fitted HU per (mg/cm3 / MG_CM3_PER_HU): outside this the references are not trusted."""
@@ -154,7 +155,7 @@ def _slice_references(hu: np.ndarray, bone: np.ndarray, bodies: np.ndarray, spac
         y = (np.arange(hu.shape[0])[:, None] - rows.mean()) * spacing_yx[0] * sign_yx[0]
         x = (np.arange(hu.shape[1])[None, :] - cols.mean()) * spacing_yx[1] * sign_yx[1]
         box = ((y >= PARASPINAL_BOX_MM["posterior_from"]) & (y <= PARASPINAL_BOX_MM["posterior_to"])
-               & (np.abs(x) <= PARASPINAL_BOX_MM["lateral"]))
+               & (np.abs(x) >= PARASPINAL_BOX_MM["lateral_from"]) & (np.abs(x) <= PARASPINAL_BOX_MM["lateral_to"]))
         near_bone = ndimage.distance_transform_edt(~bone, sampling=spacing_yx) <= BONE_MARGIN_MM
         found["muscle"] = _pure(hu, box & ~near_bone & (depth > MUSCLE_MIN_DEPTH_MM), MUSCLE)
     return found

@@ -120,8 +120,8 @@ def _measure_heights(levels: dict[str, LevelMeasurement], image: sitk.Image, bod
         vid, name = index + 1, LEVEL_NAMES.get(index + 1)
         if box is None or name is None or (name in seg.levels and not seg.levels[name].complete):
             continue
-        voxels = np.argwhere(bodies[box] == vid) + [s.start for s in box]
-        geometries[vid] = body_geometry(voxels, image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+        geometries[vid] = body_geometry(bodies[box] == vid, tuple(s.start for s in box), image.GetOrigin(),
+                                        image.GetSpacing(), image.GetDirection())
     for vid, (heights, grade) in measure_heights(geometries).items():
         name = LEVEL_NAMES[vid]
         if name in levels and levels[name].complete:
