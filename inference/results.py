@@ -132,6 +132,8 @@ class LevelMeasurement:
     vbmd_mg_cm3: float | None = None
     """Estimated volumetric BMD of the cancellous core (internal calibration)."""
     heights: Heights | None = None
+    trabecular_hu: float | None = None
+    """Mean HU of the cancellous core away from the cortex: what vBMD and the L1 cut-offs are read from."""
     genant_grade: int | None = None
     """0 (no fracture) .. 3; None when heights could not be measured."""
     radscores: dict[str, float] = field(default_factory=dict)
