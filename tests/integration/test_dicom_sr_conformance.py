@@ -20,7 +20,12 @@ from PIL import Image
 from dicom_sr import AlgorithmInfo, ResultObjects, encode_results
 from dicom_sr.readers import read_seg, read_sr
 from inference.levels import TARGET_LEVELS
+from inference.measure import measure_study
+from inference.models import load_model
+from inference.phantom import abdominal_ct, generate_phantom, write_phantom_study
 from inference.results import SegmentationResult
+from inference.segment.levels import describe_levels
+from inference.volume import load_volume
 from tests.unit.test_dicom_sr_inputs import make_measurements, make_segmentation, make_study, write_ct_datasets
 
 pytestmark = pytest.mark.integration
@@ -139,3 +144,26 @@ def test_visual_report_on_real_ct(shared_data: Path, output_dir: Path, dciodvfy)
     assert pixels.shape == (800, 1280, 3)
     assert dciodvfy(paths["seg"]).errors == [] and dciodvfy(paths["report"]).errors == []
     assert np.ptp(pixels[:, :500]) > 100
+
+
+def test_phantom_study_measured_and_scored_encodes_and_validates(tmp_path: Path, output_dir: Path, dciodvfy) -> None:
+    """The pipeline's path on a phantom: DICOM files -> load_volume -> measure_study -> encode_results."""
+    phantom = generate_phantom(abdominal_ct(seed=11, shape=(160, 160, 120)))
+    written = write_phantom_study(phantom, tmp_path / "study")
+    volume = load_volume(written.dicom_folder)
+    description = describe_levels(phantom.vertebrae, phantom.bodies)
+    segmentation = SegmentationResult(vertebrae=phantom.vertebrae, bodies=phantom.bodies,
+                                      compartments=phantom.compartments, levels=description.levels,
+                                      backend="phantom-truth")
+    measurements = measure_study(volume, segmentation, load_model("che2025-published"))
+    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in sorted(written.dicom_folder.iterdir())]
+    objects = encode_results(headers, segmentation, measurements, ALGORITHM, ct=volume)
+    paths = _save(objects, output_dir)
+    Image.fromarray(objects.report.pixel_array).save(output_dir / "visual_report_phantom.png")
+    for kind, path in paths.items():
+        assert dciodvfy(path).errors == [], kind
+    sr = read_sr(paths["sr"])
+    measured = [name for name in TARGET_LEVELS if measurements.levels[name].cancellous is not None]
+    assert measured and {g.tracking_id for g in sr.groups if g.template == "TID 1411"} >= {
+        f"{name} cancellous core of vertebral body" for name in measured}
+    assert objects.sr.StudyInstanceUID == headers[0].StudyInstanceUID
