@@ -34,5 +34,7 @@ def trabecular_region(cancellous: np.ndarray, spacing_zyx: tuple[float, float, f
     Falls back to the whole core when the erosion would leave fewer than
     :data:`MIN_TRABECULAR_VOXELS` voxels (thick slices, small bodies).
     """
-    inside = ndimage.distance_transform_edt(cancellous, sampling=spacing_zyx) > TRABECULAR_MARGIN_MM
+    # distance to the nearest voxel outside, less half a voxel: the centre's distance to the core's surface
+    depth = ndimage.distance_transform_edt(cancellous, sampling=spacing_zyx) - 0.5 * min(spacing_zyx)
+    inside = depth > TRABECULAR_MARGIN_MM
     return inside if int(inside.sum()) >= MIN_TRABECULAR_VOXELS else cancellous

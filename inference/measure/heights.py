@@ -143,9 +143,14 @@ def raw_heights(body: BodyGeometry, axis: np.ndarray) -> dict[str, float] | None
     for name, fraction in COLUMN_POSITIONS.items():
         foot = centre + (front + fraction * (back - front)) * posterior
         lines = foot + offsets[:, None, None] * lateral + steps[None, :, None] * axis
-        lengths = (body.inside(lines) >= 0.5).sum(axis=1) * SAMPLE_STEP_MM
-        heights[name] = float(np.median(lengths))
-    return heights if min(heights.values()) > 0 else None
+        inside = body.inside(lines) >= 0.5
+        if not inside.any(axis=1).all():
+            return None
+        # endplate to endplate: a gap in between (the basivertebral notch of the posterior wall) does not count
+        first = inside.argmax(axis=1)
+        last = inside.shape[1] - 1 - inside[:, ::-1].argmax(axis=1)
+        heights[name] = float(np.median(last - first + 1)) * SAMPLE_STEP_MM
+    return heights
 
 
 def measure_heights(bodies: Mapping[int, BodyGeometry]) -> dict[int, tuple[Heights, int]]:

@@ -22,7 +22,7 @@ VOIS = ("cortical", "cancellous", "body")
 
 
 def measure_study(image: sitk.Image, seg: SegmentationResult, model: RadscoreModel | None, *,
-                  extract_all: str | None = None) -> StudyMeasurements:
+                  extract_all: str | None = None, levels: tuple[str, ...] = TARGET_LEVELS) -> StudyMeasurements:
     """Measure T11-L2 of one CT and score it with a radscore model.
 
     Args:
@@ -32,6 +32,7 @@ def measure_study(image: sitk.Image, seg: SegmentationResult, model: RadscoreMod
             (model-driven extraction). None: no radiomics, no score.
         extract_all: also extract every feature of this radiomics profile
             (``che2025``, ``yu2025``, ``lumbar1197``) on the VOIs that profile uses.
+        levels: the levels to measure (default T11-L2; the model scores its own levels).
 
     Returns:
         :class:`StudyMeasurements`: every target level (incomplete or missing
@@ -47,10 +48,10 @@ def measure_study(image: sitk.Image, seg: SegmentationResult, model: RadscoreMod
     boxes = ndimage.find_objects(bodies.astype(np.int32, copy=False))
     remarks: list[str] = []
 
-    measurable = [name for name in seg.complete_levels(TARGET_LEVELS) if _box(boxes, verse_id(name))]
-    levels: dict[str, LevelMeasurement] = {}
+    measurable = [name for name in seg.complete_levels(levels) if _box(boxes, verse_id(name))]
+    measured: dict[str, LevelMeasurement] = {}
     trabecular_hu: dict[str, float] = {}
-    for name in TARGET_LEVELS:
+    for name in levels:
         found = seg.levels.get(name)
         level = LevelMeasurement(name=name, verse_id=verse_id(name), complete=name in measurable)
         if found is None:
@@ -59,36 +60,37 @@ def measure_study(image: sitk.Image, seg: SegmentationResult, model: RadscoreMod
             level.remarks.append(found.reason or "vertebral body not completely in view")
         else:
             trabecular_hu[name] = _measure_density(level, hu, bodies, compartments, boxes, spacing_zyx, voxel_ml)
-        levels[name] = level
+            level.trabecular_hu = trabecular_hu[name]
+        measured[name] = level
 
-    _measure_heights(levels, image, bodies, boxes, seg)
+    _measure_heights(measured, image, bodies, boxes, seg)
     calibration = _calibrate(image, hu, seg, bodies, measurable, remarks)
     if calibration is not None:
         for name, value in trabecular_hu.items():
-            levels[name].vbmd_mg_cm3 = calibration.vbmd(value)
+            measured[name].vbmd_mg_cm3 = calibration.vbmd(value)
 
     for name in measurable:
         wanted = dict(model.features) if model is not None else {}
         for voi in (profile.vois if profile is not None else ()):
             wanted.setdefault(voi, ())
-        _extract(levels[name], image, seg, boxes, wanted, model, profile)
+        _extract(measured[name], image, seg, boxes, wanted, model, profile)
         if model is not None:
-            levels[name].radscores = model.level_radscores(levels[name].features)
+            measured[name].radscores = model.level_radscores(measured[name].features)
 
-    study = StudyMeasurements(levels=levels, remarks=remarks)
+    study = StudyMeasurements(levels=measured, remarks=remarks)
     if "L1" in trabecular_hu:
         study.l1_attenuation_hu = trabecular_hu["L1"]
         study.l1_attenuation_category = l1_attenuation_category(trabecular_hu["L1"])
-    vbmds = [lv.vbmd_mg_cm3 for lv in levels.values() if lv.vbmd_mg_cm3 is not None]
+    vbmds = [lv.vbmd_mg_cm3 for lv in measured.values() if lv.vbmd_mg_cm3 is not None]
     if vbmds:
         study.vbmd_mg_cm3 = float(np.mean(vbmds))
         study.vbmd_category = vbmd_category(study.vbmd_mg_cm3)
-    grades = [lv.genant_grade for lv in levels.values() if lv.genant_grade is not None]
+    grades = [lv.genant_grade for lv in measured.values() if lv.genant_grade is not None]
     study.max_genant_grade = max(grades) if grades else None
     if calibration is not None:
         study.calibration = calibration.as_dict()
     if model is not None:
-        study.score = model.score({n: levels[n].features for n in measurable}, vbmd_mg_cm3=study.vbmd_mg_cm3)
+        study.score = model.score({n: measured[n].features for n in measurable}, vbmd_mg_cm3=study.vbmd_mg_cm3)
     return study
 
 
