@@ -12,7 +12,7 @@ and study modules copied from the source images) as new series numbered
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import SimpleITK as sitk
@@ -46,7 +46,7 @@ class ResultObjects:
     sr: Dataset
     report: Dataset
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Dataset]:
         """SEG, SR, report: in the order a receiver can resolve their references."""
         return iter((self.seg, self.sr, self.report))
 

@@ -35,10 +35,6 @@ class SliceMap:
 
     instances: tuple[Dataset, ...]
 
-    @property
-    def sop_instance_uids(self) -> list[str]:
-        return [str(ds.SOPInstanceUID) for ds in self.instances]
-
 
 def map_slices(image: sitk.Image, source_images: Sequence[Dataset]) -> SliceMap:
     """Put each source instance on the slice of ``image`` it was read into.

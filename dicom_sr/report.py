@@ -113,6 +113,7 @@ def encode_visual_report(
     report.SeriesDescription = REPORT_SERIES_DESCRIPTION + ("" if calibrated else " (research use)")
     report.BurnedInAnnotation = "NO"  # the burned-in text holds no patient identity
     report.Laterality = ""  # General Series Type 2C: the spine is not a paired structure
+    report.ManufacturerModelName = algorithm.name
     report.SoftwareVersions = algorithm.software_version
     return report
 

@@ -120,6 +120,8 @@ def encode_sr(
         is_complete=True,
     )
     sr.SeriesDescription = SR_SERIES_DESCRIPTION
+    sr.ManufacturerModelName = algorithm.name
+    sr.SoftwareVersions = algorithm.software_version
     codes.add_coding_scheme_identification(sr)
     return sr
 

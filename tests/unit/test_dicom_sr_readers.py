@@ -78,7 +78,8 @@ def test_third_party_tid1500_reports_load(shared_data: Path, relative: str, temp
 def test_dcmqi_report_references_its_seg(shared_data: Path) -> None:
     folder = shared_data / "interop" / "dcmqi" / "sr-example"
     seg, sr = read_seg(folder / "seg.dcm"), read_sr(folder / "sr.dcm")
-    (group,) = sr.groups
+    group = sr.group("primary tumor")
+    assert len(sr.groups) == 1 and group.template == "TID 1411"
     assert group.referenced_segment == (seg.dataset.SOPInstanceUID, seg.segments[0].number)
     assert len(group.measurements) == 22
 
