@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,13 +12,7 @@ import SimpleITK as sitk
 from inference.levels import Compartment
 from inference.phantom.anatomy import SpineAxis, layout_spine
 from inference.phantom.grid import Grid
-from inference.phantom.physics import (
-    Tissue,
-    correlated_noise,
-    hu_from_vbmd,
-    scanner_blur,
-    tissue_hu,
-)
+from inference.phantom.physics import Tissue, acquire, cupping, hu_from_vbmd, tissue_hu
 from inference.phantom.skeleton import (
     SpineVolumes,
     paint_ribs,
@@ -47,6 +42,8 @@ class Phantom:
     bodies: sitk.Image
     compartments: sitk.Image
     truth: dict[str, Any]
+    tissues: sitk.Image | None = None
+    """Tissue class per voxel (:class:`inference.phantom.physics.Tissue`), for checks and figures."""
 
 
 def _rng(spec: PhantomSpec, stream: int) -> np.random.Generator:
@@ -72,62 +69,66 @@ def generate_phantom(spec: PhantomSpec) -> Phantom:
     tissue = np.zeros(grid.shape_zyx, np.uint8)
     outlines = paint_torso(tissue, grid, torso, _rng(spec, 1))
     spine = paint_spine(tissue, grid, axis, spec)
+    ys, xs = spine.window
     vertebrae = np.zeros(grid.shape_zyx, np.uint8)
-    vertebrae[:, spine.window[0], spine.window[1]] = spine.vertebrae
+    vertebrae[:, ys, xs] = spine.vertebrae
     ribs = ribbed_levels(spec)
     paint_ribs(tissue, vertebrae, grid, torso, ribs)
     hu = _attenuation(tissue, spine, spec, grid)
+    tissues = grid.to_image(tissue)
     del tissue
-    image = scanner_blur(grid.to_image(hu), spec.slice_thickness_mm)
+    bias = _cupping(grid, outlines, spec.beam_hardening_hu) if spec.beam_hardening_hu else None
+    image = acquire(hu, grid.spacing_xyz, spec.slice_thickness_mm, spec.noise_hu, _rng(spec, 3), bias)
     del hu
-    array = sitk.GetArrayViewFromImage(image)
-    noisy = array + correlated_noise(grid.shape_zyx, grid.spacing_xyz, spec.noise_hu, _rng(spec, 3))
-    if spec.beam_hardening_hu:
-        _add_cupping(noisy, grid, outlines, spec.beam_hardening_hu)
-    np.maximum(noisy, -1024.0, out=noisy)  # scanners clip reconstructions at -1024 HU
-    image = grid.to_image(noisy.astype(np.float32))
     bodies = np.zeros(grid.shape_zyx, np.uint8)
-    bodies[:, spine.window[0], spine.window[1]] = spine.bodies
+    bodies[:, ys, xs] = spine.bodies
     compartments = np.zeros(grid.shape_zyx, np.uint8)
-    compartments[:, spine.window[0], spine.window[1]] = spine.compartments
+    compartments[:, ys, xs] = spine.compartments
     truth = _truth(spec, grid, axis, spine, ribs)
-    return Phantom(spec, image, grid.to_image(vertebrae), grid.to_image(bodies), grid.to_image(compartments), truth)
+    return Phantom(spec, grid.to_image(image), grid.to_image(vertebrae), grid.to_image(bodies),
+                   grid.to_image(compartments), truth, tissues)
 
 
 def _attenuation(tissue: np.ndarray, spine: SpineVolumes, spec: PhantomSpec, grid: Grid) -> np.ndarray:
-    """Noise-free HU per voxel: tissue table, then per-level bone values with trabecular texture."""
-    hu = tissue_hu(spec.contrast)[tissue]
-    ys, xs = spine.window
-    crop = hu[:, ys, xs]
-    spacing_zyx = grid.spacing_xyz[::-1]
-    texture = trabecular_texture(crop.shape, spacing_zyx, spec.trabecular_heterogeneity, _rng(spec, 2))
+    """Noise-free HU per voxel: the tissue table, then per-level bone values with trabecular texture."""
+    lut = tissue_hu(spec.contrast)
+    hu = np.empty(tissue.shape, np.float32)
+    for k in range(tissue.shape[0]):  # slice by slice: the look-up stays in cache
+        np.take(lut, tissue[k], out=hu[k])
+    crop = hu[:, spine.window[0], spine.window[1]]
     vbmd = spec.vbmd_by_level()
-    cortical_hu = float(tissue_hu(spec.contrast)[Tissue.CORTICAL])
+    cortical_hu = float(lut[Tissue.CORTICAL])
     # a shell thinner than a voxel shows only part of its density (partial volume)
     shell_fill = min(1.0, spec.cortical_thickness_mm / min(grid.spacing_xyz))
-    for name, rows in spine.level_rows.items():
-        label = verse_label(name)
+    arch_hu = np.zeros(256, np.float32)
+    for name in spec.spine_levels():
+        arch_hu[verse_label(name)] = hu_from_vbmd(vbmd[name]) + POSTERIOR_BONE_EXCESS_HU
+    arches = spine.tissue == Tissue.POSTERIOR_BONE
+    crop[arches] = arch_hu[spine.vertebrae[arches]]
+    for name, box in spine.body_boxes.items():
+        placed_label = verse_label(name)
         target = hu_from_vbmd(vbmd[name])
-        part = crop[rows]
-        own = spine.vertebrae[rows] == label
-        kinds = spine.tissue[rows]
-        core = own & (spine.compartments[rows] == Compartment.CANCELLOUS)
-        shell = own & (spine.compartments[rows] == Compartment.CORTICAL)
-        arch = own & (kinds == Tissue.POSTERIOR_BONE)
-        grain = texture[rows]
+        part = crop[box]
+        own = spine.bodies[box] == placed_label
+        compartment = spine.compartments[box]
+        core = own & (compartment == Compartment.CANCELLOUS)
+        part[own & (compartment == Compartment.CORTICAL)] = target + (cortical_hu - target) * shell_fill
         if core.any():
+            grain = trabecular_texture(part.shape, grid.spacing_xyz[::-1], spec.trabecular_heterogeneity,
+                                       np.random.default_rng(np.random.SeedSequence([spec.seed, 2, placed_label])))
             part[core] = target + grain[core] - float(grain[core].mean())
-        part[shell] = target + (cortical_hu - target) * shell_fill
-        part[arch] = target + POSTERIOR_BONE_EXCESS_HU + 0.6 * grain[arch]
     return hu
 
 
-def _add_cupping(array: np.ndarray, grid: Grid, outlines: list[tuple[float, float, float]], amplitude: float) -> None:
-    """Beam-hardening cupping: darker towards the centre of the body, ``amplitude`` HU at the centre."""
+def _cupping(grid: Grid, outlines: list[tuple[float, float, float]], amplitude: float) -> Callable[[int], np.ndarray]:
+    """Per-slice beam-hardening bias: darker towards the centre of the body outline."""
     x2d, y2d = grid.x[None, :], grid.y[:, None]
-    for k, (a, b, cy) in enumerate(outlines):
-        radius2 = (x2d / a) ** 2 + ((y2d - cy) / b) ** 2
-        array[k] -= (amplitude * np.clip(1.0 - radius2, 0.0, 1.0)).astype(np.float32)
+
+    def bias(k: int) -> np.ndarray:
+        a, b, cy = outlines[k]
+        return cupping((x2d / a) ** 2 + ((y2d - cy) / b) ** 2, amplitude)
+
+    return bias
 
 
 def _truth(spec: PhantomSpec, grid: Grid, axis: SpineAxis, spine: SpineVolumes,

@@ -13,17 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference.levels import VERSE_IDS, Compartment
-from inference.phantom.anatomy import PlacedLevel, SpineAxis
+from inference.phantom.anatomy import SpineAxis
 from inference.phantom.grid import Grid
 from inference.phantom.physics import Tissue
 from inference.phantom.spec import PhantomSpec
 from inference.phantom.spine import (
     Fracture,
+    Part,
     PosteriorShape,
-    arch_mask,
-    body_mask,
-    canal_mask,
-    disc_mask,
+    arch_parts,
+    body_part,
+    canal_part,
+    disc_part,
 )
 from inference.phantom.torso import Torso
 
@@ -41,26 +42,44 @@ def verse_label(name: str) -> int:
     return VERSE_IDS[name]
 
 
+Box = tuple[slice, slice, slice]
+
+
 @dataclass
 class SpineVolumes:
-    """Label arrays of the spine crop (z, y, x) and where the crop lies in the full grid."""
+    """Label arrays of the spine crop (z, y, x), where the crop lies in the full grid, and each body's box."""
 
     window: tuple[slice, slice]
     vertebrae: np.ndarray
     bodies: np.ndarray
     compartments: np.ndarray
     tissue: np.ndarray
-    level_rows: dict[str, slice]
+    body_boxes: dict[str, Box]
 
 
-def _local_frame(axis: SpineAxis, grid: Grid, window: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
-    ys, _ = window
-    y = grid.y[ys][None, :]
-    offset = y - axis.y_of_z(grid.z)[:, None]
-    tilt = axis.tilt_of_z(grid.z)[:, None]
-    u = axis.s_of_z(grid.z)[:, None] + offset * np.sin(tilt)
-    v = offset * np.cos(tilt)
-    return u.astype(np.float32), v.astype(np.float32)
+class _LocalFrame:
+    """Local axis coordinates over the spine crop: ``u`` and ``v`` per (z, y) row, ``w`` per column."""
+
+    def __init__(self, axis: SpineAxis, grid: Grid, window: tuple[slice, slice]) -> None:
+        ys, xs = window
+        offset = grid.y[ys][None, :] - axis.y_of_z(grid.z)[:, None]
+        tilt = axis.tilt_of_z(grid.z)[:, None]
+        self.u = (axis.s_of_z(grid.z)[:, None] + offset * np.sin(tilt)).astype(np.float32)
+        self.v = (offset * np.cos(tilt)).astype(np.float32)
+        self.w = grid.x[xs].astype(np.float32)
+
+    def evaluate(self, part: Part, centre_s: float) -> tuple[Box, np.ndarray] | None:
+        """The box of ``part`` of the vertebra centred at arc length ``centre_s`` and its mask there."""
+        u = self.u - centre_s
+        rows, cols = np.nonzero((u > part.u_range[0]) & (u < part.u_range[1])
+                                & (self.v > part.v_range[0]) & (self.v < part.v_range[1]))
+        xs = slice(int(np.searchsorted(self.w, -part.w_half)), int(np.searchsorted(self.w, part.w_half, "right")))
+        if rows.size == 0 or xs.stop <= xs.start:
+            return None
+        zr, yr = slice(int(rows.min()), int(rows.max()) + 1), slice(int(cols.min()), int(cols.max()) + 1)
+        mask = part.mask(u[zr, yr][:, :, None], self.v[zr, yr][:, :, None], self.w[xs][None, None, :])
+        shape = (zr.stop - zr.start, yr.stop - yr.start, xs.stop - xs.start)
+        return (zr, yr, xs), np.broadcast_to(mask, shape)
 
 
 def _spine_window(axis: SpineAxis, grid: Grid) -> tuple[slice, slice]:
@@ -78,64 +97,55 @@ def _spine_window(axis: SpineAxis, grid: Grid) -> tuple[slice, slice]:
 def paint_spine(tissue: np.ndarray, grid: Grid, axis: SpineAxis, spec: PhantomSpec) -> SpineVolumes:
     """Paint discs, canal, neural arches and bodies; return labels of the spine crop."""
     window = _spine_window(axis, grid)
-    ys, xs = window
-    crop = tissue[:, ys, xs]
-    u_all, v_all = _local_frame(axis, grid, window)
-    w = grid.x[xs].astype(np.float32)[None, None, :]
-    shape = crop.shape
-    vertebrae = np.zeros(shape, np.uint8)
-    bodies = np.zeros(shape, np.uint8)
-    compartments = np.zeros(shape, np.uint8)
+    crop = tissue[:, window[0], window[1]]
+    frame = _LocalFrame(axis, grid, window)
+    vertebrae = np.zeros(crop.shape, np.uint8)
+    bodies = np.zeros(crop.shape, np.uint8)
+    compartments = np.zeros(crop.shape, np.uint8)
     fractures = {name: Fracture(grade, kind) for name, (grade, kind) in spec.fractures.items()}
-    rows: dict[str, slice] = {}
-    for placed in axis.levels:
-        arch = PosteriorShape.of(placed.name, placed.size)
-        reach = (placed.size.height / 2 + placed.size.disc_below + arch.spinous_slope
-                 * (placed.size.spinous_length + placed.size.canal_depth) + 8.0)
-        hit = np.nonzero(np.any(np.abs(u_all - placed.s) < reach, axis=1))[0]
-        if hit.size:
-            rows[placed.name] = slice(int(hit[0]), int(hit[-1]) + 1)
-
-    def frame(placed: PlacedLevel) -> tuple[np.ndarray, np.ndarray, slice]:
-        zr = rows[placed.name]
-        return (u_all[zr] - placed.s)[:, :, None], v_all[zr][:, :, None], zr
-
-    in_view = [p for p in axis.levels if p.name in rows]
-    # pass 1: canal and discs (soft parts, overwritten by bone where they meet)
+    # soft parts first: bone painted later wins where they meet
     for upper, lower in zip(axis.levels, axis.levels[1:]):
-        if lower.name in rows:
-            u, v, zr = frame(lower)
-            crop[zr][disc_mask(upper.size, lower.size, u, v, w)] = Tissue.DISC
-    for placed in in_view:
-        u, v, zr = frame(placed)
-        span = (u > -placed.size.height / 2 - placed.size.disc_below) & (u <= placed.size.height / 2)
-        crop[zr][span & canal_mask(placed.size, PosteriorShape.of(placed.name, placed.size), v, w)] = Tissue.CSF
-    # pass 2: neural arches
-    for placed in in_view:
-        u, v, zr = frame(placed)
-        shape_of = PosteriorShape.of(placed.name, placed.size)
-        bone = arch_mask(placed.name, placed.size, shape_of, u, v, w) & ~canal_mask(placed.size, shape_of, v, w)
-        crop[zr][bone] = Tissue.POSTERIOR_BONE
-        vertebrae[zr][bone] = verse_label(placed.name)
-    # pass 3: bodies with their cortical shell
-    for placed in in_view:
-        u, v, zr = frame(placed)
-        fracture = fractures.get(placed.name)
-        body = body_mask(placed.size, u, v, w, fracture)
-        core = body_mask(placed.size, u, v, w, fracture, shrink_mm=spec.cortical_thickness_mm)
+        if (found := frame.evaluate(disc_part(upper.size, lower.size), lower.s)) is not None:
+            box, mask = found
+            crop[box][mask] = Tissue.DISC
+    for placed in axis.levels:
+        if (found := frame.evaluate(canal_part(placed.size, PosteriorShape.of(placed.name, placed.size)),
+                                    placed.s)) is not None:
+            box, mask = found
+            crop[box][mask] = Tissue.CSF
+    for placed in axis.levels:
         label = verse_label(placed.name)
-        crop[zr][body] = Tissue.CORTICAL
-        crop[zr][core] = Tissue.CANCELLOUS
-        vertebrae[zr][body] = label
-        bodies[zr][body] = label
-        compartments[zr][body] = Compartment.CORTICAL
-        compartments[zr][core] = Compartment.CANCELLOUS
-    # a voxel of a body that touches another label (disc, canal, another body) is shell:
+        for part in arch_parts(placed.name, placed.size, PosteriorShape.of(placed.name, placed.size)):
+            if (found := frame.evaluate(part, placed.s)) is not None:
+                box, mask = found
+                crop[box][mask] = Tissue.POSTERIOR_BONE
+                vertebrae[box][mask] = label
+    body_boxes: dict[str, Box] = {}
+    for placed in axis.levels:
+        fracture = fractures.get(placed.name)
+        found = frame.evaluate(body_part(placed.size, fracture), placed.s)
+        if found is None:
+            continue
+        box, body = found
+        core = frame.evaluate(body_part(placed.size, fracture, spec.cortical_thickness_mm), placed.s)
+        label = verse_label(placed.name)
+        crop[box][body] = Tissue.CORTICAL
+        vertebrae[box][body] = label
+        bodies[box][body] = label
+        compartments[box][body] = Compartment.CORTICAL
+        if core is not None:
+            core_box, core_mask = core
+            crop[core_box][core_mask] = Tissue.CANCELLOUS
+            compartments[core_box][core_mask] = Compartment.CANCELLOUS
+        body_boxes[placed.name] = box
+    # a body voxel that touches another label (disc, canal, another body) is shell:
     # this closes the shell on the voxel grid whatever the slice thickness
-    boundary = _label_boundary(bodies)
-    compartments[boundary] = Compartment.CORTICAL
-    crop[boundary] = Tissue.CORTICAL
-    return SpineVolumes(window, vertebrae, bodies, compartments, crop, rows)
+    for box in body_boxes.values():
+        grown = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, crop.shape))
+        boundary = _label_boundary(bodies[grown])
+        compartments[grown][boundary] = Compartment.CORTICAL
+        crop[grown][boundary] = Tissue.CORTICAL
+    return SpineVolumes(window, vertebrae, bodies, compartments, crop, body_boxes)
 
 
 def _label_boundary(labels: np.ndarray) -> np.ndarray:
@@ -175,7 +185,7 @@ def paint_ribs(tissue: np.ndarray, vertebrae: np.ndarray, grid: Grid, torso: Tor
         y_axis = float(torso.axis.y_of_z(np.array(z_head)))
         x_tip = placed.size.canal_width / 2 + shape.pedicle_width / 2 + shape.process_length
         y_tip = y_axis + shape.canal_centre + 3.0 + 0.3 * shape.process_length
-        a, b, cy = torso.outline(z_head)
+        a, b, cy = (float(value) for value in torso.outline(z_head))
         rx = a - 14.0
         c = np.sqrt(max(1.0 - (x_tip / rx) ** 2, 0.05))
         ry = (y_tip - cy + b - 14.0) / (1.0 + c)  # anterior end at the inner chest wall

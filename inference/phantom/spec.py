@@ -24,9 +24,11 @@ SPINE_ORDER: tuple[str, ...] = (
 )
 """Vertebrae from head to sacrum; T13 appears only in a spine with 13 rib pairs."""
 
-GENANT_HEIGHT_LOSS: dict[int, float] = {1: 0.22, 2: 0.32, 3: 0.45}
-"""Height loss rendered per Genant grade (Genant et al., J Bone Miner Res 1993:
-grade 1 mild 20-25 %, grade 2 moderate 25-40 %, grade 3 severe > 40 %)."""
+GENANT_HEIGHT_LOSS: dict[int, float] = {1: 0.225, 2: 0.325, 3: 0.5}
+"""Height reduction rendered per Genant grade, in the middle of each band (Genant et al.,
+J Bone Miner Res 1993: grade 1 mild 20-25 %, grade 2 moderate 25-40 %, grade 3 severe > 40 %).
+Wedge: anterior vs posterior height; biconcave: middle vs posterior; crush: every
+height vs the unfractured body."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ semi-quantitative types: wedge (anterior), biconcave (central) and crush
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,26 +51,48 @@ def cross_section_radius(size: LevelSize, u: np.ndarray, v: np.ndarray, w: np.nd
     return ((np.abs(w) / half_w) ** p + (np.abs(v) / half_d) ** p) ** (1.0 / p)
 
 
+def measurement_points(size: LevelSize) -> dict[str, float]:
+    """Where morphometry measures heights in the mid-sagittal plane: ``v`` of the anterior,
+    middle and posterior heights, 10 % of the depth inside the anterior and posterior walls."""
+    posterior = float(posterior_wall(size, np.zeros(1))[0]) - 0.1 * size.depth
+    return {"anterior": -size.depth / 2 + 0.1 * size.depth, "middle": 0.0, "posterior": posterior}
+
+
+BICONCAVE_RADIUS = 0.7
+"""A biconcave fracture depresses the endplates inside this normalised radius (the rim holds)."""
+
+
 def half_height(size: LevelSize, v: np.ndarray, radius: np.ndarray, fracture: Fracture | None) -> np.ndarray:
-    """Distance from the body centre to each endplate before endplate concavity, per (v, radius)."""
+    """Distance from the body centre to each endplate before endplate concavity, per (v, radius).
+
+    Fractures are shaped so that the heights measured at :func:`measurement_points`
+    show exactly the Genant reduction of their grade.
+    """
     half = size.height / 2
+    shape = np.broadcast(v, radius).shape
     if fracture is None:
-        return np.full(np.broadcast(v, radius).shape, half, dtype=np.float32)
+        return np.full(shape, half, dtype=np.float32)
     loss = fracture.loss
-    rel_v = np.clip(v / (size.depth / 2), -1.0, 1.0)
     if fracture.kind == "wedge":
-        factor = 1.0 - loss * (1.0 - rel_v) / 2.0
+        points = measurement_points(size)
+        along = (points["posterior"] - v) / (points["posterior"] - points["anterior"])
+        factor = 1.0 - loss * np.clip(along, 0.0, 1.15)
     elif fracture.kind == "biconcave":
-        factor = 1.0 - loss * np.clip(1.0 - radius ** 2, 0.0, 1.0)
-    else:  # crush: the whole body collapses, the anterior wall slightly more
-        factor = 1.0 - loss * (0.92 - 0.08 * rel_v)
-    return (half * factor * np.ones_like(radius)).astype(np.float32)
+        factor = 1.0 - loss * np.clip(1.0 - (radius / BICONCAVE_RADIUS) ** 2, 0.0, 1.0)
+    else:  # crush: the whole body loses height
+        factor = np.full(shape, 1.0 - loss)
+    return np.broadcast_to(half * factor, shape).astype(np.float32)
 
 
 def endplates(size: LevelSize, v: np.ndarray, radius: np.ndarray,
               fracture: Fracture | None) -> tuple[np.ndarray, np.ndarray]:
-    """Inferior and superior endplate positions ``u`` (mm) over the cross-section."""
-    concavity = ENDPLATE_CONCAVITY_MM * np.clip(1.0 - radius ** 2, 0.0, 1.0)
+    """Inferior and superior endplate positions ``u`` (mm) over the cross-section.
+
+    Normal endplates are gently concave (about 1 mm); a biconcave fracture
+    replaces that concavity with its own.
+    """
+    concavity = 0.0 if fracture is not None and fracture.kind == "biconcave" else (
+        ENDPLATE_CONCAVITY_MM * np.clip(1.0 - radius ** 2, 0.0, 1.0))
     half = half_height(size, v, radius, fracture)
     return -half + concavity, half - concavity
 
@@ -90,15 +113,9 @@ def body_mask(size: LevelSize, u: np.ndarray, v: np.ndarray, w: np.ndarray, frac
 
 
 def body_heights(size: LevelSize, fracture: Fracture | None) -> dict[str, float]:
-    """Anterior, middle and posterior body heights (mm) in the mid-sagittal plane.
-
-    Measured as in morphometry: at 10 % of the depth inside the anterior and
-    posterior walls, and at the centre.
-    """
+    """Anterior, middle and posterior body heights (mm) at :func:`measurement_points`."""
     heights = {}
-    posterior_v = float(posterior_wall(size, np.zeros(1))[0]) - 0.1 * size.depth
-    for name, v_mm in (("anterior", -size.depth / 2 + 0.1 * size.depth), ("middle", 0.0),
-                       ("posterior", posterior_v)):
+    for name, v_mm in measurement_points(size).items():
         v = np.array([v_mm])
         radius = cross_section_radius(size, np.zeros(1), v, np.zeros(1))
         lower, upper = endplates(size, v, radius, fracture)
@@ -134,30 +151,89 @@ def canal_mask(size: LevelSize, shape: PosteriorShape, v: np.ndarray, w: np.ndar
     return (w / (size.canal_width / 2)) ** 2 + ((v - shape.canal_centre) / (size.canal_depth / 2)) ** 2 < 1.0
 
 
-def arch_mask(name: str, size: LevelSize, shape: PosteriorShape, u: np.ndarray, v: np.ndarray,
-              w: np.ndarray) -> np.ndarray:
-    """Pedicles, laminae, spinous, transverse and articular processes of one vertebra."""
+Mask = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Part:
+    """A piece of a vertebra: a box in the local frame (u, v ranges, w half-width) and its mask there."""
+
+    u_range: tuple[float, float]
+    v_range: tuple[float, float]
+    w_half: float
+    mask: Mask
+
+
+def arch_parts(name: str, size: LevelSize, shape: PosteriorShape) -> list[Part]:
+    """The neural arch: pedicles with laminae and articular processes, spinous process, transverse processes.
+
+    Each part comes with its own small box so that only voxels near it are evaluated.
+    """
     h, vc = size.height, shape.canal_centre
     half_cw, half_cd, pw = size.canal_width / 2, size.canal_depth / 2, shape.pedicle_width
-    aw = np.abs(w)
     pedicle_w = half_cw + pw / 2
-    pedicles = ((((aw - pedicle_w) / (pw / 2)) ** 2 + ((u - 0.12 * h) / (0.3 * h)) ** 2 < 1.0)
-                & (v > size.depth / 2 - 0.2 * size.depth) & (v < vc + 0.3 * size.canal_depth))
-    ring = ((w / (half_cw + 6.0)) ** 2 + ((v - vc) / (half_cd + 6.0)) ** 2 < 1.0) & (v > vc - 2.0)
-    laminae = ring & (u > -0.5 * h - 0.3 * size.disc_below) & (u < 0.3 * h)
-    tip = vc + half_cd + size.spinous_length
-    spinous_u = -0.1 * h - (v - vc - half_cd) * shape.spinous_slope
-    spinous = ((aw < 3.0 + 0.04 * size.width) & (v > vc + half_cd) & (v < tip)
-               & (np.abs(u - spinous_u) < 0.22 * h))
-    transverse_v = vc + (3.0 + 0.3 * (aw - pedicle_w) if name.startswith("T") else -2.0)
-    transverse = ((np.abs(u - 0.12 * h) < 0.16 * h + 1.5) & (aw > pedicle_w)
-                  & (aw < pedicle_w + shape.process_length) & (np.abs(v - transverse_v) < 4.5))
-    facet_v = vc + half_cd - 1.0
-    superior = (((aw - pedicle_w - 2.0) ** 2 + (v - facet_v) ** 2 < 3.5 ** 2)
-                & (u > 0.2 * h) & (u < h / 2 + 0.55 * size.disc_below))
-    inferior = (((aw - pedicle_w + 3.5) ** 2 + (v - facet_v - 3.0) ** 2 < 3.0 ** 2)
-                & (u < -0.2 * h) & (u > -h / 2 - 0.55 * size.disc_below))
-    return pedicles | laminae | spinous | transverse | superior | inferior
+    reach_u = h / 2 + 0.6 * size.disc_below
+
+    def ring(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
+        aw = np.abs(w)
+        pedicles = ((((aw - pedicle_w) / (pw / 2)) ** 2 + ((u - 0.12 * h) / (0.3 * h)) ** 2 < 1.0)
+                    & (v > size.depth / 2 - 0.2 * size.depth) & (v < vc + 0.3 * size.canal_depth))
+        laminae = (((w / (half_cw + 6.0)) ** 2 + ((v - vc) / (half_cd + 6.0)) ** 2 < 1.0) & (v > vc - 2.0)
+                   & (u > -0.5 * h - 0.3 * size.disc_below) & (u < 0.3 * h))
+        facet_v = vc + half_cd - 1.0
+        superior = (((aw - pedicle_w - 2.0) ** 2 + (v - facet_v) ** 2 < 3.5 ** 2)
+                    & (u > 0.2 * h) & (u < h / 2 + 0.55 * size.disc_below))
+        inferior = (((aw - pedicle_w + 3.5) ** 2 + (v - facet_v - 3.0) ** 2 < 3.0 ** 2)
+                    & (u < -0.2 * h) & (u > -h / 2 - 0.55 * size.disc_below))
+        return (pedicles | laminae | superior | inferior) & ~canal_mask(size, shape, v, w)
+
+    spinous_top = -0.1 * h + 0.22 * h
+    spinous_drop = shape.spinous_slope * size.spinous_length
+
+    def spinous(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
+        centre = -0.1 * h - (v - vc - half_cd) * shape.spinous_slope
+        return (v > vc + half_cd) & (v < vc + half_cd + size.spinous_length) & (np.abs(u - centre) < 0.22 * h)
+
+    thoracic = name.startswith("T")
+
+    def transverse(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
+        aw = np.abs(w)
+        centre_v = vc + (3.0 + 0.3 * (aw - pedicle_w) if thoracic else -2.0)
+        return (np.abs(u - 0.12 * h) < 0.16 * h + 1.5) & (aw > pedicle_w) & (np.abs(v - centre_v) < 4.5)
+
+    process_end = pedicle_w + shape.process_length
+    process_v = (vc - 7.0, vc + 8.0 + 0.3 * shape.process_length) if thoracic else (vc - 7.0, vc + 3.0)
+    return [
+        Part((-reach_u, reach_u), (size.depth / 2 - 0.2 * size.depth, vc + half_cd + 6.0), pedicle_w + pw / 2 + 1.0,
+             ring),
+        Part((spinous_top - 0.44 * h - spinous_drop, spinous_top), (vc + half_cd, vc + half_cd + size.spinous_length),
+             3.0 + 0.04 * size.width, spinous),
+        Part((-0.04 * h - 1.5, 0.28 * h + 1.5), process_v, process_end, transverse),
+    ]
+
+
+def body_part(size: LevelSize, fracture: Fracture | None, shrink_mm: float = 0.0) -> Part:
+    """The vertebral body (optionally shrunk inwards by ``shrink_mm``) as a :class:`Part`."""
+    margin = 0.5
+    return Part((-size.height / 2 - margin, size.height / 2 + margin), (-size.depth / 2 - margin, size.depth / 2 + margin),
+                size.width / 2 + margin, lambda u, v, w: body_mask(size, u, v, w, fracture, shrink_mm))
+
+
+def canal_part(size: LevelSize, shape: PosteriorShape) -> Part:
+    """The spinal canal from the disc below up to the superior endplate."""
+    def mask(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return (u > -size.height / 2 - size.disc_below) & (u <= size.height / 2) & canal_mask(size, shape, v, w)
+
+    return Part((-size.height / 2 - size.disc_below, size.height / 2),
+                (shape.canal_centre - size.canal_depth / 2, shape.canal_centre + size.canal_depth / 2),
+                size.canal_width / 2, mask)
+
+
+def disc_part(upper: LevelSize, lower: LevelSize) -> Part:
+    """The disc between two bodies, in the frame of the lower body."""
+    depth, width = max(upper.depth, lower.depth), max(upper.width, lower.width)
+    return Part((lower.height / 2 - 2.0, lower.height / 2 + upper.disc_below + 2.0), (-depth / 2 - 1, depth / 2 + 1),
+                width / 2 + 1, lambda u, v, w: disc_mask(upper, lower, u, v, w))
 
 
 def disc_mask(upper: LevelSize, lower: LevelSize, u_from_lower: np.ndarray, v: np.ndarray,

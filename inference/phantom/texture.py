@@ -14,7 +14,7 @@ regional variation, both scaled by the heterogeneity parameter.
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk
+from scipy import ndimage
 
 FINE_SCALE_MM = (0.6, 1.8)
 """Sigmas of the difference of Gaussians that makes the trabecular grain."""
@@ -23,9 +23,7 @@ COARSE_SCALE_MM = 4.5
 
 
 def _smooth(array: np.ndarray, spacing_zyx: tuple[float, float, float], sigma_mm: float) -> np.ndarray:
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing(spacing_zyx[::-1])
-    return sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(image, sigma_mm))
+    return ndimage.gaussian_filter(array, [sigma_mm / s for s in spacing_zyx], mode="wrap", truncate=3.0)
 
 
 def _standardise(array: np.ndarray) -> np.ndarray:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import map_coordinates
 
 from inference.phantom.anatomy import SpineAxis
 from inference.phantom.grid import Grid
@@ -42,22 +41,22 @@ class Torso:
     def z(self, level: str) -> float:
         return self.level_z[level]
 
-    def outline(self, z: float) -> tuple[float, float, float]:
-        """(a, b, cy): semi-axes of the body outline and the y of its centre at height z."""
+    def outline(self, z: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(a, b, cy): semi-axes of the body outline and the y of its centre at height(s) z."""
         names = [n for n in OUTLINE_MM if n in self.level_z]
         zs = np.array([self.level_z[n] for n in names])[::-1]
         values = np.array([OUTLINE_MM[n] for n in names])[::-1]
-        a, b, back = (float(np.interp(z, zs, values[:, i])) for i in range(3))
+        a, b, back = (np.interp(z, zs, values[:, i]) for i in range(3))
         a, b = a * self.body_scale, b * self.body_scale
-        y_back = float(self.axis.y_of_z(np.array(z))) + back * self.body_scale ** 0.5
+        y_back = self.axis.y_of_z(z) + back * self.body_scale ** 0.5
         return a, b, y_back - b
 
-    def level_width(self, z: float) -> tuple[float, float]:
-        """(width, depth) of the vertebral body at height z (interpolated between levels)."""
+    def level_width(self, z: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """(width, depth) of the vertebral bodies at height(s) z (interpolated between levels)."""
         zs = np.array([self.axis.z_of_s(p.s) for p in self.axis.levels])[::-1]
         widths = np.array([p.size.width for p in self.axis.levels])[::-1]
         depths = np.array([p.size.depth for p in self.axis.levels])[::-1]
-        return float(np.interp(z, zs, widths)), float(np.interp(z, zs, depths))
+        return np.interp(z, zs, widths), np.interp(z, zs, depths)
 
 
 def _window(grid: Grid, cx: float, cy: float, ax: float, by: float) -> tuple[slice, slice]:
@@ -75,7 +74,9 @@ def _paint_ellipse(plane: np.ndarray, grid: Grid, tissue: Tissue, cx: float, cy:
     region = plane[ys, xs]
     inside = ((grid.x[xs][None, :] - cx) / ax) ** 2 + ((grid.y[ys][:, None] - cy) / by) ** 2 < 1.0
     if only is not None:
-        inside &= np.isin(region, only)
+        allowed = np.zeros(256, bool)
+        allowed[list(only)] = True
+        inside &= allowed[region]
     if where is not None:
         inside &= where[ys, xs]
     region[inside] = tissue
@@ -97,32 +98,32 @@ def paint_torso(tissue: np.ndarray, grid: Grid, torso: Torso,
     # a smooth random field (about 25 mm grain) decides where bowel holds gas or fat
     coarse_shape = (max(2, int(np.ptp(grid.z) / 25) + 2), 18, 18)
     bowel_field = rng.standard_normal(coarse_shape).astype(np.float32)
-    coarse_yy, coarse_xx = np.meshgrid(np.linspace(0, coarse_shape[1] - 1, len(grid.y)),
-                                       np.linspace(0, coarse_shape[2] - 1, len(grid.x)), indexing="ij")
+    rows = _linear_weights(coarse_shape[1], len(grid.y))
+    columns = _linear_weights(coarse_shape[2], len(grid.x))
     z_dome = torso.z("T10") + 5.0
+    lung_top = torso.z("T1") + 25.0
     x2d = grid.x[None, :]
     y2d = grid.y[:, None]
-    for k, z in enumerate(grid.z):
+    slices = zip(*torso.outline(grid.z), torso.axis.y_of_z(grid.z), *torso.level_width(grid.z))
+    for k, (z, (a, b, cy, y_spine, width, depth)) in enumerate(zip(grid.z, slices)):
         plane = tissue[k]
-        a, b, cy = torso.outline(z)
-        outlines.append((a, b, cy))
+        outlines.append((float(a), float(b), float(cy)))
         fat = (12.0 if z < torso.z("T1") else 6.0) * torso.body_scale ** 2
         wall = 10.0 if z < torso.z("T1") else 6.0
         ca, cb = a - fat - wall, b - fat - wall
-        y_spine = float(torso.axis.y_of_z(np.array(z)))
-        width, depth = torso.level_width(z)
         _paint_ellipse(plane, grid, Tissue.FAT, 0.0, cy, a, b)
         _paint_ellipse(plane, grid, Tissue.MUSCLE, 0.0, cy, a - fat, b - fat)
         below_dome = z < z_dome
         _paint_ellipse(plane, grid, Tissue.BOWEL if below_dome else Tissue.FAT, 0.0, cy, ca, cb)
-        # diaphragm: domes near T10, posterior and lateral recesses reach T12-L1
-        dia = (z_dome + np.where(x2d < 0, 8.0, 0.0) - 30.0 * ((np.abs(x2d) - 0.5 * ca) / (0.5 * ca)) ** 2
-               - 40.0 * np.clip((y2d - cy) / cb, 0.0, 1.0))
-        above_dia = z > dia
-        lung_top = torso.z("T1") + 25.0
+        # diaphragm: domes near T10, posterior and lateral recesses reach T12-L1;
+        # its height is a sum of a left-right and an antero-posterior profile
+        dome_x = z_dome + np.where(grid.x < 0, 8.0, 0.0) - 30.0 * ((np.abs(grid.x) - 0.5 * ca) / (0.5 * ca)) ** 2
+        recess_y = 40.0 * np.clip((grid.y - cy) / cb, 0.0, 1.0)
+        above_dia = (z - dome_x)[None, :] > -recess_y[:, None]
         if z < lung_top:
+            beside_spine = (np.abs(grid.x) < width / 2 + 18)[None, :] & (grid.y > y_spine - depth / 2 - 6)[:, None]
+            lung = above_dia & ~beside_spine
             for side in (-1.0, 1.0):
-                lung = above_dia & ~((np.abs(x2d) < width / 2 + 18) & (y2d > y_spine - depth / 2 - 6))
                 _paint_ellipse(plane, grid, Tissue.LUNG, side * 0.52 * ca, cy + 0.05 * cb, 0.4 * ca, 0.86 * cb,
                                only=(Tissue.FAT, Tissue.BOWEL), where=lung)
         if below_dome:
@@ -160,12 +161,31 @@ def paint_torso(tissue: np.ndarray, grid: Grid, torso: Torso,
         if z < torso.z("L5"):
             _paint_pelvis(plane, grid, torso, z, ca, cy, cb)
         if below_dome:
-            zc = np.full_like(coarse_yy, k / max(len(grid.z) - 1, 1) * (coarse_shape[0] - 1))
-            field = map_coordinates(bowel_field, np.stack([zc, coarse_yy, coarse_xx]), order=1, mode="nearest")
+            zc = k / max(len(grid.z) - 1, 1) * (coarse_shape[0] - 1)
+            below, frac = int(min(zc, coarse_shape[0] - 2)), zc - int(min(zc, coarse_shape[0] - 2))
+            coarse = (1 - frac) * bowel_field[below] + frac * bowel_field[below + 1]
+            field = _bilinear(coarse, rows, columns)
             bowel = plane == Tissue.BOWEL
             plane[bowel & (field > 1.3)] = Tissue.BOWEL_GAS
             plane[bowel & (field < -1.0)] = Tissue.FAT
     return outlines
+
+
+def _linear_weights(n_from: int, n_to: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lower sample index and weight of the upper one, to interpolate ``n_from`` samples onto ``n_to``."""
+    position = np.linspace(0, n_from - 1, n_to)
+    lower = np.minimum(position.astype(int), n_from - 2)
+    return lower, (position - lower).astype(np.float32)
+
+
+def _bilinear(coarse: np.ndarray, rows: tuple[np.ndarray, np.ndarray],
+              columns: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Upsample a small 2D array by bilinear interpolation (gathers, not BLAS: tiny products thrash threads)."""
+    (r, rw), (c, cw) = rows, columns
+    rw, cw = rw[:, None], cw[None, :]
+    top = coarse[r][:, c] * (1 - cw) + coarse[r][:, c + 1] * cw
+    bottom = coarse[r + 1][:, c] * (1 - cw) + coarse[r + 1][:, c + 1] * cw
+    return top * (1 - rw) + bottom * rw
 
 
 def _paint_vessels(plane: np.ndarray, grid: Grid, torso: Torso, z: float, z_dome: float, y_spine: float,
