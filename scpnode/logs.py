@@ -74,6 +74,8 @@ def configure_logging(level: str = "INFO", file: Path | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(level)
-    # pynetdicom logs every PDU and dataset element at DEBUG/INFO, which would
-    # put patient data in the log; keep it at WARNING unless debugging.
-    logging.getLogger("pynetdicom").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    # pynetdicom logs every PDU and dataset element and highdicom every copied
+    # module and source UID at INFO, which would put patient data in the log;
+    # APScheduler logs each job run. Keep them at WARNING unless debugging.
+    for noisy in ("pynetdicom", "highdicom", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
