@@ -75,7 +75,7 @@ def evaluate_predictions(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 
 
 
 def _importance(fit: CohortFit, seed: int) -> dict[str, dict[str, float]]:
-    """Mean decrease of test AUC when one input is permuted (10 repeats)."""
+    """Mean decrease of test AUC when one input is permuted (5 repeats)."""
     pred = fit.predictions
     test_ids = pred.loc[pred.partition == "test", "id"].drop_duplicates()
     if fit.recipe.split.method != "holdout" or len(test_ids) == 0:
@@ -87,7 +87,7 @@ def _importance(fit: CohortFit, seed: int) -> dict[str, dict[str, float]]:
         inputs = logistic_inputs(table, fit.models.radscores)
         for spec in fit.recipe.models:
             result = permutation_importance(fit.models.logistic[spec.name], inputs.loc[:, list(spec.inputs)], y,
-                                            scoring="roc_auc", n_repeats=10, random_state=seed)
+                                            scoring="roc_auc", n_repeats=5, random_state=seed)
             out[f"model:{spec.name}"] = dict(zip(spec.inputs, result.importances_mean.tolist(), strict=True))
     for family, estimator in fit.models.classifiers.items():
         result = permutation_importance(estimator, table, y, scoring="roc_auc", n_repeats=5, random_state=seed)

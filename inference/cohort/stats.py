@@ -84,6 +84,20 @@ def _placements(y: np.ndarray, score: np.ndarray) -> _Placements:
     return _Placements(auc=float(v10.mean()), v10=v10, v01=v01)
 
 
+def auc(y: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndarray) -> float:
+    """ROC AUC by mid-ranks (the Mann-Whitney statistic; ties count one half).
+
+    Same value as ``sklearn.metrics.roc_auc_score``, without its input
+    validation, which dominates the time of a 1,000-resample bootstrap.
+    """
+    y = np.asarray(y)
+    score = np.asarray(score, dtype=float)
+    ranks = rankdata(score)
+    n_events = int(np.sum(y == 1))
+    n_nonevents = len(y) - n_events
+    return float((ranks[y == 1].sum() - n_events * (n_events + 1) / 2) / (n_events * n_nonevents))
+
+
 @dataclass(frozen=True)
 class AucEstimate:
     """AUC with DeLong's variance and Wald confidence interval."""
@@ -167,7 +181,7 @@ class BootstrapInterval:
 
 
 def bootstrap_ci(y: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndarray,
-                 statistic: Callable[[np.ndarray, np.ndarray], float] = roc_auc_score,
+                 statistic: Callable[[np.ndarray, np.ndarray], float] = auc,
                  n_resamples: int = 1000, confidence: float = 0.95,
                  seed: int = 0) -> BootstrapInterval:
     """Percentile bootstrap CI of ``statistic(y, score)``.

@@ -6,9 +6,9 @@ Cohort table (CSV, one row per study)::
     S001,images/S001,,1,71,F,92.5,A
     S002,images/S002.nii.gz,masks/S002_compartments.nii.gz,0,64,M,131.0,B
 
-``study_id``, ``image`` and ``label`` are required; ``mask`` (a compartments
-label image on the image grid, 1 cortical / 2 cancellous, plus a
-``vertebrae`` image beside it, see :mod:`inference.cohort.extract`) is
+``study_id``, ``image`` and ``label`` are required; ``mask`` (a ``scpnode
+segment`` folder, or a compartments label image - 1 cortical / 2 cancellous
+- with ``vertebrae`` naming the whole-vertebra VerSe label image) is
 optional; every other column is a covariate. Paths are relative to the CSV.
 
 Feature tables:
@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 REQUIRED_COLUMNS = ("study_id", "image", "label")
+OPTIONAL_PATHS = ("mask", "vertebrae")
 
 
 class CohortTableError(ValueError):
@@ -42,6 +43,7 @@ class CohortRow:
     study_id: str
     image: Path
     mask: Path | None
+    vertebrae: Path | None
     label: object
     covariates: dict[str, object]
 
@@ -67,7 +69,7 @@ def read_cohort_table(path: str | Path) -> list[CohortRow]:
     rows: list[CohortRow] = []
     seen: set[str] = set()
     base = path.parent
-    covariate_columns = [c for c in frame.columns if c not in (*REQUIRED_COLUMNS, "mask")]
+    covariate_columns = [c for c in frame.columns if c not in (*REQUIRED_COLUMNS, *OPTIONAL_PATHS)]
     for i, record in frame.iterrows():
         line = int(i) + 2  # header is line 1
         sid = record["study_id"].strip()
@@ -83,11 +85,16 @@ def read_cohort_table(path: str | Path) -> list[CohortRow]:
         image = _resolve(base, record["image"])
         if image is None or not image.exists():
             problems.append(f"line {line} ({sid}): image {record['image']!r} not found")
-        mask = _resolve(base, record.get("mask", ""))
-        if mask is not None and not mask.exists():
-            problems.append(f"line {line} ({sid}): mask {record['mask']!r} not found")
+        paths = {}
+        for column in OPTIONAL_PATHS:
+            paths[column] = _resolve(base, record.get(column, ""))
+            if paths[column] is not None and not paths[column].exists():
+                problems.append(f"line {line} ({sid}): {column} {record[column]!r} not found")
+        if paths["mask"] is not None and paths["mask"].is_file() and paths["vertebrae"] is None:
+            problems.append(f"line {line} ({sid}): a mask image needs a vertebrae label image")
         covariates = {c: _number_or_text(record[c]) for c in covariate_columns}
-        rows.append(CohortRow(sid, image or Path(), mask, _number_or_text(record["label"]), covariates))
+        rows.append(CohortRow(sid, image or Path(), paths["mask"], paths["vertebrae"],
+                              _number_or_text(record["label"]), covariates))
     if problems:
         shown = "; ".join(problems[:10])
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""

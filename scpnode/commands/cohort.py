@@ -1,16 +1,246 @@
-"""``scpnode cohort``: research side: extract features, fit, evaluate and export a site model."""
+"""``scpnode cohort``: research side: extract features, fit, evaluate and export a site model.
+
+::
+
+    scpnode cohort extract cohort.csv --out features/ [--profile che2025 | --features names.txt | --model ID]
+    scpnode cohort fit features/features.csv recipe.toml --out fit/
+    scpnode cohort evaluate fit/ [--bootstrap 1000]          # evaluation.json, PNGs, report.html
+    scpnode cohort export fit/ --model-id site-2026 --out site-2026.json
+    scpnode cohort calibrate features/features.csv --model che2025-published --model-id che2025-site --out cal/
+
+The science lives in :mod:`inference.cohort`; this module only reads
+arguments, calls it, writes files and prints a short summary.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
 
 from scpnode.errors import UsageError
+from scpnode.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+FIT_FILE = "fit.joblib"
+PREDICTIONS_FILE = "predictions.csv"
+EVALUATION_FILE = "evaluation.json"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("cohort", help="research side: extract features, fit, evaluate and export a site model", description="Research side: extract features, fit, evaluate and export a site model.")
-    parser.set_defaults(run=run)
+    parser = subparsers.add_parser(
+        "cohort", help="research side: extract features, fit, evaluate and export a site model",
+        description="Research side: extract features, fit, evaluate and export a site model.")
+    sub = parser.add_subparsers(dest="cohort_command", metavar="STEP", title="steps", required=True)
+
+    p = sub.add_parser("extract", help="features per study, level and VOI from a cohort CSV")
+    p.add_argument("cohort", type=Path, help="cohort CSV: study_id,image[,mask][,vertebrae],label[,covariates...]")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--profile", default="che2025", help="radiomics profile (default che2025: every feature)")
+    what.add_argument("--features", type=Path, metavar="FILE", help="text file, one feature name per line")
+    what.add_argument("--model", metavar="ID_OR_FILE", help="extract only the features of this radscore model")
+    p.add_argument("--vois", nargs="+", default=None, help="VOIs to extract (default: the profile's)")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument("--backend", default=None, help="segmentation backend where no mask is given "
+                                                   "(default: [pipeline] segmentation_backend)")
+    p.set_defaults(run=run_extract)
+
+    p = sub.add_parser("fit", help="fit a recipe (TOML) on a study-level feature table")
+    p.add_argument("features", type=Path, help="study-level feature table (CSV/Parquet) from 'cohort extract'")
+    p.add_argument("recipe", type=Path, help="recipe TOML (see inference.cohort.recipe)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.set_defaults(run=run_fit)
+
+    p = sub.add_parser("evaluate", help="ROC/DeLong, bootstrap CIs, Youden metrics, calibration, DCA; report")
+    p.add_argument("fit_dir", type=Path, help="output folder of 'cohort fit' or 'cohort calibrate'")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="default: the fit folder")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run_evaluate)
+
+    p = sub.add_parser("export", help="write the fitted model as the node's radscore model file")
+    p.add_argument("fit_dir", type=Path)
+    p.add_argument("--model-id", required=True)
+    p.add_argument("--version", default="1.0.0")
+    p.add_argument("--primary", default=None, help="logistic model giving the probability (default: recipe)")
+    p.add_argument("--profile", default=None, help="radiomics profile the features came from "
+                                                   "(default: from the extraction provenance, else che2025)")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE")
+    p.set_defaults(run=run_export)
+
+    p = sub.add_parser("calibrate", help="calibrate a published model (coefficients fixed) on the local cohort")
+    p.add_argument("features", type=Path, help="study-level feature table with the model's features and vbmd")
+    p.add_argument("--model", default="che2025-published", help="published model id or file")
+    p.add_argument("--model-id", required=True, help="id of the calibrated model")
+    p.add_argument("--version", default="1.0.0")
+    p.add_argument("--outcome", default="label", help="outcome column (0/1)")
+    p.add_argument("--id-column", default="study_id")
+    p.add_argument("--categories", type=float, nargs="+", default=[0.2, 0.5], help="risk category bounds")
+    p.add_argument("--test-size", type=float, default=0.3)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.set_defaults(run=run_calibrate)
 
 
-def run(args: argparse.Namespace) -> int:
-    raise UsageError("not available in this build yet (issue #10)")
+def _model_dir(args: argparse.Namespace) -> Path | None:
+    settings = getattr(args, "settings", None)
+    return getattr(getattr(settings, "pipeline", None), "model_dir", None)
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from inference.cohort.extract import ExtractionPlan, extract_cohort
+    from inference.cohort.table import CohortTableError, read_cohort_table
+    from inference.models import ModelError, load_model
+
+    try:
+        rows = read_cohort_table(args.cohort)
+    except CohortTableError as exc:
+        raise UsageError(str(exc)) from None
+    features: dict[str, tuple[str, ...]] | tuple[str, ...] | None = None
+    profile = args.profile
+    if args.model:
+        try:
+            model = load_model(args.model, _model_dir(args))
+        except ModelError as exc:
+            raise UsageError(str(exc)) from None
+        features, profile = dict(model.features), model.profile
+    elif args.features:
+        if not args.features.is_file():
+            raise UsageError(f"{args.features}: no such file")
+        names = [ln.strip() for ln in args.features.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        features = tuple(names)
+    backend = args.backend or args.settings.pipeline.segmentation_backend
+    plan = ExtractionPlan(profile=profile, features=features, vois=tuple(args.vois) if args.vois else None,
+                          backend=backend)
+    try:
+        result = extract_cohort(rows, args.out, plan, workers=args.workers)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    log_event(logger, "cohort.extract", studies=len(rows), done=result.done, failed=len(result.failures))
+    print(f"extracted {result.done} of {len(rows)} studies into {result.study_table}")
+    for study_id, reason in result.failures.items():
+        print(f"  failed {study_id}: {reason}")
+    return 0 if result.done else 1
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from inference.cohort.fit import fit_cohort
+    from inference.cohort.recipe import RecipeError, load_recipe
+    from inference.cohort.table import read_feature_table
+
+    try:
+        recipe = load_recipe(args.recipe)
+        table = read_feature_table(args.features, recipe.data.id)
+        fit = fit_cohort(table, recipe)
+    except (RecipeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    joblib.dump(fit, args.out / FIT_FILE)
+    fit.predictions.to_csv(args.out / PREDICTIONS_FILE, index=False)
+    provenance = args.features.with_name(args.features.stem + ".provenance.json")
+    summary = {"features": str(args.features), "recipe": recipe.model_dump(mode="json"), "notes": fit.notes,
+               "subjects": len(fit.table), "classes": [str(c) for c in fit.models.classes],
+               "profile": json.loads(provenance.read_text()).get("profile") if provenance.is_file() else None}
+    (args.out / "fit.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log_event(logger, "cohort.fit", subjects=len(fit.table), out=str(args.out))
+    test = fit.predictions[fit.predictions.partition == "test"]
+    print(f"fitted on {len(fit.table)} subjects; {len(test)} test predictions in {args.out / PREDICTIONS_FILE}")
+    for note in fit.notes:
+        print(f"  {note}")
+    return 0
+
+
+def _load_fit(fit_dir: Path) -> Any:
+    path = fit_dir / FIT_FILE
+    if not path.is_file():
+        return None
+    return joblib.load(path)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from inference.cohort.evaluate import evaluate_fit, evaluate_predictions
+    from inference.cohort.report import write_report
+
+    out = args.out or args.fit_dir
+    fit = _load_fit(args.fit_dir)
+    if fit is not None:
+        predictions = fit.predictions
+        evaluation = evaluate_fit(fit, bootstrap=args.bootstrap, seed=args.seed)
+    elif (args.fit_dir / PREDICTIONS_FILE).is_file():
+        predictions = pd.read_csv(args.fit_dir / PREDICTIONS_FILE)
+        evaluation = evaluate_predictions(predictions, bootstrap=args.bootstrap, seed=args.seed)
+    else:
+        raise UsageError(f"{args.fit_dir}: neither {FIT_FILE} nor {PREDICTIONS_FILE} (run 'cohort fit' first)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1, default=_json_default) + "\n")
+    n_test = int((predictions.partition == "test").sum())
+    report = write_report(predictions, evaluation, out, title=f"Cohort evaluation: {args.fit_dir.name}",
+                          summary=f"{predictions['id'].nunique()} subjects, {n_test} test predictions; "
+                                  f"bootstrap {args.bootstrap} stratified resamples; Youden thresholds chosen "
+                                  "on the training partition.")
+    for name, entry in evaluation["scores"].items():
+        if "test" in entry and "auc" in entry["test"]:
+            auc = entry["test"]["auc"]
+            print(f"{name}: test AUC {auc['auc']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})")
+    print(f"report: {report}")
+    return 0
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from inference.cohort.evaluate import evaluate_fit, performance_summary
+    from inference.cohort.export import ExportError, export_model
+
+    fit = _load_fit(args.fit_dir)
+    if fit is None:
+        raise UsageError(f"{args.fit_dir}: no {FIT_FILE} (run 'cohort fit' first)")
+    evaluation_path = args.fit_dir / EVALUATION_FILE
+    evaluation = (json.loads(evaluation_path.read_text()) if evaluation_path.is_file()
+                  else evaluate_fit(fit, bootstrap=200))
+    primary = args.primary or fit.recipe.export.primary
+    fit_summary = args.fit_dir / "fit.json"
+    profile = args.profile or (json.loads(fit_summary.read_text()).get("profile") if fit_summary.is_file() else None)
+    try:
+        model = export_model(fit, args.model_id, args.version, primary=primary, profile=profile or "che2025",
+                             performance=performance_summary(evaluation, primary or ""))
+    except ExportError as exc:
+        raise UsageError(str(exc)) from None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(args.out)
+    log_event(logger, "cohort.export", model_id=model.id, version=model.version)
+    print(f"wrote {args.out} (model {model.id} {model.version}, primary {model.primary_output}, "
+          f"threshold {model.operating_threshold:.3f})")
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from inference.cohort.calibrate import CalibrationError, calibrate_model
+    from inference.cohort.table import read_feature_table
+    from inference.models import ModelError, load_model
+
+    try:
+        published = load_model(args.model, _model_dir(args))
+        table = read_feature_table(args.features, args.id_column)
+        model, predictions = calibrate_model(published, table, args.outcome, model_id=args.model_id,
+                                             version=args.version, categories=tuple(args.categories),
+                                             test_size=args.test_size, seed=args.seed)
+    except (ModelError, CalibrationError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = model.save(args.out / f"{model.id}.json")
+    predictions.to_csv(args.out / PREDICTIONS_FILE, index=False)
+    print(f"wrote {path}; predictions for 'cohort evaluate {args.out}' in {args.out / PREDICTIONS_FILE}")
+    return 0

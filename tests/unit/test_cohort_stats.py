@@ -39,6 +39,7 @@ PROC_AUC = {"wfns": 0.823678861788618, "ndka": 0.611957994579946, "s100b": 0.731
 def test_delong_auc_and_variance_match_proc(asah, marker):
     est = stats.delong_auc(_poor(asah), asah[marker])
     assert est.auc == pytest.approx(PROC_AUC[marker], abs=1e-12)
+    assert stats.auc(_poor(asah), asah[marker]) == pytest.approx(PROC_AUC[marker], abs=1e-12)
     assert est.variance == pytest.approx(PROC_VAR[marker], abs=1e-12, rel=1e-9)
     assert est.ci_low == pytest.approx(est.auc - 1.959963984540054 * np.sqrt(PROC_VAR[marker]), abs=1e-9)
 

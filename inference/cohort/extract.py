@@ -1,0 +1,256 @@
+"""Feature extraction over a cohort: per study, level (T11-L2) and VOI, resumable and parallel.
+
+For each cohort row the CT is loaded (:func:`inference.volume.load_volume`),
+segmented with :func:`inference.segment.segment_volume` unless a mask is
+given, measured with :func:`inference.measure.measure_study` (attenuation and
+the node's vBMD estimate) and its VOIs (cortical shell, cancellous core,
+whole body of each complete target level - the node's own VOI definition)
+go through :func:`inference.radiomics.extract_features`. So a site model is
+trained on exactly the numbers the node computes when it scores.
+
+A mask is either a ``scpnode segment`` output folder, or a compartments
+label image (1 cortical / 2 cancellous) with a ``vertebrae`` column naming
+the whole-vertebra VerSe label image on the same grid.
+
+Each study's result is written to ``<out>/studies/<id>.json`` as soon as it
+is done; a rerun skips studies already there (resumable) and retries the
+failed ones. A failure is recorded with its reason and never stops the run.
+Outputs: ``features_long.csv`` (study, level, VOI, features),
+``features.csv`` (study-level: label, covariates, ``vbmd`` as the node
+estimates it, ``"<voi>:<feature>"`` level means) and
+``features.provenance.json`` (what was extracted, how, with which versions).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from tqdm import tqdm
+
+from inference.cohort.table import CohortRow, study_level
+from inference.levels import TARGET_LEVELS, Compartment, verse_id
+from inference.measure.study import measure_study
+from inference.radiomics import PAD_MM, RadiomicsError, extract_features, get_profile
+from inference.results import LevelSegmentation, SegmentationResult
+from inference.segment import segment_volume
+from inference.segment.io import read_segmentation
+from inference.volume import load_volume
+
+STUDIES_DIR = "studies"
+LONG_TABLE = "features_long.csv"
+STUDY_TABLE = "features.csv"
+PROVENANCE = "features.provenance.json"
+
+
+@dataclass(frozen=True)
+class ExtractionPlan:
+    """What to extract: a profile's features, or named ones (per VOI or for every VOI)."""
+
+    profile: str = "che2025"
+    features: dict[str, tuple[str, ...]] | tuple[str, ...] | None = None
+    """None: the whole profile; a tuple: these names on every VOI; a dict: names per VOI."""
+    vois: tuple[str, ...] | None = None
+    """VOIs to extract (default: the dict's keys, else the profile's VOIs)."""
+    backend: str = "anatomical"
+
+    def voi_features(self) -> dict[str, tuple[str, ...] | None]:
+        """``{voi: names or None (whole profile)}``."""
+        if isinstance(self.features, dict):
+            vois = self.vois or tuple(self.features)
+            return {v: tuple(self.features.get(v, ())) for v in vois}
+        vois = self.vois or get_profile(self.profile).vois
+        return {v: self.features for v in vois}
+
+
+@dataclass
+class ExtractionResult:
+    done: int
+    failures: dict[str, str]
+    long_table: Path
+    study_table: Path
+    provenance: Path
+    skipped: list[str] = field(default_factory=list)
+
+
+def _file_name(study_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", study_id) + ".json"
+
+
+def segmentation_from_labels(vertebrae: sitk.Image, compartments: sitk.Image) -> SegmentationResult:
+    """A :class:`SegmentationResult` from given labels (every labelled target level counted complete)."""
+    verts = sitk.Cast(vertebrae, sitk.sitkUInt8)
+    comps = sitk.Cast(compartments, sitk.sitkUInt8)
+    comps.CopyInformation(verts)
+    vert_arr = sitk.GetArrayViewFromImage(verts)
+    bodies_arr = np.where(sitk.GetArrayViewFromImage(comps) > 0, vert_arr, 0).astype(np.uint8)
+    bodies = sitk.GetImageFromArray(bodies_arr)
+    bodies.CopyInformation(verts)
+    levels: dict[str, LevelSegmentation] = {}
+    for name in TARGET_LEVELS:
+        vid = verse_id(name)
+        idx = np.argwhere(vert_arr == vid)
+        if len(idx) == 0:
+            continue
+        centroid = verts.TransformContinuousIndexToPhysicalPoint([float(v) for v in idx.mean(axis=0)[::-1]])
+        levels[name] = LevelSegmentation(name=name, verse_id=vid, complete=True, voxels=int(len(idx)),
+                                         centroid_lps=tuple(float(c) for c in centroid), reason="given labels")
+    return SegmentationResult(vertebrae=verts, bodies=bodies, compartments=comps, levels=levels, backend="given")
+
+
+def _segmentation(row: CohortRow, image: sitk.Image, backend: str) -> SegmentationResult:
+    if row.mask is None:
+        return segment_volume(image, backend)
+    if row.mask.is_dir():
+        return read_segmentation(row.mask)
+    if row.vertebrae is None:
+        raise ValueError("a mask image needs a 'vertebrae' column naming the VerSe label image")
+    seg = segmentation_from_labels(sitk.ReadImage(str(row.vertebrae)), sitk.ReadImage(str(row.mask)))
+    if seg.vertebrae.GetSize() != image.GetSize():
+        raise ValueError("mask and image grids differ")
+    return seg
+
+
+def _level_features(image: sitk.Image, seg: SegmentationResult, level: str, profile: str,
+                    wanted: dict[str, tuple[str, ...] | None]) -> dict[str, dict[str, float]]:
+    """Radiomics of one level's VOIs, cropped around the body as :mod:`inference.measure` does."""
+    vid = verse_id(level)
+    bodies = sitk.GetArrayViewFromImage(seg.bodies)
+    idx = np.argwhere(bodies == vid)
+    pad = [math.ceil(2 * PAD_MM / s) for s in reversed(image.GetSpacing())]
+    lo = [max(int(m) - p, 0) for m, p in zip(idx.min(axis=0), pad, strict=True)]
+    hi = [min(int(m) + 1 + p, n) for m, p, n in zip(idx.max(axis=0), pad, reversed(image.GetSize()), strict=True)]
+    crop = image[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]
+    body = seg.bodies[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]] == vid
+    comps = seg.compartments[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]
+    masks = {"cortical": body & (comps == int(Compartment.CORTICAL)),
+             "cancellous": body & (comps == int(Compartment.CANCELLOUS)), "body": body}
+    out: dict[str, dict[str, float]] = {}
+    for voi, names in wanted.items():
+        if voi not in masks:
+            raise ValueError(f"unknown VOI {voi!r}; known: {', '.join(masks)}")
+        out[voi] = extract_features(crop, masks[voi], profile, features=names)
+    return out
+
+
+def extract_study(row: CohortRow, plan: ExtractionPlan) -> dict[str, Any]:
+    """Features and vBMD of one study (the document written to ``studies/<id>.json``).
+
+    Raises:
+        VolumeError, RadiomicsError, ValueError and friends: the study failed.
+    """
+    image = load_volume(row.image)
+    seg = _segmentation(row, image, plan.backend)
+    measured = measure_study(image, seg, None)
+    wanted = plan.voi_features()
+    levels: dict[str, Any] = {}
+    for name, level in measured.levels.items():
+        if not level.complete:
+            continue
+        levels[name] = {"vbmd_mg_cm3": level.vbmd_mg_cm3,
+                        "features": _level_features(image, seg, name, plan.profile, wanted)}
+    if not levels:
+        raise ValueError("no target level (T11-L2) completely in view")
+    return {"study_id": row.study_id, "vbmd_mg_cm3": measured.vbmd_mg_cm3, "levels": levels,
+            "segmentation": seg.backend, "remarks": list(measured.remarks)}
+
+
+def _run_one(row: CohortRow, plan: ExtractionPlan, studies_dir: Path) -> tuple[str, str | None]:
+    """Worker: extract one study and write its JSON; returns (study_id, error or None)."""
+    try:
+        document = extract_study(row, plan)
+    except (RadiomicsError, ValueError, OSError, RuntimeError, KeyError) as exc:
+        return row.study_id, f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    target = studies_dir / _file_name(row.study_id)
+    partial = target.with_suffix(".json.part")
+    partial.write_text(json.dumps(document, default=float) + "\n", encoding="utf-8")
+    partial.replace(target)  # a crash never leaves a half-written result behind
+    return row.study_id, None
+
+
+def extract_cohort(rows: Sequence[CohortRow], out_dir: str | Path, plan: ExtractionPlan,
+                   workers: int = 1, progress: bool = True) -> ExtractionResult:
+    """Extract every study not yet done, then (re)write the tables and provenance."""
+    out = Path(out_dir)
+    studies_dir = out / STUDIES_DIR
+    studies_dir.mkdir(parents=True, exist_ok=True)
+    plan.voi_features()  # validates the profile before any work starts
+    todo = [r for r in rows if not (studies_dir / _file_name(r.study_id)).is_file()]
+    skipped = [r.study_id for r in rows if r not in todo]
+    failures: dict[str, str] = {}
+    bar = tqdm(total=len(todo), desc="extract", unit="study", disable=not progress)
+    if workers <= 1:
+        for row in todo:
+            sid, error = _run_one(row, plan, studies_dir)
+            if error:
+                failures[sid] = error
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_run_one, row, plan, studies_dir) for row in todo]
+            for future in as_completed(futures):
+                sid, error = future.result()
+                if error:
+                    failures[sid] = error
+                bar.update()
+    bar.close()
+    return _write_tables(rows, out, plan, failures, skipped)
+
+
+def _write_tables(rows: Sequence[CohortRow], out: Path, plan: ExtractionPlan, failures: dict[str, str],
+                  skipped: list[str]) -> ExtractionResult:
+    records: list[dict[str, Any]] = []
+    study_rows: list[dict[str, Any]] = []
+    done = 0
+    for row in rows:
+        path = out / STUDIES_DIR / _file_name(row.study_id)
+        if not path.is_file():
+            continue
+        document = json.loads(path.read_text(encoding="utf-8"))
+        done += 1
+        for level, entry in document["levels"].items():
+            for voi, values in entry["features"].items():
+                records.append({"study_id": row.study_id, "level": level, "voi": voi, **values})
+        attributes = {"study_id": row.study_id, "label": row.label}
+        for name, value in row.covariates.items():
+            attributes[name if name != "vbmd" else "vbmd_cohort"] = value
+        attributes["vbmd"] = document["vbmd_mg_cm3"]
+        study_rows.append(attributes)
+    long = pd.DataFrame.from_records(records)
+    long_path, study_path = out / LONG_TABLE, out / STUDY_TABLE
+    long.to_csv(long_path, index=False)
+    if done:
+        means = study_level(long)
+        table = pd.DataFrame(study_rows).set_index("study_id").join(means)
+        table.to_csv(study_path)
+    provenance = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "plan": {**asdict(plan), "features": plan.features if not isinstance(plan.features, tuple)
+                 else list(plan.features)},
+        "profile": plan.profile, "studies": len(rows), "done": done, "failures": failures,
+        "reused_from_previous_run": len(skipped),
+        "levels": list(TARGET_LEVELS), "vbmd": "node estimate (inference.measure internal calibration)",
+        "software": {pkg: _version(pkg) for pkg in ("scpnode", "pyradiomics", "SimpleITK", "numpy")},
+    }
+    prov_path = out / PROVENANCE
+    prov_path.write_text(json.dumps(provenance, indent=2, default=str) + "\n", encoding="utf-8")
+    return ExtractionResult(done=done, failures=failures, long_table=long_path, study_table=study_path,
+                            provenance=prov_path, skipped=skipped)
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,171 @@
+"""Figures (PNG) and one self-contained HTML report of an evaluation.
+
+``write_report(predictions, evaluation, out_dir)`` writes ``roc_<partition>.png``,
+``calibration_<partition>.png``, ``dca_<partition>.png`` and ``report.html``
+(figures embedded as base64, so the file can be mailed or archived alone).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on a server
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from jinja2 import Environment, select_autoescape  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from inference.cohort.evaluate import PARTITIONS, score_columns  # noqa: E402
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.3em .6em;text-align:right}
+th{background:#eee}td:first-child,th:first-child{text-align:left}img{max-width:32%;margin:.2em}
+.note{color:#555;font-size:.9em}
+</style></head><body>
+<h1>{{ title }}</h1>
+<p class="note">{{ summary }}</p>
+{% for partition in partitions %}
+<h2>{{ partition|capitalize }} partition</h2>
+<table><tr><th>score</th><th>n (events)</th><th>AUC</th><th>95% CI (DeLong)</th><th>95% CI (bootstrap)</th>
+<th>threshold (train Youden)</th><th>accuracy</th><th>sensitivity</th><th>specificity</th><th>PPV</th><th>NPV</th>
+<th>confusion [[TN,FP],[FN,TP]]</th><th>Brier</th><th>HL p</th><th>cal. slope</th></tr>
+{% for row in tables[partition] %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}
+</table>
+{% for fig in figures[partition] %}<img alt="{{ fig.alt }}" src="data:image/png;base64,{{ fig.data }}">{% endfor %}
+{% endfor %}
+{% if comparisons %}<h2>Paired DeLong tests (test partition)</h2>
+<table><tr><th>model A</th><th>model B</th><th>AUC A</th><th>AUC B</th><th>difference (95% CI)</th><th>Z</th><th>p</th></tr>
+{% for c in comparisons %}<tr><td>{{ c.a }}</td><td>{{ c.b }}</td><td>{{ "%.3f"|format(c.auc1) }}</td>
+<td>{{ "%.3f"|format(c.auc2) }}</td><td>{{ "%.3f (%.3f, %.3f)"|format(c.difference, c.ci_low, c.ci_high) }}</td>
+<td>{{ "%.2f"|format(c.z) }}</td><td>{{ "%.4f"|format(c.p_value) }}</td></tr>{% endfor %}</table>{% endif %}
+{% if importance %}<h2>Permutation importance (decrease of test AUC)</h2>
+{% for name, values in importance.items() %}<h3>{{ name }}</h3><table><tr><th>input</th><th>importance</th></tr>
+{% for k, v in values.items() %}<tr><td>{{ k }}</td><td>{{ "%.4f"|format(v) }}</td></tr>{% endfor %}</table>{% endfor %}{% endif %}
+</body></html>
+"""
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _label(column: str) -> str:
+    kind, _, name = column.partition(":")
+    return {"model": "model ", "radscore": "radscore ", "clf": "classifier "}.get(kind, "") + name
+
+
+def plot_roc(pred: pd.DataFrame, evaluation: dict[str, Any], partition: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    part = pred[pred.partition == partition]
+    for column in score_columns(pred):
+        entry = evaluation["scores"][column].get(partition)
+        if entry is None:
+            continue
+        fpr, tpr, _ = roc_curve(part["y"], part[column])
+        auc = entry["auc"]
+        ax.plot(fpr, tpr, label=f"{_label(column)}: {auc['auc']:.3f} ({auc['ci_low']:.3f}-{auc['ci_high']:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"ROC, {partition} (AUC, 95% CI DeLong)",
+           xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize=7)
+    return _save(fig, path)
+
+
+def plot_calibration(evaluation: dict[str, Any], partition: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for column, entry in evaluation["scores"].items():
+        cal = entry.get(partition, {}).get("calibration")
+        if cal is None:
+            continue
+        ax.plot(cal["bin_predicted"], cal["bin_observed"], marker="o", markersize=3,
+                label=f"{_label(column)}: Brier {cal['brier']:.3f}, HL p {cal['hosmer_lemeshow_p']:.2f}")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="ideal")
+    ax.set(xlabel="predicted probability (decile mean)", ylabel="observed event rate",
+           title=f"Calibration, {partition}", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=7)
+    return _save(fig, path)
+
+
+def plot_decision_curve(evaluation: dict[str, Any], partition: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    reference = None
+    for column, entry in evaluation["scores"].items():
+        dca = entry.get(partition, {}).get("decision_curve")
+        if dca is None:
+            continue
+        reference = dca
+        ax.plot(dca["thresholds"], dca["model"], label=_label(column))
+    if reference is not None:
+        ax.plot(reference["thresholds"], reference["treat_all"], color="black", linewidth=1, label="treat all")
+        ax.plot(reference["thresholds"], reference["treat_none"], color="grey", linewidth=1, label="treat none")
+        prevalence = max(reference["treat_all"][0], 0.01)
+        ax.set_ylim(-0.05, prevalence * 1.15 + 0.01)
+    ax.set(xlabel="threshold probability", ylabel="net benefit", title=f"Decision curve, {partition}", xlim=(0, 1))
+    ax.legend(loc="upper right", fontsize=7)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _row(column: str, entry: dict[str, Any]) -> list[str]:
+    at = entry["at_threshold"]
+    auc, boot = entry["auc"], entry["auc_bootstrap"]
+    cal = entry.get("calibration") or {}
+    return [_label(column), f"{entry['n']} ({entry['events']})", _fmt(auc["auc"]),
+            f"{_fmt(auc['ci_low'])}-{_fmt(auc['ci_high'])}", f"{_fmt(boot['ci_low'])}-{_fmt(boot['ci_high'])}",
+            _fmt(at["threshold"], 4), _fmt(at["accuracy"]), _fmt(at["sensitivity"]), _fmt(at["specificity"]),
+            _fmt(at["ppv"]), _fmt(at["npv"]), str(at["confusion_matrix"]), _fmt(cal.get("brier")),
+            _fmt(cal.get("hosmer_lemeshow_p")), _fmt(cal.get("slope"))]
+
+
+def write_report(predictions: pd.DataFrame, evaluation: dict[str, Any], out_dir: str | Path,
+                 title: str = "Cohort model evaluation", summary: str = "") -> Path:
+    """Write the PNG figures and ``report.html`` into ``out_dir``; returns the HTML path.
+
+    Multi-class evaluations get the HTML tables of macro/micro AUC only.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    env = Environment(autoescape=select_autoescape(default=True))
+    if not evaluation.get("binary", True):
+        rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{p}</td><td>{_fmt(e[p]['macro'])}</td>"
+                       f"<td>{_fmt(e[p]['micro'])}</td><td>{_fmt(e[p]['accuracy'])}</td></tr>"
+                       for name, e in evaluation["scores"].items() for p in PARTITIONS if p in e)
+        page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+                f"<body><h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p><table border=1>"
+                "<tr><th>classifier</th><th>partition</th><th>macro AUC</th><th>micro AUC</th><th>accuracy</th></tr>"
+                f"{rows}</table></body></html>")
+        path = out / "report.html"
+        path.write_text(page, encoding="utf-8")
+        return path
+    partitions = [p for p in PARTITIONS if (predictions.partition == p).any()]
+    figures: dict[str, list[dict[str, str]]] = {}
+    tables: dict[str, list[list[str]]] = {}
+    for partition in partitions:
+        paths = [plot_roc(predictions, evaluation, partition, out / f"roc_{partition}.png"),
+                 plot_calibration(evaluation, partition, out / f"calibration_{partition}.png"),
+                 plot_decision_curve(evaluation, partition, out / f"dca_{partition}.png")]
+        figures[partition] = [{"alt": p.stem, "data": base64.b64encode(p.read_bytes()).decode("ascii")} for p in paths]
+        tables[partition] = [_row(c, e[partition]) for c, e in evaluation["scores"].items() if partition in e]
+    page = env.from_string(_TEMPLATE).render(
+        title=title, summary=summary, partitions=partitions, tables=tables, figures=figures,
+        comparisons=evaluation.get("comparisons", []), importance=evaluation.get("importance", {}))
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
