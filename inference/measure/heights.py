@@ -128,7 +128,6 @@ def raw_heights(body: BodyGeometry, axis: np.ndarray) -> dict[str, float] | None
     """Anterior, middle and posterior height (mm); None when the body is too small to read."""
     centre = body.centroid
     centred = body.points - centre
-    axis = align_to_endplates(centred, axis)
     posterior, lateral = sagittal_frame(axis)
     slab = np.abs(centred @ lateral) <= MID_SAGITTAL_HALF_WIDTH_MM
     if slab.sum() < 10:
@@ -157,21 +156,30 @@ def measure_heights(bodies: Mapping[int, BodyGeometry]) -> dict[int, tuple[Heigh
     """Heights, ratios and Genant grade of every body, keyed by VerSe id.
 
     ``bodies`` should hold the neighbours of the levels of interest too: they
-    give the local axis and the expected height (crush ratio).
+    give the local axis and the expected height (crush ratio). A body that
+    looks intact along the neighbour-centroid axis is read along its own
+    endplate-aligned axis; one that does not is read along the mean aligned
+    axis of its intact neighbours, because a wedge or biconcave shape tilts
+    its own principal axes.
     """
+    chord = {vid: local_axis(body, bodies.get(vid - 1), bodies.get(vid + 1)) for vid, body in bodies.items()}
+    first = {vid: h for vid, body in bodies.items() if (h := raw_heights(body, chord[vid])) is not None}
+    looks_intact = {vid for vid, h in first.items() if _intact(h)}
+    own = {vid: align_to_endplates(bodies[vid].points - bodies[vid].centroid, chord[vid]) for vid in looks_intact}
     raw: dict[int, dict[str, float]] = {}
-    for vid, body in bodies.items():
-        measured = raw_heights(body, local_axis(body, bodies.get(vid - 1), bodies.get(vid + 1)))
-        if measured is not None:
-            raw[vid] = measured
-
-    def intact(vid: int) -> bool:
-        h = raw[vid]
-        return min(h["anterior"], h["middle"]) >= INTACT_RATIO * h["posterior"]
+    for vid in first:
+        neighbour_axes = [own[n] for n in (vid - 1, vid + 1) if n in own]
+        if vid in own:
+            axis = own[vid]
+        elif neighbour_axes:
+            axis = np.mean(neighbour_axes, axis=0)
+        else:
+            axis = chord[vid]
+        raw[vid] = raw_heights(bodies[vid], axis / np.linalg.norm(axis)) or first[vid]
 
     out: dict[int, tuple[Heights, int]] = {}
     for vid, h in raw.items():
-        neighbours = [raw[n]["posterior"] for n in (vid - 1, vid + 1) if n in raw and intact(n)]
+        neighbours = [raw[n]["posterior"] for n in (vid - 1, vid + 1) if n in raw and _intact(raw[n])]
         expected = float(np.mean(neighbours)) if neighbours else h["posterior"]
         heights = Heights(
             anterior_mm=h["anterior"], middle_mm=h["middle"], posterior_mm=h["posterior"],
@@ -181,3 +189,7 @@ def measure_heights(bodies: Mapping[int, BodyGeometry]) -> dict[int, tuple[Heigh
         loss_against_neighbours = 1.0 - min(h.values()) / expected
         out[vid] = (heights, genant_grade(max(heights.max_height_loss, loss_against_neighbours)))
     return out
+
+
+def _intact(heights: dict[str, float]) -> bool:
+    return min(heights["anterior"], heights["middle"]) >= INTACT_RATIO * heights["posterior"]
