@@ -249,7 +249,8 @@ class Receiver:
             return
         server.shutdown()  # closes the listening socket; running associations go on
         deadline = time.monotonic() + grace_seconds
-        while server.active_associations and time.monotonic() < deadline:
+        # Connections that never negotiated (port probes, stalled peers) are not waited for.
+        while any(a.is_established for a in server.active_associations) and time.monotonic() < deadline:
             time.sleep(0.05)
         for assoc in server.active_associations:
             assoc.abort()
