@@ -31,7 +31,7 @@ class LevelSize:
     spinous_length: float
 
 
-LEVEL_SIZES: dict[str, LevelSize] = {
+_PANJABI_SIZES: dict[str, LevelSize] = {
     "C1": LevelSize(10.0, 10.0, 16.0, 3.5, 25.0, 17.0, 10.0),
     "C2": LevelSize(14.0, 15.0, 18.0, 4.0, 23.0, 16.0, 20.0),
     "C3": LevelSize(14.0, 15.5, 19.0, 4.5, 22.0, 15.0, 18.0),
@@ -60,6 +60,18 @@ LEVEL_SIZES: dict[str, LevelSize] = {
     "S": LevelSize(28.0, 36.0, 50.0, 0.0, 24.0, 14.0, 15.0),
 }
 """Per-level vertebral body height, depth (AP), width (LR), disc below, canal and spinous process, mm."""
+
+CT_DEPTH_FACTOR, CT_WIDTH_FACTOR = 1.2, 1.05
+"""Endplate-based morphometry underestimates the body as CT labels it (mid-body
+bulge, osteophytes, label partial volume); these factors bring depth and width
+to the sizes of TotalSegmentator labels of a real abdominal CT at 3 mm."""
+
+LEVEL_SIZES: dict[str, LevelSize] = {
+    name: LevelSize(s.height, s.depth * CT_DEPTH_FACTOR, s.width * CT_WIDTH_FACTOR, s.disc_below, s.canal_width,
+                    s.canal_depth, s.spinous_length)
+    for name, s in _PANJABI_SIZES.items()
+}
+"""Sizes used by the phantom."""
 
 SAGITTAL_OFFSET_MM: dict[str, float] = {
     "C2": -6.0, "C5": -14.0, "T1": 0.0, "T4": 18.0, "T7": 26.0, "T10": 18.0,

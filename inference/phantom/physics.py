@@ -66,7 +66,7 @@ def tissue_hu(contrast: bool) -> np.ndarray:
         Tissue.SPLEEN: 120.0 if contrast else 48.0, Tissue.KIDNEY: 170.0 if contrast else 32.0,
         Tissue.BOWEL: 45.0 if contrast else 25.0, Tissue.BOWEL_GAS: -850.0,
         Tissue.BLOOD: 140.0 if contrast else 42.0, Tissue.AORTA: 190.0 if contrast else 42.0,
-        Tissue.CSF: 15.0, Tissue.DISC: 85.0, Tissue.CORTICAL: 750.0, Tissue.CANCELLOUS: 150.0,
+        Tissue.CSF: 15.0, Tissue.DISC: 85.0, Tissue.CORTICAL: 650.0, Tissue.CANCELLOUS: 150.0,
         Tissue.POSTERIOR_BONE: 380.0, Tissue.RIB_CORTEX: 650.0, Tissue.RIB_MARROW: 180.0,
         Tissue.STERNUM: 300.0, Tissue.PELVIS_CORTEX: 700.0, Tissue.PELVIS_MARROW: 200.0,
         Tissue.HEART: 140.0 if contrast else 40.0,

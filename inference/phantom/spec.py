@@ -60,7 +60,7 @@ class PhantomSpec:
     slice_thickness_mm: float = 1.25
     slice_spacing_mm: float = 1.0
     patient_position: PatientPosition = "HFS"
-    vbmd_mg_cm3: float | dict[str, float] = 140.0
+    vbmd_mg_cm3: float | dict[str, float] = 120.0
     trabecular_heterogeneity: float = 0.3
     noise_hu: float = 12.0
     beam_hardening_hu: float = 0.0
@@ -81,10 +81,11 @@ class PhantomSpec:
             raise ValueError(f"top_level {self.top_level} lies below bottom_level {self.bottom_level}")
         if len(self.shape) != 3 or min(self.shape) < 8:
             raise ValueError(f"shape must be (columns, rows, slices), each >= 8; got {self.shape}")
-        if not 0.3 <= self.pixel_spacing_mm <= 6.0:
-            raise ValueError(f"pixel_spacing_mm {self.pixel_spacing_mm} outside 0.3-6.0 (small matrices for tests use coarse pixels)")
-        if not 0.5 <= self.slice_thickness_mm <= 6.0 or not 0.3 <= self.slice_spacing_mm <= 6.0:
-            raise ValueError("slice thickness and spacing must lie within 0.5-6 mm and 0.3-6 mm")
+        # clinical series use 0.5-1 mm pixels and 0.6-5 mm slices; small test matrices need coarser ones
+        if not 0.3 <= self.pixel_spacing_mm <= 8.0:
+            raise ValueError(f"pixel_spacing_mm {self.pixel_spacing_mm} outside 0.3-8.0")
+        if not 0.5 <= self.slice_thickness_mm <= 8.0 or not 0.3 <= self.slice_spacing_mm <= 8.0:
+            raise ValueError("slice thickness and spacing must lie within 0.5-8 mm and 0.3-8 mm")
         if self.patient_position not in ("HFS", "FFS"):
             raise ValueError(f"patient_position must be HFS or FFS, got {self.patient_position!r}")
         if self.rib_pairs not in (11, 12, 13):

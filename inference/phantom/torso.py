@@ -108,7 +108,7 @@ def paint_torso(tissue: np.ndarray, grid: Grid, torso: Torso,
     for k, (z, (a, b, cy, y_spine, width, depth)) in enumerate(zip(grid.z, slices)):
         plane = tissue[k]
         outlines.append((float(a), float(b), float(cy)))
-        fat = (12.0 if z < torso.z("T1") else 6.0) * torso.body_scale ** 2
+        fat = (20.0 if z < torso.z("T1") else 8.0) * torso.body_scale ** 2
         wall = 10.0 if z < torso.z("T1") else 6.0
         ca, cb = a - fat - wall, b - fat - wall
         _paint_ellipse(plane, grid, Tissue.FAT, 0.0, cy, a, b)
@@ -141,8 +141,10 @@ def paint_torso(tissue: np.ndarray, grid: Grid, torso: Torso,
         for side, shift in ((1.0, 5.0), (-1.0, -12.0)):
             kidney = _ellipsoid_scale(z, torso.z("L1") + shift, 55.0)
             if kidney:
+                _paint_ellipse(plane, grid, Tissue.FAT, side * (width / 2 + 42.0), y_spine + 6.0,
+                               34.0 * kidney, 38.0 * kidney, only=(Tissue.BOWEL, Tissue.LIVER, Tissue.SPLEEN))
                 _paint_ellipse(plane, grid, Tissue.KIDNEY, side * (width / 2 + 42.0), y_spine + 6.0,
-                               26.0 * kidney, 30.0 * kidney, only=(Tissue.BOWEL, Tissue.LIVER, Tissue.SPLEEN))
+                               26.0 * kidney, 30.0 * kidney, only=(Tissue.FAT,))
         _paint_vessels(plane, grid, torso, z, z_dome, y_spine, width, depth)
         for side in (-1.0, 1.0):
             _paint_ellipse(plane, grid, Tissue.MUSCLE, side * (width * 0.25 + 22.0), y_spine + depth / 2 + 32.0,
@@ -166,8 +168,8 @@ def paint_torso(tissue: np.ndarray, grid: Grid, torso: Torso,
             coarse = (1 - frac) * bowel_field[below] + frac * bowel_field[below + 1]
             field = _bilinear(coarse, rows, columns)
             bowel = plane == Tissue.BOWEL
-            plane[bowel & (field > 1.3)] = Tissue.BOWEL_GAS
-            plane[bowel & (field < -1.0)] = Tissue.FAT
+            plane[bowel & (field > 1.4)] = Tissue.BOWEL_GAS
+            plane[bowel & (field < -0.1)] = Tissue.FAT  # mesenteric fat between the loops
     return outlines
 
 
