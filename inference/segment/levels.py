@@ -62,6 +62,7 @@ class VertebraEvidence:
     """How far laterally from the canal its ribs reach (longest)."""
     sacrum_like: bool = False
     """The segment is the sacrum (most inferior, flanked by the iliac bones)."""
+    pelvis_flanked_fraction: float = 0.0
     body_volume_ml: float = 0.0
 
 

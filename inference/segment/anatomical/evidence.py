@@ -6,7 +6,9 @@
   end, where the rib head and tubercle articulate (costovertebral joints).
   Lumbar transverse processes stay within the column margin and do not reach.
 - Sacrum: the most inferior segment, below the last disc, flanked on both
-  sides by the iliac bones (large bone plates lateral to it).
+  sides by the iliac bones (large bone plates lateral to it) in most of its
+  slices. Only the most inferior segment can be the sacrum: L5 is often
+  flanked by the iliac crests too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ RIB_REACH_MM = 75.0
 
 PELVIS_MIN_ML = 60.0
 """Lateral bone larger than this is pelvis (iliac bone), not rib."""
+
+SACRUM_FLANKED_FRACTION = 0.6
+"""Share of a segment's body slices with iliac bone on both sides for it to be sacrum-like."""
 
 SPINE_MARGIN_MM = 28.0
 """Bone within this lateral distance of the canal belongs to the column itself."""
@@ -74,7 +79,7 @@ def measure_evidence(
 
     segments = [int(k) for k in np.unique(bodies) if k]
     evidence = []
-    lowest = max(segments) if segments else 0
+    lowest = max(segments, default=0)
     for k in segments:
         body = bodies == k
         zs = np.nonzero(body.any(axis=(1, 2)))[0]
@@ -84,7 +89,8 @@ def measure_evidence(
                 index=k,
                 rib_sides=frozenset(ribs.get(k, set())),
                 rib_reach_mm=round(reach.get(k, 0.0), 1),
-                sacrum_like=(k == lowest and len(flanked) > 0 and float(np.mean(flanked)) >= 0.6),
+                sacrum_like=bool(k == lowest and flanked and float(np.mean(flanked)) >= SACRUM_FLANKED_FRACTION),
+                pelvis_flanked_fraction=round(float(np.mean(flanked)) if flanked else 0.0, 2),
                 body_volume_ml=round(float(body.sum() * voxel_ml), 2),
             )
         )

@@ -75,6 +75,11 @@ the broad dip in the middle of a body with fatty marrow is wider and scores low.
 
 MIN_DISC_SCORE_HU = 25.0
 
+AXIS_END_MARGIN_MM = 8.0
+
+WEAK_DISC_FRACTION = 0.35
+"""An inferior-most valley scoring below this share of the median disc is not a disc."""
+
 
 @dataclass
 class SpineAxis:
@@ -115,8 +120,7 @@ class Segments:
 
 def spine_axis(column: SpineColumn, spacing_zyx: tuple[float, float, float]) -> SpineAxis:
     """Resample the body centre line by arc length and compute smoothed tangents."""
-    first, last = column.z_range
-    z = np.arange(first, last + 1)
+    z = np.asarray(column.extended_range(COLUMN_MARGIN_MM, spacing_zyx[0]))
     points = np.stack([z, column.body_center_yx[z, 0], column.body_center_yx[z, 1]], axis=1) * np.asarray(spacing_zyx)
     arc = np.concatenate(([0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))))
     steps = np.arange(0.0, arc[-1] + 1e-6, PROFILE_STEP_MM)
@@ -158,13 +162,28 @@ def find_discs(axis: SpineAxis, core: np.ndarray, rim: np.ndarray) -> tuple[list
     window = max(3, int(round(DISC_WINDOW_MM / PROFILE_STEP_MM)) | 1)
     score = sum(ndi.grey_closing(p, size=window, mode="nearest") - p for p in (core, rim))
     peaks, _ = find_peaks(score, distance=max(1, int(MIN_VERTEBRA_MM / PROFILE_STEP_MM)), height=MIN_DISC_SCORE_HU)
+    # where the followed column ends the profile ends too; a valley there is an edge effect
+    end = int(round(AXIS_END_MARGIN_MM / PROFILE_STEP_MM))
+    peaks = peaks[(peaks >= end) & (peaks < len(score) - end)]
     chosen = _greedy_separated(peaks, score, 20.0 / PROFILE_STEP_MM)
     if len(chosen) >= 3:
         period = float(np.median(np.diff(sorted(chosen))))
         chosen = _greedy_separated(peaks, score, 0.6 * period)
     chosen = _fill_gaps(sorted(chosen), core, len(score))
+    chosen = _drop_weak_inferior(sorted(chosen), score)
     discs = [DiscPlane(axis.points_mm[i], axis.tangents[i], float(score[i])) for i in sorted(chosen, reverse=True)]
     return discs, score
+
+
+def _drop_weak_inferior(discs: list[int], score: np.ndarray) -> list[int]:
+    """Drop faint valleys at the inferior end: remnants of the fused sacral discs
+    (S1/S2) or the end of the followed column, not intervertebral discs."""
+    if len(discs) < 3:
+        return discs
+    typical = float(np.median(score[discs]))
+    while len(discs) > 2 and score[discs[0]] < WEAK_DISC_FRACTION * typical:
+        discs = discs[1:]
+    return discs
 
 
 def _fill_gaps(discs: list[int], core: np.ndarray, length: int) -> list[int]:
