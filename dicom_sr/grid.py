@@ -18,6 +18,12 @@ from pydicom.dataset import Dataset
 
 from dicom_sr.errors import EncodeError
 
+REQUIRED_ATTRIBUTES = (
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns",
+)
+"""Attributes of a source instance that the SEG, SR and report derive from (Type 1 in the CT Image IOD)."""
+
 POSITION_TOLERANCE_VOXELS = 0.05
 """How far (in voxels) an instance may lie from a grid slice and still match it."""
 
@@ -49,7 +55,8 @@ def map_slices(image: sitk.Image, source_images: Sequence[Dataset]) -> SliceMap:
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     by_slice: dict[int, Dataset] = {}
     for ds in source_images:
-        uid = getattr(ds, "SOPInstanceUID", "?")
+        _check_attributes(ds)
+        uid = ds.SOPInstanceUID
         if (int(ds.Columns), int(ds.Rows)) != (size[0], size[1]):
             raise EncodeError(
                 f"source instance {uid} is {ds.Columns}x{ds.Rows}, the segmentation grid {size[0]}x{size[1]}"
@@ -72,3 +79,11 @@ def map_slices(image: sitk.Image, source_images: Sequence[Dataset]) -> SliceMap:
     if missing:
         raise EncodeError(f"{len(missing)} of {size[2]} grid slices have no source instance (first: {missing[0]})")
     return SliceMap(instances=tuple(by_slice[k] for k in range(size[2])))
+
+
+def _check_attributes(ds: Dataset) -> None:
+    missing = [keyword for keyword in REQUIRED_ATTRIBUTES if ds.get(keyword) in (None, "", [])]
+    if missing:
+        meta = getattr(ds, "file_meta", None) or Dataset()
+        where = ds.get("SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID") or "?"
+        raise EncodeError(f"source instance {where} lacks {', '.join(missing)} (missing or empty)")

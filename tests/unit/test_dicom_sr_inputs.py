@@ -181,3 +181,35 @@ def test_a_missing_or_foreign_slice_is_refused() -> None:
     shifted.ImagePositionPatient = [float(v) + 0.4 for v in shifted.ImagePositionPatient]
     with pytest.raises(EncodeError, match="does not lie on a slice"):
         map_slices(ct, datasets[:3] + [shifted] + datasets[4:])
+
+
+def test_real_vendor_instances_without_sop_uids_are_refused_then_encode_once_repaired(shared_data) -> None:
+    """The Siemens PET/CT slices (JPEG 2000) are anonymised with empty SOP, study and series UIDs."""
+    from dicom_sr import AlgorithmInfo, encode_results
+    from inference.volume import load_volume
+
+    folder = shared_data / "real_ct" / "pet_ct_slices"
+    volume = load_volume(folder)
+    headers = [pydicom.dcmread(path) for path in sorted(folder.iterdir()) if path.name.startswith("CT.")]
+    bodies_array = np.zeros(sitk.GetArrayViewFromImage(volume).shape, dtype=np.uint8)
+    bodies_array[2:9, 300:340, 236:276] = verse_id("L1")
+    bodies_array[11:18, 300:340, 236:276] = verse_id("L2")
+    compartments_array = (bodies_array > 0).astype(np.uint8)
+    compartments_array[3:8, 303:337, 239:273] = 2
+    compartments_array[12:17, 303:337, 239:273] = 2
+    bodies, compartments = sitk.GetImageFromArray(bodies_array), sitk.GetImageFromArray(compartments_array)
+    bodies.CopyInformation(volume)
+    compartments.CopyInformation(volume)
+    segmentation = make_segmentation(bodies, compartments)
+    measurements = make_measurements()
+    measurements.levels = {name: level for name, level in measurements.levels.items() if name in ("L1", "L2")}
+    algorithm = AlgorithmInfo(name="test", version="1", model_id="test")
+    with pytest.raises(EncodeError, match="lacks SOPClassUID, SOPInstanceUID, StudyInstanceUID, SeriesInstanceUID"):
+        encode_results(headers, segmentation, measurements, algorithm)
+    study_uid, series_uid = generate_uid(), generate_uid()
+    for ds in headers:  # repaired as a test would: SOP UIDs from the file meta, new study and series UIDs
+        ds.SOPClassUID, ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+    objects = encode_results(headers, segmentation, measurements, algorithm)
+    assert objects.seg.StudyInstanceUID == objects.sr.StudyInstanceUID == study_uid
+    assert objects.report.pixel_array.shape == (800, 1280, 3)
