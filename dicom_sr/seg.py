@@ -19,7 +19,7 @@ from dicom_sr.algorithm import AlgorithmInfo
 from dicom_sr.errors import EncodeError
 from dicom_sr.grid import map_slices
 from dicom_sr.segments import SegmentSpec, identify_segment, plan_segments
-from inference.levels import TARGET_LEVELS, Compartment, verse_id
+from inference.levels import TARGET_LEVELS, Compartment
 from inference.results import SegmentationResult
 
 SEG_SERIES_DESCRIPTION = "Vertebral compartments T11-L2 (SEG, research use)"
@@ -65,9 +65,7 @@ def encode_seg(
     first, last = int(occupied[0]), int(occupied[-1]) + 1
     key = bodies[first:last].astype(np.uint8) * _KEY_STRIDE + compartments[first:last].astype(np.uint8)
     present = np.bincount(key.ravel(), minlength=256)
-    levels = [name for name in TARGET_LEVELS
-              if any(present[verse_id(name) * _KEY_STRIDE + int(c)] for c in Compartment)]
-    specs = [spec for spec in plan_segments(levels)
+    specs = [spec for spec in plan_segments(list(TARGET_LEVELS))
              if present[spec.verse_id * _KEY_STRIDE + int(spec.compartment)]]
     if not specs:
         raise EncodeError(f"no compartment voxels of {', '.join(TARGET_LEVELS)} to encode")
@@ -136,7 +134,7 @@ def _arrays_on_grid(segmentation: SegmentationResult) -> tuple[np.ndarray, np.nd
         raise EncodeError("segmentation.bodies and segmentation.compartments are not on the same grid")
     body_labels = sitk.GetArrayViewFromImage(bodies)
     compartment_labels = sitk.GetArrayViewFromImage(compartments)
-    if body_labels.min(initial=0) < 0 or body_labels.max(initial=0) > 255 // _KEY_STRIDE:
+    if body_labels.min(initial=0) < 0 or body_labels.max(initial=0) > (255 - max(Compartment)) // _KEY_STRIDE:
         raise EncodeError("segmentation.bodies holds values outside the VerSe id range")
     if compartment_labels.min(initial=0) < 0 or compartment_labels.max(initial=0) > max(Compartment):
         raise EncodeError("segmentation.compartments holds values other than 0, 1 (cortical), 2 (cancellous)")
