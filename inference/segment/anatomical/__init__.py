@@ -42,14 +42,15 @@ def segment_anatomical(image: sitk.Image, *, device: str = "cpu", model_dir: Pat
     spacing_zyx = tuple(reversed(working.GetSpacing()))
     empty = np.zeros(sitk.GetArrayViewFromImage(grid.canonical).shape, dtype=np.uint8)
 
+    # in-plane smoothing only, so that each slice keeps its own z position (thin discs)
+    smoothed = ndi.gaussian_filter(hu, sigma=(0.0, 0.8, 0.8))
     try:
-        column = find_column(hu, spacing_zyx)
+        column = find_column(hu, smoothed, spacing_zyx)
     except ColumnNotFound as exc:
         return BackendOutput(
             grid.to_input(empty), grid.to_input(empty), VERSION, labelling_confidence=0.0,
             warnings=[f"no vertebral column found ({exc})"],
         )
-    smoothed = ndi.median_filter(hu, size=(1, 3, 3))
     segments = split_vertebrae(hu, smoothed, column, spacing_zyx)
     evidence = measure_evidence(smoothed, segments.bodies, segments.vertebrae, segments.segment_index, column, spacing_zyx)
     assignment = identify_levels(evidence)

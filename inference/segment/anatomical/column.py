@@ -73,14 +73,13 @@ class SpineColumn:
         return range(max(self.z_range[0] - margin, 0), min(self.z_range[1] + margin, len(self.observed) - 1) + 1)
 
 
-def find_column(hu: np.ndarray, spacing_zyx: tuple[float, float, float]) -> SpineColumn:
-    """Locate the spinal column in a working-grid HU array.
+def find_column(hu: np.ndarray, smoothed: np.ndarray, spacing_zyx: tuple[float, float, float]) -> SpineColumn:
+    """Locate the spinal column in a working-grid HU array (``smoothed``: its in-plane median).
 
     Raises:
         ColumnNotFound: no bony structure spanning enough slices near the midline.
     """
     sz, sy, sx = spacing_zyx
-    smoothed = ndi.median_filter(hu, size=3)
     patient = _patient_mask(hu)
     midline_x = _midline_x(patient)
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
-from scipy.signal import find_peaks
 
 from inference.segment.anatomical.column import BONE_HU, SpineColumn
 
@@ -31,6 +30,9 @@ BODY_HU = 100.0
 
 MARROW_HU = 60.0
 """Faint marrow still lies above this (fat is below 0, muscle about 50)."""
+
+FRAGMENT_FRACTION = 0.2
+"""An end segment with a body smaller than this share of the median body is a fragment."""
 
 GOOD_SLICE_FRACTION = 0.7
 DISC_HALF_MM = 4.0
@@ -47,6 +49,9 @@ MIN_VERTEBRA_MM = 14.0
 
 ARCH_HU = 150.0
 """Bone of the neural arch (thin cortex and marrow, partial volume on thick slices)."""
+
+ARCH_DEPTH_MM = 75.0
+"""The tip of a spinous process lies at most this far behind the canal centre."""
 
 ARCH_SHIFT = 0.25
 ARCH_MARGIN = 0.2
@@ -161,7 +166,10 @@ def find_discs(axis: SpineAxis, core: np.ndarray, rim: np.ndarray) -> tuple[list
     """
     window = max(3, int(round(DISC_WINDOW_MM / PROFILE_STEP_MM)) | 1)
     score = sum(ndi.grey_closing(p, size=window, mode="nearest") - p for p in (core, rim))
-    peaks, _ = find_peaks(score, distance=max(1, int(MIN_VERTEBRA_MM / PROFILE_STEP_MM)), height=MIN_DISC_SCORE_HU)
+    # local maxima above the minimum score; _greedy_separated keeps them apart
+    neighbourhood = 2 * max(1, int(MIN_VERTEBRA_MM / PROFILE_STEP_MM / 2)) + 1
+    is_peak = (score == ndi.maximum_filter1d(score, size=neighbourhood, mode="nearest")) & (score >= MIN_DISC_SCORE_HU)
+    peaks = np.nonzero(is_peak)[0]
     # where the followed column ends the profile ends too; a valley there is an edge effect
     end = int(round(AXIS_END_MARGIN_MM / PROFILE_STEP_MM))
     peaks = peaks[(peaks >= end) & (peaks < len(score) - end)]
@@ -240,7 +248,7 @@ def split_vertebrae(
     body_mask = _body_mask(smoothed, column, spacing_zyx)
     bodies = np.where(body_mask, segment_index, 0)
     bodies = _repair_dim_slices(bodies, smoothed, column, discs, spacing_zyx)
-    bodies = _keep_main_piece(bodies)
+    bodies = _drop_end_fragments(_keep_main_piece(bodies))
     vertebrae = _whole_vertebrae(hu, smoothed, bodies, column, discs, spacing_zyx)
     return Segments(bodies, vertebrae, segment_index, discs, axis, score)
 
@@ -329,18 +337,35 @@ def _distance_to_disc(z: int, column: SpineColumn, discs: list[DiscPlane], spaci
     return float(min(abs(np.dot(point - d.point_mm, d.normal)) for d in discs))
 
 
-def _keep_main_piece(bodies: np.ndarray) -> np.ndarray:
-    """Keep the largest connected piece of each body (drops fragments of neighbouring structures)."""
-    out = np.zeros_like(bodies)
-    for label in np.unique(bodies):
-        if label == 0:
+def _drop_end_fragments(bodies: np.ndarray) -> np.ndarray:
+    """Remove a tiny first or last segment (an end effect of the axis, not a vertebra),
+    unless it is cut by the scan edge: a vertebra only partly in view is real and reported."""
+    labels = [int(k) for k in np.unique(bodies) if k]
+    if len(labels) < 3:
+        return bodies
+    volumes = {k: int((bodies == k).sum()) for k in labels}
+    typical = float(np.median(list(volumes.values())))
+    last_slice = bodies.shape[0] - 1
+    for k in (labels[0], labels[-1]):
+        slices = np.nonzero((bodies == k).any(axis=(1, 2)))[0]
+        at_edge = slices.min() == 0 or slices.max() == last_slice
+        if volumes[k] < FRAGMENT_FRACTION * typical and not at_edge:
+            bodies = np.where(bodies == k, 0, bodies)
+    return bodies
+
+
+def _keep_main_piece(labels: np.ndarray) -> np.ndarray:
+    """Keep the largest connected piece of each label (drops fragments of neighbouring structures)."""
+    out = np.zeros_like(labels)
+    for label, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
             continue
-        components, count = ndi.label(bodies == label)
+        components, count = ndi.label(labels[box] == label)
         if count == 0:
             continue
         sizes = np.bincount(components.ravel())
         sizes[0] = 0
-        out[components == int(np.argmax(sizes))] = label
+        out[box][components == int(np.argmax(sizes))] = label
     return out
 
 
@@ -358,42 +383,55 @@ def _whole_vertebrae(
     and across a blurred facet joint into the arch above before that arch's
     own pedicles are flooded.
     """
-    n, ny, nx = smoothed.shape
     _, sy, sx = spacing_zyx
-    xx = np.arange(nx)[None, None, :]
-    yy = np.arange(ny)[None, :, None]
-    canal_x = column.canal_center_yx[:, 1][:, None, None]
-    canal_y = column.canal_center_yx[:, 0][:, None, None]
-    body_y = column.body_center_yx[:, 0][:, None, None]
-    lateral = np.abs(xx - canal_x) * sx
-    near_spine = (lateral <= SPINE_HALF_WIDTH_MM) & (yy >= body_y - BODY_RADIUS_MM / sy) & ((yy - canal_y) * sy <= 75.0)
     z_range = column.extended_range(COLUMN_MARGIN_MM, spacing_zyx[0])
-    z = np.arange(n)
-    in_column = ((z >= z_range.start) & (z < z_range.stop))[:, None, None]
+    zs = np.arange(z_range.start, z_range.stop)
+    canal_x = column.canal_center_yx[zs, 1]
+    canal_y = column.canal_center_yx[zs, 0]
+    body_y = column.body_center_yx[zs, 0]
+    # everything happens in a box around the column: the watershed is the costly step
+    reach_x = (SPINE_HALF_WIDTH_MM + 20.0) / sx
+    box = (
+        slice(z_range.start, z_range.stop),
+        slice(max(int(body_y.min() - BODY_RADIUS_MM / sy) - 2, 0), min(int(canal_y.max() + ARCH_DEPTH_MM / sy) + 3, smoothed.shape[1])),
+        slice(max(int(canal_x.min() - reach_x), 0), min(int(canal_x.max() + reach_x) + 1, smoothed.shape[2])),
+    )
+    crop_smoothed, crop_bodies = smoothed[box], bodies[box]
+    yy = np.arange(box[1].start, box[1].stop)[None, :, None]
+    xx = np.arange(box[2].start, box[2].stop)[None, None, :]
+    lateral = np.abs(xx - canal_x[:, None, None]) * sx
+    near_spine = (
+        (lateral <= SPINE_HALF_WIDTH_MM)
+        & (yy >= body_y[:, None, None] - BODY_RADIUS_MM / sy)
+        & ((yy - canal_y[:, None, None]) * sy <= ARCH_DEPTH_MM)
+    )
     # thin laminae and processes: a light Gaussian keeps them where the median would erase them
-    lightly_smoothed = ndi.gaussian_filter(hu, sigma=0.5)
-    bone = (lightly_smoothed > ARCH_HU) & near_spine & in_column
-    region = bone | (bodies > 0)
+    lightly_smoothed = ndi.gaussian_filter(hu[box], sigma=0.5)
+    bone = (lightly_smoothed > ARCH_HU) & near_spine
+    region = bone | (crop_bodies > 0)
 
+    markers = crop_bodies.astype(np.uint16)
+    behind_canal = (yy - column.canal_front_y[zs][:, None, None]) * sy > 4.0
+    origin_mm = np.array([box[0].start, box[1].start, box[2].start]) * np.asarray(spacing_zyx)
+    arch_seeds = _arch_seeds(bone & behind_canal, discs, spacing_zyx, origin_mm)
+    seeded = (markers == 0) & np.isin(arch_seeds, np.unique(crop_bodies[crop_bodies > 0]))
+    markers[seeded] = arch_seeds[seeded]
     other_label = int(bodies.max()) + 1
-    markers = bodies.astype(np.uint16)
-    behind_canal = (yy - column.canal_front_y[:, None, None]) * sy > 4.0
-    arch_seeds = _arch_seeds(bone & behind_canal, discs, spacing_zyx)
-    markers[(markers == 0) & (arch_seeds > 0) & np.isin(arch_seeds, np.unique(bodies))] = arch_seeds[(markers == 0) & (arch_seeds > 0) & np.isin(arch_seeds, np.unique(bodies))]
-    far_bone = (smoothed > BONE_HU) & ~near_spine
+    far_bone = (crop_smoothed > BONE_HU) & ~near_spine
     markers[far_bone] = other_label
-    feature = np.where(region | far_bone, -smoothed, smoothed.max() + 1.0).astype(np.float32)
+    feature = np.where(region | far_bone, -crop_smoothed, crop_smoothed.max() + 1.0).astype(np.float32)
     flooded = sitk.GetArrayFromImage(
         sitk.MorphologicalWatershedFromMarkers(
             sitk.GetImageFromArray(feature), sitk.GetImageFromArray(markers), markWatershedLine=False, fullyConnected=False
         )
     )
-    vertebrae = np.where(region & (flooded != other_label), flooded, 0)
+    vertebrae = np.zeros_like(bodies)
+    vertebrae[box] = np.where(region & (flooded != other_label), flooded, 0)
     vertebrae[bodies > 0] = bodies[bodies > 0]
     return _keep_main_piece(vertebrae)
 
 
-def _arch_seeds(arch_bone: np.ndarray, discs: list[DiscPlane], spacing_zyx) -> np.ndarray:
+def _arch_seeds(arch_bone: np.ndarray, discs: list[DiscPlane], spacing_zyx, origin_mm: np.ndarray) -> np.ndarray:
     """Segment numbers for arch bone well inside the caudally moved disc planes (0 elsewhere)."""
     if len(discs) < 2:
         return np.zeros(arch_bone.shape, dtype=np.int16)
@@ -402,7 +440,7 @@ def _arch_seeds(arch_bone: np.ndarray, discs: list[DiscPlane], spacing_zyx) -> n
     period = float(np.median(np.linalg.norm(np.diff(points, axis=0), axis=1)))
     shift, keep_out = ARCH_SHIFT * period, ARCH_MARGIN * period
     coords = np.nonzero(arch_bone)
-    xyz = np.stack(coords, axis=1) * spacing
+    xyz = np.stack(coords, axis=1) * spacing + origin_mm
     index = np.ones(len(xyz), dtype=np.int16)
     near_plane = np.zeros(len(xyz), dtype=bool)
     for disc in discs:
