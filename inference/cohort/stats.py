@@ -327,7 +327,7 @@ def _calibration_line(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     design = np.column_stack([np.ones_like(lp), lp])
     beta = np.array([0.0, 1.0])
     for _ in range(50):
-        mu = 1 / (1 + np.exp(-(design @ beta)))
+        mu = 1 / (1 + np.exp(-np.clip(design @ beta, -500, 500)))
         w = mu * (1 - mu)
         hessian = design.T @ (design * w[:, None])
         step = np.linalg.lstsq(hessian, design.T @ (y - mu), rcond=None)[0]

@@ -1,0 +1,121 @@
+"""The research chain on a phantom cohort with a known risk model (inference.phantom.cohort):
+extract (the node's measurement and radiomics on the phantom labels) -> fit -> evaluate ->
+export -> the node loads the model and scores a new phantom with the research side's probability.
+
+The cohort's outcome depends on vBMD and trabecular heterogeneity (plus age and sex), so a
+vertebral model (cortical + cancellous radscores) must beat a density-only model on the test
+split, and its AUC interval must cover the AUC of the true risk on the same subjects.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from inference.cohort.evaluate import evaluate_fit, performance_summary
+from inference.cohort.export import export_model
+from inference.cohort.extract import ExtractionPlan, extract_cohort, extract_study
+from inference.cohort.fit import fit_cohort, score_rows
+from inference.cohort.recipe import recipe_from_dict
+from inference.cohort.report import write_report
+from inference.cohort.stats import delong_auc
+from inference.cohort.table import read_cohort_table, read_feature_table
+from inference.measure import measure_study
+from inference.models import load_model
+from inference.phantom.cohort import generate_cohort
+
+pytestmark = pytest.mark.integration
+
+SHAPE = (96, 96, 56)  # CI-sized phantoms; the benchmark uses the default matrix
+N = 150
+FEATURES = ("original_firstorder_Mean", "original_firstorder_StandardDeviation", "original_firstorder_Entropy",
+            "original_glcm_Contrast", "original_glcm_Correlation", "original_glszm_ZoneEntropy")
+RECIPE = {
+    "data": {"outcome": "label", "covariates": ["vbmd", "age", "sex"]},
+    "split": {"method": "holdout", "test_size": 0.4, "seed": 11},
+    "preprocess": {"normalisation": "z-score"},
+    "selection": [{"method": "lasso", "rule": "min", "folds": 5, "n_lambdas": 20}],
+    "models": [{"name": "density", "inputs": ["vbmd"]},
+               {"name": "vertebral", "inputs": ["cortical", "cancellous"]},
+               {"name": "combined", "inputs": ["cortical", "cancellous", "vbmd"]}],
+    "export": {"primary": "vertebral", "categories": [0.2, 0.5]},
+}
+
+
+def cohort_csv(labels_csv, out):
+    labels = pd.read_csv(labels_csv)
+    table = pd.DataFrame({"study_id": labels.patient_id, "image": labels.image_path, "mask": labels.mask_path,
+                          "vertebrae": labels.vertebrae_path, "label": labels.outcome, "age": labels.age,
+                          "sex": labels.sex})
+    table.to_csv(out, index=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def phantom_fit(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phantom_cohort")
+    cohort = generate_cohort(N, root / "cohort", seed=21, shape=SHAPE)
+    rows = read_cohort_table(cohort_csv(cohort.labels, root / "cohort" / "cohort.csv"))
+    plan = ExtractionPlan(profile="che2025", features=FEATURES, vois=("cortical", "cancellous"))
+    result = extract_cohort(rows, root / "features", plan, workers=2, progress=False)
+    assert result.done == N and not result.failures
+    table = read_feature_table(result.study_table)
+    fit = fit_cohort(table, recipe_from_dict(RECIPE))
+    truth = pd.read_csv(cohort.labels).set_index("patient_id")["risk"]
+    return root, fit, truth, plan
+
+
+def test_extraction_is_resumable_and_records_provenance(phantom_fit):
+    root, _, _, plan = phantom_fit
+    rows = read_cohort_table(root / "cohort" / "cohort.csv")
+    again = extract_cohort(rows, root / "features", plan, workers=1, progress=False)
+    assert again.done == N and len(again.skipped) == N  # nothing recomputed
+    provenance = json.loads(again.provenance.read_text())
+    assert provenance["plan"]["features"] == list(FEATURES) and provenance["software"]["pyradiomics"] != "unknown"
+    long = pd.read_csv(again.long_table)
+    assert set(long.level) <= {"T11", "T12", "L1", "L2"} and set(long.voi) == {"cortical", "cancellous"}
+
+
+def test_vertebral_model_beats_density_and_covers_the_truth(phantom_fit, output_dir, bench_report):
+    _, fit, truth, _ = phantom_fit
+    evaluation = evaluate_fit(fit, bootstrap=200)
+    test = fit.predictions[fit.predictions.partition == "test"]
+    vertebral = evaluation["scores"]["model:vertebral"]["test"]["auc"]
+    density = evaluation["scores"]["model:density"]["test"]["auc"]
+    truth_auc = delong_auc(test["y"], truth.loc[test["id"]].to_numpy()).auc
+    bench_report("cohort phantom (test split)", n_test=len(test), vertebral_auc=round(vertebral["auc"], 3),
+                 density_auc=round(density["auc"], 3), truth_auc=round(truth_auc, 3))
+    assert vertebral["auc"] > density["auc"]
+    assert vertebral["ci_low"] <= truth_auc <= vertebral["ci_high"]
+    report = write_report(fit.predictions, evaluation, output_dir, title="Phantom cohort")
+    assert report.is_file() and (output_dir / "roc_test.png").is_file()
+
+
+def test_node_scores_a_new_phantom_like_the_research_side(phantom_fit, tmp_path):
+    _, fit, _, plan = phantom_fit
+    evaluation = evaluate_fit(fit, bootstrap=50)
+    model = export_model(fit, "phantom-site", "1.0.0", profile="che2025",
+                         performance=performance_summary(evaluation, "vertebral"))
+    loaded = load_model(str(model.save(tmp_path / "phantom-site.json")))
+    new = generate_cohort(1, tmp_path / "new", seed=99, shape=SHAPE)
+    row = read_cohort_table(cohort_csv(new.labels, tmp_path / "new" / "cohort.csv"))[0]
+    # research side: the cohort extraction and the fitted pipelines
+    document = extract_study(row, plan)
+    per_level = pd.DataFrame([{"study_id": row.study_id, "level": lv, "voi": voi, **values}
+                              for lv, entry in document["levels"].items() for voi, values in entry["features"].items()])
+    from inference.cohort.table import study_level
+    study = study_level(per_level).assign(vbmd=document["vbmd_mg_cm3"], age=row.covariates["age"],
+                                           sex=row.covariates["sex"])
+    research = score_rows(fit.models, study, fit.recipe).iloc[0]
+    # node side: load the CT and labels, measure and score with the exported model
+    from inference.cohort.extract import _segmentation
+    from inference.volume import load_volume
+    image = load_volume(row.image)
+    node = measure_study(image, _segmentation(row, image, "anatomical"), loaded)
+    assert node.score is not None and node.score.probability is not None
+    assert node.score.probability == pytest.approx(research["model:vertebral"], abs=1e-9)
+    assert node.score.probabilities["combined"] == pytest.approx(research["model:combined"], abs=1e-9)
+    assert np.isfinite(node.score.radscores["cancellous"])
