@@ -46,6 +46,9 @@ class NodeSettings(_Section):
     """Total simultaneous associations the listener accepts."""
     require_known_peers: bool = True
     """Reject associations from calling AE titles/addresses not in [[peers]]."""
+    sync_writes: bool = True
+    """fsync every received file before answering Success, so an acknowledged instance survives a
+    power loss. False is faster on slow disks; a crash of the node (kill -9) still loses nothing."""
 
     _ae = field_validator("ae_title")(_check_ae_title)
 

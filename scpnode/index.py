@@ -294,14 +294,15 @@ def record_instance(
             "sha256": sha256, "received_at": now, "calling_ae_title": calling_ae_title,
         }
         db["instances"].insert(row, replace=True)
-        affected = {meta.series_instance_uid}
-        if existing is not None:
-            affected.add(existing["series_instance_uid"])
-        for series_uid in affected:
-            db.execute(
-                "UPDATE series SET instance_count = (SELECT COUNT(*) FROM instances WHERE series_instance_uid = ?1),"
-                " total_bytes = (SELECT COALESCE(SUM(size), 0) FROM instances WHERE series_instance_uid = ?1)"
-                " WHERE series_instance_uid = ?1", [series_uid])
+        if existing is None:  # counted incrementally: a recount per instance grows with the series
+            db.execute("UPDATE series SET instance_count = instance_count + 1, total_bytes = total_bytes + ?"
+                       " WHERE series_instance_uid = ?", [size, meta.series_instance_uid])
+        else:  # replaced, possibly moved from another series: recount both
+            for series_uid in {meta.series_instance_uid, existing["series_instance_uid"]}:
+                db.execute(
+                    "UPDATE series SET instance_count = (SELECT COUNT(*) FROM instances WHERE series_instance_uid = ?1),"
+                    " total_bytes = (SELECT COALESCE(SUM(size), 0) FROM instances WHERE series_instance_uid = ?1)"
+                    " WHERE series_instance_uid = ?1", [series_uid])
     return RecordOutcome.NEW if existing is None else RecordOutcome.CHANGED
 
 

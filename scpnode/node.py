@@ -63,7 +63,7 @@ class Node:
                  services: Sequence[Service] = (), sender_options: dict | None = None) -> None:
         self.settings = settings
         self.databases = ThreadDatabases(settings.node.database)
-        self.store = InstanceStore(settings.node.storage_dir)
+        self.store = InstanceStore(settings.node.storage_dir, sync=settings.node.sync_writes)
         self.receiver = Receiver(settings, self.store, self.databases)
         self.scheduler = CompletionScheduler(self.databases, settings.completion, settings.selection,
                                              on_series_selected)

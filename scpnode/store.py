@@ -7,7 +7,7 @@ Layout (readable by a person and by any DICOM tool)::
 Every file is written under a temporary name in its final folder, flushed to
 disk (fsync), then renamed over its final name, and the folder is fsynced: a
 reader never sees a half-written file, and once :meth:`InstanceStore.write`
-returns the file survives a crash. Only UIDs made of digits and dots (PS3.5
+returns the file survives a crash, power loss included (``[node] sync_writes``). Only UIDs made of digits and dots (PS3.5
 9.1) become path components, so a peer cannot write outside the store.
 """
 
@@ -37,10 +37,18 @@ def is_valid_uid(uid: str | None) -> bool:
 
 
 class InstanceStore:
-    """Writes and locates instance files under ``root``."""
+    """Writes and locates instance files under ``root``.
 
-    def __init__(self, root: str | Path) -> None:
+    Args:
+        root: the store folder.
+        sync: fsync each file and its folder before :meth:`write` returns (power-loss safe).
+            Without it a written file still survives a crash of the process, as it is in the
+            kernel's page cache, but not a crash of the machine.
+    """
+
+    def __init__(self, root: str | Path, sync: bool = True) -> None:
         self.root = Path(root)
+        self.sync = sync
 
     def series_folder(self, study_uid: str, series_uid: str) -> Path:
         """The folder holding one series' files."""
@@ -71,11 +79,13 @@ class InstanceStore:
                 while view:
                     written = os.write(fd, view)
                     view = view[written:]
-                os.fsync(fd)
+                if self.sync:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(temp, path)
-            _fsync_folder(path.parent)
+            if self.sync:
+                _fsync_folder(path.parent)
         except OSError as exc:
             with contextlib.suppress(OSError):  # the folder itself may be what failed
                 temp.unlink(missing_ok=True)
