@@ -41,10 +41,15 @@ PATIENT_POSITIONS = {"HFS": "LPS", "FFS": "RPS"}
 
 
 def _uid(seed: int | None, *parts: object) -> UID:
-    """A UID; derived from ``seed`` and ``parts`` when a seed is given (repeatable), random otherwise."""
+    """A UID under the 2.25 root (PS3.5 B.2); derived from ``seed`` and ``parts`` when a seed is given.
+
+    pydicom's ``generate_uid`` ignores its entropy sources under the 2.25 root,
+    so the repeatable UID is made here from a hash, as a UUID-derived integer.
+    """
     if seed is None:
         return generate_uid(prefix=None)
-    return generate_uid(prefix=None, entropy_srcs=[str(seed), *map(str, parts)])
+    digest = hashlib.sha256("|".join(map(str, ("scpnode-phantom", seed, *parts))).encode()).digest()
+    return UID(f"2.25.{int.from_bytes(digest[:16], 'big')}")
 
 
 def _study_moment(seed: int | None) -> dt.datetime:
@@ -178,8 +183,8 @@ def write_ct_series(image: sitk.Image, folder: str | Path, *, patient: PatientIn
         pixels = np.ascontiguousarray(stored[k])
         ds.PixelData = pixels.tobytes()
         if transfer_syntax != ExplicitVRLittleEndian:
-            ds.compress(transfer_syntax, pixels, encoding_plugin="pylibjpeg" if transfer_syntax == JPEG2000Lossless
-                        else "")
+            # lossless compression keeps the instance's identity (PS3.5 8.2); pydicom would mint a new UID
+            ds.compress(transfer_syntax, pixels, generate_instance_uid=False)
         path = folder / f"CT{number:06d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         files.append(path)
@@ -194,7 +199,7 @@ def _ds_number(value: float) -> str:
 
 def _slice_dataset(patient: PatientInfo, study: StudyInfo, series: SeriesInfo, position: str, seed: int | None,
                    number: int) -> FileDataset:
-    sop_uid = _uid(seed, "instance", series.series_uid, number) if seed is not None else generate_uid(prefix=None)
+    sop_uid = _uid(seed, "instance", series.series_uid, number)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = sop_uid
