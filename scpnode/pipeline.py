@@ -20,8 +20,11 @@ the node's hook, queues jobs, and runs them in worker processes
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,10 +106,23 @@ _worker_settings: Settings | None = None
 
 
 def init_worker(settings_json: str) -> None:
-    """Worker process initializer: settings and logging of the node."""
+    """Worker process initializer: settings and logging of the node.
+
+    On Linux the worker also asks to be killed when the node process dies, so
+    a crashed node never leaves an orphan finishing a job that the restarted
+    node will run again.
+    """
     global _worker_settings
+    _die_with_parent()
     _worker_settings = Settings.model_validate_json(settings_json)
     configure_logging(_worker_settings.logging.level, _worker_settings.logging.file)
+
+
+def _die_with_parent() -> None:
+    if sys.platform != "linux":
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def run_job(job_id: int) -> None:
@@ -161,7 +177,7 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
             _write_json(result_dir / "measurements.json", measurements.to_json())
         with timed("encode"):
             algorithm = algorithm_info(segmentation)
-            files = encode_once(result_dir, sources, segmentation, measurements, algorithm)
+            files = encode_once(result_dir, sources, image, segmentation, measurements, algorithm)
         with timed("outbox"):
             queue_results(db, files, [d.name for d in settings.destinations])
         with timed("worklist"):
@@ -190,8 +206,8 @@ def algorithm_info(segmentation: SegmentationResult) -> AlgorithmInfo:
 
 
 def read_series(folder: Path) -> list[Dataset]:
-    """The stored instances of one series, pixel data included (the SEG needs their geometry)."""
-    datasets = [pydicom.dcmread(path) for path in sorted(folder.glob("*.dcm"))]
+    """The headers of the stored instances of one series (the encoders take pixels from the volume)."""
+    datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in sorted(folder.glob("*.dcm"))]
     if not datasets:
         raise FileNotFoundError(f"no instances in {folder}")
     return datasets
@@ -209,7 +225,7 @@ def coverage_problem(segmentation: SegmentationResult) -> str:
     return "; ".join(problems)
 
 
-def encode_once(result_dir: Path, sources: list[Dataset], segmentation: SegmentationResult,
+def encode_once(result_dir: Path, sources: list[Dataset], ct: sitk.Image, segmentation: SegmentationResult,
                 measurements: StudyMeasurements, algorithm: AlgorithmInfo) -> dict[str, Path]:
     """Encode SEG, SR and report into ``result_dir``, or reuse them from an earlier run of the job.
 
@@ -219,7 +235,7 @@ def encode_once(result_dir: Path, sources: list[Dataset], segmentation: Segmenta
     files = {kind: result_dir / name for kind, name in RESULT_FILES.items()}
     if all(path.exists() for path in files.values()):
         return files
-    objects = encode_results(sources, segmentation, measurements, algorithm)
+    objects = encode_results(sources, segmentation, measurements, algorithm, ct=ct)
     for kind, dataset in (("seg", objects.seg), ("sr", objects.sr), ("report", objects.report)):
         partial = files[kind].with_suffix(".partial")
         dataset.save_as(partial, enforce_file_format=True)

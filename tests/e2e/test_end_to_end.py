@@ -1,0 +1,81 @@
+"""The node scores incoming scans and returns the results to a real Orthanc PACS.
+
+Orthanc holds three phantom studies (a chest CT, an abdominal CT with a Genant
+grade 3 fracture at L1, and a neck CT that does not reach T11-L2) and sends
+them to the node; the real abdominal CT in ../shared/data goes the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from inference.phantom import abdominal_ct, chest_ct, generate_phantom, neck_ct, write_ct_series, write_phantom_study
+from inference.phantom.dicom import PatientInfo, SeriesInfo, StudyInfo
+from inference.volume import load_volume
+from scpnode import index, worklist
+from scpnode.db import open_database
+from tests.e2e.conftest import PHANTOM_SHAPE, push_study, series_of_study
+
+pytestmark = pytest.mark.e2e
+
+
+def _write(spec, folder: Path):
+    return write_phantom_study(generate_phantom(spec), folder)
+
+
+def test_three_studies_from_orthanc(node_and_pacs, tmp_path):
+    studies = {
+        "chest": _write(chest_ct(21, shape=PHANTOM_SHAPE), tmp_path / "chest"),
+        "fracture": _write(abdominal_ct(22, shape=PHANTOM_SHAPE, vbmd_mg_cm3=95.0,
+                                        fractures={"L1": (3, "crush")}), tmp_path / "fracture"),
+        "neck": _write(neck_ct(23, shape=(160, 160, 80)), tmp_path / "neck"),
+    }
+    for study in studies.values():
+        push_study(node_and_pacs.pacs, study.series.files, study.series.study.study_uid)
+
+    jobs = node_and_pacs.wait_for_jobs(3)
+    by_series = {job.series_uid: job for job in jobs}
+    state = {name: by_series[s.series.series.series_uid] for name, s in studies.items()}
+    assert state["chest"].state == "done", state["chest"].error
+    assert state["fracture"].state == "done", state["fracture"].error
+    assert state["neck"].state == "out_of_scope"
+    assert "not in view" in state["neck"].reason
+    for job in jobs:
+        assert set(job.stage_seconds) >= {"load", "segment", "coverage"}
+
+    node_and_pacs.wait_for_outbox_empty()
+    for name in ("chest", "fracture"):
+        counts = series_of_study(node_and_pacs.pacs, studies[name].series.study.study_uid)
+        assert counts == {"CT": len(studies[name].series.files), "SEG": 1, "SR": 1, "OT": 1}, (name, counts)
+    assert series_of_study(node_and_pacs.pacs, studies["neck"].series.study.study_uid) == {
+        "CT": len(studies["neck"].series.files)}
+
+    db = open_database(node_and_pacs.settings.node.database)
+    neck_series = index.series_ref(db, studies["neck"].series.series.series_uid)
+    assert neck_series.state == "out_of_scope" and "not in view" in neck_series.reason
+
+    page = worklist.query_worklist(db, worklist.parse_query({}))
+    rows = {row.study_uid: row for row in page.rows}
+    assert set(rows) == {studies["chest"].series.study.study_uid, studies["fracture"].series.study.study_uid}
+    fractured = rows[studies["fracture"].series.study.study_uid]
+    assert fractured.flagged
+    assert fractured.genant_grade == 3
+    assert page.rows[0].study_uid == fractured.study_uid  # flagged first
+    measurements = json.loads(Path(state["fracture"].result_dir, "measurements.json").read_text())
+    assert measurements["levels"]["L1"]["genant_grade"] == 3
+
+
+def test_real_abdominal_ct_reports_t11_incomplete(node_and_pacs, tmp_path, shared_data):
+    image = load_volume(shared_data / "real_ct" / "abdomen_3mm" / "ct.nii.gz")
+    written = write_ct_series(image, tmp_path / "real", patient=PatientInfo(patient_id="REAL-ABD-3MM"),
+                              study=StudyInfo(), series=SeriesInfo(description="Abdomen 3.0 real CT"), seed=3)
+    push_study(node_and_pacs.pacs, written.files, written.study.study_uid)
+    job, = node_and_pacs.wait_for_jobs(1, timeout=300)
+    assert job.state == "out_of_scope", job.error
+    assert "T11 incomplete" in job.reason
+    segmentation = json.loads(Path(job.result_dir, "segmentation", "segmentation.json").read_text())
+    assert segmentation["levels"]["T11"]["complete"] is False
+    assert all(segmentation["levels"][name]["complete"] for name in ("T12", "L1", "L2"))
