@@ -154,13 +154,6 @@ class WebSettings(_Section):
     """Template for a viewer link, e.g. ``https://pacs/viewer?StudyInstanceUIDs={study_uid}``."""
 
 
-class RetentionSettings(_Section):
-    """Purge of received images once results are delivered."""
-
-    purge_images_after_days: float | None = None
-    """None keeps received images forever."""
-
-
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     file: Path | None = None
@@ -178,7 +171,6 @@ class Settings(_Section):
     pipeline: PipelineSettings = PipelineSettings()
     worklist: WorklistSettings = WorklistSettings()
     web: WebSettings = WebSettings()
-    retention: RetentionSettings = RetentionSettings()
     logging: LoggingSettings = LoggingSettings()
 
     def resolve_paths(self, base: Path) -> "Settings":
