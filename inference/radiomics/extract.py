@@ -67,8 +67,7 @@ def extract_features(image: sitk.Image, mask: sitk.Image, profile: Profile | str
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     if features is None:
-        plan: _Plan = {img: {cls: None for cls in profile.feature_classes if cls != "shape" or img.transform == "original"}
-                       for img in profile.image_types()}
+        plan = _full_plan(profile)
         aliases = dict(profile.aliases)
     else:
         requested = list(dict.fromkeys(features))
@@ -93,6 +92,22 @@ def extract_features(image: sitk.Image, mask: sitk.Image, profile: Profile | str
         if name in values:
             values[alias] = values[name]
     return values if features is None else {name: values[name] for name in requested}
+
+
+def _full_plan(profile: Profile) -> _Plan:
+    """Every class of every image of the profile; None (all features) unless some are excluded."""
+    classes = getFeatureClasses()
+    plan: _Plan = {}
+    for image in profile.image_types():
+        plan[image] = {}
+        for cls in profile.feature_classes:
+            if cls == "shape" and image.transform != "original":
+                continue
+            excluded = {name.split("_", 1)[1] for name in profile.excluded_features if name.startswith(f"{cls}_")}
+            plan[image][cls] = None if not excluded else {
+                name for name, deprecated in classes[cls].getFeatureNames().items()
+                if not deprecated and name not in excluded}
+    return plan
 
 
 def _plan_for(names: list[str], profile: Profile) -> _Plan:
@@ -125,23 +140,33 @@ def _planned_names(plan: _Plan) -> Iterator[FeatureName]:
 
 def _crop_to_voi(image: sitk.Image, mask: sitk.Image,
                  profile: Profile) -> tuple[sitk.Image, sitk.Image, np.ndarray]:
-    """Check the VOI, crop image and mask to it plus :data:`PAD_MM`, preprocess."""
+    """Crop image and mask to the VOI plus :data:`PAD_MM`, check the VOI as pyradiomics does, preprocess.
+
+    The crop comes first so that pyradiomics' mask check (a label-statistics
+    pass over the whole image) runs on the small crop, not on the whole CT.
+    """
     mask = sitk.Cast(mask > 0, sitk.sitkUInt8)
+    inside = sitk.GetArrayViewFromImage(mask).astype(bool)
+    extents = [np.flatnonzero(inside.any(axis=other)) for other in ((1, 2), (0, 2), (0, 1))]  # z, y, x
+    if any(e.size == 0 for e in extents):
+        raise RadiomicsError("VOI not usable: the mask is empty")
+    pad = [math.ceil(PAD_MM / s) for s in reversed(image.GetSpacing())]
+    lo = [max(int(e[0]) - p, 0) for e, p in zip(extents, pad, strict=True)]
+    hi = [min(int(e[-1]) + 1 + p, n) for e, p, n in zip(extents, pad, inside.shape, strict=True)]
+    crop = image[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]
+    crop_mask = mask[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]
     try:
-        bbox, _ = imageoperations.checkMask(image, mask, label=1)
+        bbox, _ = imageoperations.checkMask(crop, crop_mask, label=1)
     except ValueError as exc:
         raise RadiomicsError(f"VOI not usable: {exc}") from None
     if bbox is None:
-        raise RadiomicsError("VOI not usable: empty or smaller than pyradiomics' minimum (2 dimensions)")
-    pad = np.array([math.ceil(PAD_MM / s) for s in image.GetSpacing()])
-    crop, crop_mask = imageoperations.cropToTumorMask(image, mask, bbox, padDistance=pad)
+        raise RadiomicsError("VOI not usable: smaller than pyradiomics' minimum (2 dimensions)")
     if profile.clip_percentiles is not None:
-        inside = sitk.GetArrayViewFromImage(crop)[sitk.GetArrayViewFromImage(crop_mask) == 1]
-        low, high = (float(v) for v in np.percentile(inside, profile.clip_percentiles))
+        values = sitk.GetArrayViewFromImage(crop)[sitk.GetArrayViewFromImage(crop_mask) == 1]
+        low, high = (float(v) for v in np.percentile(values, profile.clip_percentiles))
         if high > low:
             crop = sitk.IntensityWindowing(sitk.Cast(crop, sitk.sitkFloat32), low, high, 0.0, 255.0)
-    crop_bbox, _ = imageoperations.checkMask(crop, crop_mask, label=1)
-    return crop, crop_mask, crop_bbox
+    return crop, crop_mask, bbox
 
 
 def _derived_images(crop: sitk.Image, crop_mask: sitk.Image, profile: Profile,

@@ -3,8 +3,12 @@
 - ``che2025`` - T11-L2 cortical shell and cancellous core (Che et al., 2025):
   7 feature classes on 24 images: original, 8 wavelet bands, LoG (sigma 1, 2,
   3 mm) and the 12 SimpleITK transforms of :mod:`.transforms`. pyradiomics 3
-  gives 14 shape + 23 x 93 = 2,246 features per VOI (the paper reports about
-  2,286; the class contents differ slightly between pyradiomics versions).
+  gives 14 shape + 24 x 92 = 2,222 features per VOI (the paper reports about
+  2,286; class contents differ between pyradiomics versions). GLCM's Maximal
+  Correlation Coefficient is left out of a full extraction: its eigenvalue
+  problem per angle took 60 % of the extraction time on noisy transforms
+  with many grey levels, and no published formula uses it (a model may
+  still name it).
 - ``yu2025`` - whole vertebral body (L1-L4 in the study), original image only,
   pyradiomics' default feature set: 107 features (the paper's "about 129"
   counts pyradiomics' diagnostic values too, which are not features).
@@ -51,6 +55,8 @@ class Profile:
     log_sigmas_mm: tuple[float, ...] = ()
     feature_classes: tuple[str, ...] = FEATURE_CLASSES
     settings: Mapping[str, Any] = field(default_factory=lambda: dict(PYRADIOMICS_DEFAULTS))
+    excluded_features: tuple[str, ...] = ()
+    """``<class>_<feature>`` left out of a full extraction (a model may still ask for them)."""
     clip_percentiles: tuple[float, float] | None = None
     """Clip intensities to these percentiles of the VOI and scale them to 0-255 before any transform."""
     aliases: Mapping[str, str] = field(default_factory=dict)
@@ -77,6 +83,7 @@ CHE2025 = Profile(
                 "mean", "specklenoise", "recursivegaussian", "shotnoise"),
     vois=("cortical", "cancellous"),
     log_sigmas_mm=(1.0, 2.0, 3.0),
+    excluded_features=("glcm_MCC",),
     aliases=PUBLISHED_ALIASES,
 )
 

@@ -50,6 +50,11 @@ def test_every_published_feature_is_produced_by_che2025(full_che2025: dict[str, 
     assert len(full_che2025) > 2200
 
 
+def test_full_che2025_leaves_out_glcm_mcc_but_a_model_may_ask_for_it(lumbar_voi, full_che2025) -> None:
+    assert "original_glcm_MCC" not in full_che2025 and "original_glcm_Imc1" in full_che2025
+    assert np.isfinite(extract_features(*lumbar_voi, "che2025", features=["original_glcm_MCC"])["original_glcm_MCC"])
+
+
 def test_model_driven_extraction_equals_full_extraction(lumbar_voi, full_che2025: dict[str, float]) -> None:
     model = load_model("che2025-published")
     for names in model.features.values():
@@ -95,5 +100,5 @@ def test_bad_feature_requests_are_refused(lumbar_voi, name: str, message: str) -
 
 def test_empty_voi_is_refused(lumbar_voi) -> None:
     image, mask = lumbar_voi
-    with pytest.raises(RadiomicsError, match="VOI not usable"):
+    with pytest.raises(RadiomicsError, match="VOI not usable: the mask is empty"):
         extract_features(image, mask * 0, "yu2025")
