@@ -64,6 +64,8 @@ class VertebraEvidence:
     """The segment is the sacrum (most inferior, flanked by the iliac bones)."""
     pelvis_flanked_fraction: float = 0.0
     body_volume_ml: float = 0.0
+    cut_by_edge: bool = False
+    """The body reaches the first or last slice: part of it (and of its ribs) is out of view."""
 
 
 @dataclass
@@ -89,6 +91,11 @@ def identify_levels(segments: list[VertebraEvidence]) -> LevelAssignment:
     lowest_ribbed = ribbed[-1] if ribbed else None
 
     from_sacrum = _count_from(order, position[sacrum.index], "S") if sacrum else None
+    if lowest_ribbed is not None and not _rib_free_below(order, position[lowest_ribbed.index]):
+        warnings.append(
+            "rib evidence inconclusive: no rib-free vertebra wholly in view below the lowest rib-bearing one"
+        )
+        lowest_ribbed = None
     from_ribs = _count_from(order, position[lowest_ribbed.index], "T12") if lowest_ribbed else None
 
     if lowest_ribbed is not None:
@@ -126,6 +133,12 @@ def identify_levels(segments: list[VertebraEvidence]) -> LevelAssignment:
         return LevelAssignment({}, 0.0, False, ["no vertebra found"], "none")
     warnings.append("no ribs and no sacrum in view: vertebral levels cannot be identified")
     return LevelAssignment({}, 0.0, True, warnings, "none")
+
+
+def _rib_free_below(order: list[VertebraEvidence], position: int) -> bool:
+    """T12 is the *lowest* rib-bearing vertebra only if the one below is seen whole, without ribs."""
+    below = order[position + 1: position + 2]
+    return bool(below) and not below[0].cut_by_edge and not below[0].rib_sides
 
 
 def _count_from(order: list[VertebraEvidence], anchor: int, anchor_name: str) -> dict[int, str]:

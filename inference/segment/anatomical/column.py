@@ -3,9 +3,10 @@
 Works on the working-grid array (z inferior -> superior, y anterior -> posterior,
 x right -> left). Three steps:
 
-1. the bone component (HU above :data:`BONE_HU`) that spans the most axial
-   slices close to the patient's midline gives a first lateral track of the
-   spine - ribs, pelvis and vessels are shorter or lateral;
+1. near the patient's midline, the lateral position where bone (HU above
+   :data:`BONE_HU`) piles up most in the antero-posterior direction gives a
+   first track of the spine - body and spinous process line up there, ribs,
+   pelvis and vessels do not;
 2. in every slice, walking anteriorly from the most posterior bone on that
    track (spinous process or lamina) must cross the spinal canal (a run of
    soft-tissue attenuation 6-28 mm long) and then the vertebral body; slices
@@ -24,8 +25,9 @@ from scipy import ndimage as ndi
 BONE_HU = 180.0
 """Threshold for cortical and dense trabecular bone on the smoothed working image."""
 
-SOFT_TISSUE_HU = 120.0
-"""Below this, a voxel next to the body is not bone (canal, disc, muscle)."""
+CANAL_HU = 75.0
+"""The canal (CSF, cord, epidural fat) stays below this; cancellous bone, even of an
+osteoporotic body, and the disc lie above it."""
 
 MIDLINE_HALF_WIDTH_MM = 35.0
 """Half width of the strip around the patient's midline where the column is searched."""
@@ -103,7 +105,7 @@ def find_column(hu: np.ndarray, smoothed: np.ndarray, spacing_zyx: tuple[float, 
         raise ColumnNotFound("no bony column spanning 40 mm near the midline")
     column = components == best
 
-    seed_x = _seed_track_x(column, central, hu.shape[0], sz)
+    seed_x = _seed_track_x(bone, central, sx, sz)
 
     n = hu.shape[0]
     body = np.full((n, 2), np.nan)
@@ -146,14 +148,16 @@ def _longest_track(observed: np.ndarray, max_gap: int) -> np.ndarray:
     return observed & (runs == 1 + int(np.argmax(lengths)))
 
 
-def _seed_track_x(column: np.ndarray, central: np.ndarray, n: int, sz: float) -> np.ndarray:
-    """Lateral position of the column component per slice, interpolated and smoothed along z."""
-    track = np.full(n, np.nan)
-    for z in range(n):
-        xs = np.nonzero((column[z] & central[z][None, :]).any(axis=0))[0]
-        if len(xs):
-            track[z] = 0.5 * (xs.min() + xs.max())
+def _seed_track_x(bone: np.ndarray, central: np.ndarray, sx: float, sz: float) -> np.ndarray:
+    """Lateral position of the column per slice: where bone piles up most along y in the
+    midline strip (body and spinous process line up there; ribs and pelvis do not)."""
+    n = bone.shape[0]
+    counts = (bone & central[:, None, :]).sum(axis=1).astype(float)  # (z, x)
+    counts = ndi.uniform_filter1d(counts, size=max(3, int(round(10.0 / sx))), axis=1)
+    track = np.where(counts.max(axis=1) > 0, counts.argmax(axis=1).astype(float), np.nan)
     valid = ~np.isnan(track)
+    if not valid.any():
+        return np.full(n, bone.shape[2] / 2.0)
     track = np.interp(np.arange(n), np.nonzero(valid)[0], track[valid])
     return ndi.median_filter(track, size=max(3, int(round(30.0 / sz)) | 1), mode="nearest")
 
@@ -191,7 +195,7 @@ def _walk_to_body(slice_hu: np.ndarray, start_y: int, x: float, sy: float, sx: f
     half = max(1, int(round(3.0 / sx)))
     xi = int(round(x))
     profile = slice_hu[: start_y + 1, max(xi - half, 0): xi + half + 1].mean(axis=1)[::-1]  # posterior -> anterior
-    soft = profile < SOFT_TISSUE_HU
+    soft = profile < CANAL_HU
     runs = _runs(soft)
     for first, last in runs:
         length_mm = (last - first + 1) * sy

@@ -82,7 +82,7 @@ MIN_DISC_SCORE_HU = 25.0
 
 AXIS_END_MARGIN_MM = 8.0
 
-WEAK_DISC_FRACTION = 0.35
+WEAK_DISC_FRACTION = 0.45
 """An inferior-most valley scoring below this share of the median disc is not a disc."""
 
 
