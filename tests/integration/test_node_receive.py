@@ -8,13 +8,17 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless,
+    RLELossless, generate_uid,
+)
 from pynetdicom import AE
 
 from scpnode import index
 from scpnode.index import SeriesState
 from scpnode.node import Node
 from tests.integration.node_helpers import (
-    CT_IMAGE_STORAGE, dataset_bytes, node_settings, storescu, wait_for, write_ct_series,
+    CT_IMAGE_STORAGE, ct_slice, dataset_bytes, node_settings, storescu, wait_for, write_ct_series,
 )
 
 pytestmark = pytest.mark.integration
@@ -156,3 +160,35 @@ def test_per_peer_association_limit(tmp_path, require_tool):
         third = ae.associate("127.0.0.1", node.port, ae_title="SCPNODE")
         assert third.is_established
         third.release()
+
+
+@pytest.mark.parametrize("transfer_syntax", [RLELossless, JPEG2000Lossless, JPEGLSLossless,
+                                             DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_compressed_and_other_transfer_syntaxes_are_stored_as_sent(running_node, transfer_syntax):
+    ds = ct_slice(generate_uid(), generate_uid(), 0)
+    original = ds.pixel_array.copy()
+    if transfer_syntax.is_compressed:
+        ds.compress(transfer_syntax)
+    ae = AE(ae_title="PYSCU")
+    ae.add_requested_context(CT_IMAGE_STORAGE, transfer_syntax)
+    assoc = ae.associate("127.0.0.1", running_node.port, ae_title="SCPNODE")
+    assert assoc.accepted_contexts[0].transfer_syntax[0] == transfer_syntax
+    assert assoc.send_c_store(ds).Status == 0x0000
+    assoc.release()
+    stored = pydicom.dcmread(running_node.store.instance_path(ds.StudyInstanceUID, ds.SeriesInstanceUID,
+                                                               ds.SOPInstanceUID))
+    assert stored.file_meta.TransferSyntaxUID == transfer_syntax
+    assert (stored.pixel_array == original).all()
+
+
+def test_jpeg_lossless_from_dcmtk_is_stored_as_sent(running_node, tmp_path, require_tool):
+    dcmcjpeg = require_tool("dcmcjpeg")
+    [source] = write_ct_series(tmp_path / "series", 1)
+    compressed = tmp_path / "jpeg-lossless.dcm"
+    subprocess.run([dcmcjpeg, "+e1", str(source), str(compressed)], check=True, capture_output=True)
+    result = storescu(running_node.port, [compressed], "-xs", "-R")
+    assert result.returncode == 0, result.stderr
+    stored = stored_file(running_node, compressed)
+    assert pydicom.dcmread(stored, stop_before_pixels=True).file_meta.TransferSyntaxUID == JPEGLosslessSV1
+    assert dataset_bytes(stored) == dataset_bytes(compressed)
+    assert (pydicom.dcmread(stored).pixel_array == pydicom.dcmread(source).pixel_array).all()
