@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from inference.levels import Compartment
 from inference.phantom.anatomy import SpineAxis, layout_spine
 from inference.phantom.grid import Grid
-from inference.phantom.physics import Tissue, acquire, cupping, hu_from_vbmd, tissue_hu
+from inference.phantom.physics import VBMD_MG_CM3_PER_HU, Tissue, acquire, cupping, hu_from_vbmd, tissue_hu
 from inference.phantom.skeleton import (
     SpineVolumes,
     paint_ribs,
@@ -172,7 +172,8 @@ def _truth(spec: PhantomSpec, grid: Grid, axis: SpineAxis, spine: SpineVolumes,
         "grid": {"size": list(spec.shape), "spacing_mm": list(grid.spacing_xyz),
                  "origin_lps": [float(grid.x[0]), float(grid.y[0]), float(grid.z[0])],
                  "direction": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]},
-        "hu_calibration": {"model": "hu = vbmd / slope", "vbmd_mg_cm3_per_hu": float(hu_from_vbmd(1.0) ** -1)},
+        "hu_calibration": {"model": "cancellous HU = vBMD / vbmd_mg_cm3_per_hu",
+                           "vbmd_mg_cm3_per_hu": VBMD_MG_CM3_PER_HU},
         "rib_pairs": spec.rib_pairs,
         "lumbar_rib": spec.lumbar_rib,
         "ribbed_levels": list(ribs),

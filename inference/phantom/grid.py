@@ -36,7 +36,3 @@ class Grid:
         image.SetSpacing(self.spacing_xyz)
         image.SetOrigin((float(self.x[0]), float(self.y[0]), float(self.z[0])))
         return image
-
-    def index_of(self, point_lps: tuple[float, float, float]) -> tuple[float, float, float]:
-        """Continuous (x, y, z) index of a point."""
-        return tuple((p - a[0]) / s for p, a, s in zip(point_lps, (self.x, self.y, self.z), self.spacing_xyz))
