@@ -293,7 +293,9 @@ def record_instance(
             "transfer_syntax_uid": transfer_syntax_uid, "path": str(path), "size": size,
             "sha256": sha256, "received_at": now, "calling_ae_title": calling_ae_title,
         }
-        db["instances"].insert(row, replace=True)
+        # a plain statement: sqlite-utils' insert() introspects the table on every call (~0.5 ms)
+        db.execute(f"INSERT OR REPLACE INTO instances ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                   list(row.values()))
         if existing is None:  # counted incrementally: a recount per instance grows with the series
             db.execute("UPDATE series SET instance_count = instance_count + 1, total_bytes = total_bytes + ?"
                        " WHERE series_instance_uid = ?", [size, meta.series_instance_uid])
