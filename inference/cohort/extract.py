@@ -12,6 +12,10 @@ A mask is either a ``scpnode segment`` output folder, or a compartments
 label image (1 cortical / 2 cancellous) with a ``vertebrae`` column naming
 the whole-vertebra VerSe label image on the same grid.
 
+With ``perturbation`` the VOIs are eroded, dilated or shifted by one voxel
+first: a second extraction of the same cohort for the ICC reliability filter
+(``[preprocess.reliability]`` of the recipe) when no second reader exists.
+
 Each study's result is written to ``<out>/studies/<id>.json`` as soon as it
 is done; a rerun skips studies already there (resumable) and retries the
 failed ones. A failure is recorded with its reason and never stops the run.
@@ -64,6 +68,8 @@ class ExtractionPlan:
     vois: tuple[str, ...] | None = None
     """VOIs to extract (default: the dict's keys, else the profile's VOIs)."""
     backend: str = "anatomical"
+    perturbation: str | None = None
+    """``erode``, ``dilate`` or ``shift``: extract from perturbed VOIs (see :func:`perturb_mask`)."""
 
     def voi_features(self) -> dict[str, tuple[str, ...] | None]:
         """``{voi: names or None (whole profile)}``."""
@@ -122,8 +128,34 @@ def _segmentation(row: CohortRow, image: sitk.Image, backend: str) -> Segmentati
     return seg
 
 
+PERTURBATIONS = ("erode", "dilate", "shift")
+
+
+def perturb_mask(mask: sitk.Image, how: str) -> sitk.Image:
+    """A VOI changed as a second reader might have drawn it, for reliability (ICC) without one.
+
+    ``erode``/``dilate``: binary morphology with a 1-voxel ball; ``shift``: the
+    mask moved by one voxel along x and y (Zwanenburg et al., Sci Rep
+    2019;9:614, assess feature robustness by such mask perturbations).
+    """
+    binary = sitk.Cast(mask, sitk.sitkUInt8)
+    if how == "erode":
+        return sitk.BinaryErode(binary, [1, 1, 1])
+    if how == "dilate":
+        return sitk.BinaryDilate(binary, [1, 1, 1])
+    if how == "shift":
+        array = sitk.GetArrayFromImage(binary)
+        moved = np.zeros_like(array)
+        moved[:, 1:, 1:] = array[:, :-1, :-1]
+        out = sitk.GetImageFromArray(moved)
+        out.CopyInformation(binary)
+        return out
+    raise ValueError(f"unknown perturbation {how!r}; known: {', '.join(PERTURBATIONS)}")
+
+
 def _level_features(image: sitk.Image, seg: SegmentationResult, level: str, profile: str,
-                    wanted: dict[str, tuple[str, ...] | None]) -> dict[str, dict[str, float]]:
+                    wanted: dict[str, tuple[str, ...] | None],
+                    perturbation: str | None = None) -> dict[str, dict[str, float]]:
     """Radiomics of one level's VOIs, cropped around the body as :mod:`inference.measure` does."""
     vid = verse_id(level)
     bodies = sitk.GetArrayViewFromImage(seg.bodies)
@@ -140,7 +172,8 @@ def _level_features(image: sitk.Image, seg: SegmentationResult, level: str, prof
     for voi, names in wanted.items():
         if voi not in masks:
             raise ValueError(f"unknown VOI {voi!r}; known: {', '.join(masks)}")
-        out[voi] = extract_features(crop, masks[voi], profile, features=names)
+        mask = masks[voi] if perturbation is None else perturb_mask(masks[voi], perturbation)
+        out[voi] = extract_features(crop, mask, profile, features=names)
     return out
 
 
@@ -159,7 +192,7 @@ def extract_study(row: CohortRow, plan: ExtractionPlan) -> dict[str, Any]:
         if not level.complete:
             continue
         levels[name] = {"vbmd_mg_cm3": level.vbmd_mg_cm3,
-                        "features": _level_features(image, seg, name, plan.profile, wanted)}
+                        "features": _level_features(image, seg, name, plan.profile, wanted, plan.perturbation)}
     if not levels:
         raise ValueError("no target level (T11-L2) completely in view")
     return {"study_id": row.study_id, "vbmd_mg_cm3": measured.vbmd_mg_cm3, "levels": levels,
@@ -186,6 +219,8 @@ def extract_cohort(rows: Sequence[CohortRow], out_dir: str | Path, plan: Extract
     studies_dir = out / STUDIES_DIR
     studies_dir.mkdir(parents=True, exist_ok=True)
     plan.voi_features()  # validates the profile before any work starts
+    if plan.perturbation is not None and plan.perturbation not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {plan.perturbation!r}; known: {', '.join(PERTURBATIONS)}")
     todo = [r for r in rows if not (studies_dir / _file_name(r.study_id)).is_file()]
     skipped = [r.study_id for r in rows if r not in todo]
     failures: dict[str, str] = {}

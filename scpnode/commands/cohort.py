@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--features", type=Path, metavar="FILE", help="text file, one feature name per line")
     what.add_argument("--model", metavar="ID_OR_FILE", help="extract only the features of this radscore model")
     p.add_argument("--vois", nargs="+", default=None, help="VOIs to extract (default: the profile's)")
+    p.add_argument("--perturb", choices=("erode", "dilate", "shift"), default=None,
+                   help="extract from perturbed VOIs (a second extraction for the ICC reliability filter)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     p.add_argument("--backend", default=None, help="segmentation backend where no mask is given "
                                                    "(default: [pipeline] segmentation_backend)")
@@ -119,7 +121,7 @@ def run_extract(args: argparse.Namespace) -> int:
         features = tuple(names)
     backend = args.backend or args.settings.pipeline.segmentation_backend
     plan = ExtractionPlan(profile=profile, features=features, vois=tuple(args.vois) if args.vois else None,
-                          backend=backend)
+                          backend=backend, perturbation=args.perturb)
     try:
         result = extract_cohort(rows, args.out, plan, workers=args.workers)
     except ValueError as exc:

@@ -14,18 +14,20 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 
-from inference.cohort.evaluate import evaluate_fit, performance_summary
+from inference.cohort.evaluate import evaluate_fit
 from inference.cohort.export import export_model
-from inference.cohort.extract import ExtractionPlan, extract_cohort, extract_study
+from inference.cohort.extract import ExtractionPlan, extract_cohort, extract_study, segmentation_from_labels
 from inference.cohort.fit import fit_cohort, score_rows
 from inference.cohort.recipe import recipe_from_dict
 from inference.cohort.report import write_report
 from inference.cohort.stats import delong_auc
-from inference.cohort.table import read_cohort_table, read_feature_table
+from inference.cohort.table import read_cohort_table, read_feature_table, study_level
 from inference.measure import measure_study
 from inference.models import load_model
 from inference.phantom.cohort import generate_cohort
+from inference.volume import load_volume
 
 pytestmark = pytest.mark.integration
 
@@ -96,9 +98,7 @@ def test_vertebral_model_beats_density_and_covers_the_truth(phantom_fit, output_
 
 def test_node_scores_a_new_phantom_like_the_research_side(phantom_fit, tmp_path):
     _, fit, _, plan = phantom_fit
-    evaluation = evaluate_fit(fit, bootstrap=50)
-    model = export_model(fit, "phantom-site", "1.0.0", profile="che2025",
-                         performance=performance_summary(evaluation, "vertebral"))
+    model = export_model(fit, "phantom-site", "1.0.0", profile="che2025")
     loaded = load_model(str(model.save(tmp_path / "phantom-site.json")))
     new = generate_cohort(1, tmp_path / "new", seed=99, shape=SHAPE)
     row = read_cohort_table(cohort_csv(new.labels, tmp_path / "new" / "cohort.csv"))[0]
@@ -106,15 +106,13 @@ def test_node_scores_a_new_phantom_like_the_research_side(phantom_fit, tmp_path)
     document = extract_study(row, plan)
     per_level = pd.DataFrame([{"study_id": row.study_id, "level": lv, "voi": voi, **values}
                               for lv, entry in document["levels"].items() for voi, values in entry["features"].items()])
-    from inference.cohort.table import study_level
     study = study_level(per_level).assign(vbmd=document["vbmd_mg_cm3"], age=row.covariates["age"],
                                            sex=row.covariates["sex"])
     research = score_rows(fit.models, study, fit.recipe).iloc[0]
     # node side: load the CT and labels, measure and score with the exported model
-    from inference.cohort.extract import _segmentation
-    from inference.volume import load_volume
     image = load_volume(row.image)
-    node = measure_study(image, _segmentation(row, image, "anatomical"), loaded)
+    labels = segmentation_from_labels(sitk.ReadImage(str(row.vertebrae)), sitk.ReadImage(str(row.mask)))
+    node = measure_study(image, labels, loaded)
     assert node.score is not None and node.score.probability is not None
     assert node.score.probability == pytest.approx(research["model:vertebral"], abs=1e-9)
     assert node.score.probabilities["combined"] == pytest.approx(research["model:combined"], abs=1e-9)

@@ -93,7 +93,7 @@ def test_leakage_selection_inside_the_split_gives_chance_auc_on_noise():
     table = pd.DataFrame(rng.normal(size=(n, p)), columns=[f"cortical:n{j:03d}" for j in range(p)],
                          index=[f"S{i}" for i in range(n)])
     table["fracture"] = rng.permutation(np.repeat([0, 1], n // 2))
-    lasso = {"method": "lasso", "rule": "min", "folds": 5, "n_lambdas": 20}
+    lasso = {"method": "lasso", "rule": "min", "folds": 5, "n_lambdas": 15}
     ours_aucs, leaky_aucs = [], []
     for seed in range(2):
         common = {"data": {"outcome": "fracture"}, "split": {"test_size": 0.4, "seed": seed},
@@ -102,7 +102,7 @@ def test_leakage_selection_inside_the_split_gives_chance_auc_on_noise():
         test = fit.predictions[fit.predictions.partition == "test"]
         ours_aucs.append(roc_auc_score(test.y, test["radscore:cortical"]))
         x = StandardScaler().set_output(transform="pandas").fit_transform(table.drop(columns="fracture"))
-        chosen = select.LassoLogisticCV(rule="min", folds=5, n_lambdas=20).fit(x, table["fracture"])
+        chosen = select.LassoLogisticCV(rule="min", folds=5, n_lambdas=15).fit(x, table["fracture"])
         leaked = table[[*chosen.get_feature_names_out(), "fracture"]]
         leaky = fit_cohort(leaked, recipe_from_dict(common))
         test = leaky.predictions[leaky.predictions.partition == "test"]
@@ -209,14 +209,15 @@ def test_other_selectors_find_the_signal(step):
 
 
 def test_classifier_families_with_grid_search_and_multiclass():
-    table = synthetic_table(n=180, p=6)
+    table = synthetic_table(n=150, p=5)
     base = {**RECIPE, "selection": [], "models": [], "export": {},
-            "classifiers": [{"family": "random_forest", "grid": {"max_depth": [2, "none"], "n_estimators": [40]}},
-                            {"family": "logistic", "grid": {"C": [0.1, 1.0]}}, {"family": "knn"}]}
+            "classifiers": [{"family": "random_forest", "grid": {"max_depth": [2, "none"], "n_estimators": [20]}},
+                            {"family": "logistic", "grid": {"C": [0.1, 1.0]}},
+                            {"family": "knn", "grid": {"n_neighbors": [9]}}]}
     fit = fit_cohort(table, recipe_from_dict(base))
     test = fit.predictions[fit.predictions.partition == "test"]
     assert roc_auc_score(test.y, test["clf:logistic"]) > 0.7
     assert fit.models.classifiers["random_forest"].named_steps["clf"].max_depth in (2, None)
     three = table.assign(fracture=np.digitize(table["cortical:f00"], np.quantile(table["cortical:f00"], [1 / 3, 2 / 3])))
-    fit3 = fit_cohort(three, recipe_from_dict({**base, "classifiers": [{"family": "logistic"}]}))
+    fit3 = fit_cohort(three, recipe_from_dict({**base, "classifiers": [{"family": "logistic", "grid": {"C": [1.0]}}]}))
     assert {"clf:logistic:0", "clf:logistic:1", "clf:logistic:2"} <= set(fit3.predictions.columns)
