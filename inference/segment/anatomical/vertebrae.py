@@ -80,6 +80,10 @@ the broad dip in the middle of a body with fatty marrow is wider and scores low.
 
 MIN_DISC_SCORE_HU = 25.0
 
+RELATIVE_DISC_SCORE = 0.55
+"""A disc scores at least this share of the median disc; mid-body dips score less
+(a really faint disc is then restored by the spacing rule of _fill_gaps)."""
+
 AXIS_END_MARGIN_MM = 8.0
 
 WEAK_DISC_FRACTION = 0.45
@@ -177,6 +181,8 @@ def find_discs(axis: SpineAxis, core: np.ndarray, rim: np.ndarray) -> tuple[list
     if len(chosen) >= 3:
         period = float(np.median(np.diff(sorted(chosen))))
         chosen = _greedy_separated(peaks, score, 0.6 * period)
+        typical = float(np.median(score[chosen]))
+        chosen = [c for c in chosen if score[c] >= RELATIVE_DISC_SCORE * typical]
     chosen = _fill_gaps(sorted(chosen), core, len(score))
     chosen = _drop_weak_inferior(sorted(chosen), score)
     discs = [DiscPlane(axis.points_mm[i], axis.tangents[i], float(score[i])) for i in sorted(chosen, reverse=True)]
