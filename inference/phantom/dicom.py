@@ -36,6 +36,7 @@ from pydicom.uid import (
 
 SUPPORTED_TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless)
 RESCALE_INTERCEPT = -1024.0
+J2K_MIN_SIZE = 32
 PATIENT_POSITIONS = {"HFS": "LPS", "FFS": "RPS"}
 """Patient position -> orientation of the written voxel grid (SimpleITK DICOMOrient codes)."""
 
@@ -161,6 +162,9 @@ def write_ct_series(image: sitk.Image, folder: str | Path, *, patient: PatientIn
     study = (study or StudyInfo()).resolved(seed)
     series = (series or SeriesInfo()).resolved(seed)
     oriented = oriented_for_position(image, position)
+    if transfer_syntax == JPEG2000Lossless and min(oriented.GetSize()[:2]) < J2K_MIN_SIZE:
+        raise ValueError(f"JPEG 2000 needs slices of at least {J2K_MIN_SIZE} x {J2K_MIN_SIZE} pixels "
+                         f"(openjpeg's 6 resolution levels); got {oriented.GetSize()[:2]}")
     hu = sitk.GetArrayViewFromImage(oriented)
     stored = np.clip(np.rint(hu - RESCALE_INTERCEPT), -32768, 32767).astype(np.int16)
     spacing = oriented.GetSpacing()
