@@ -26,7 +26,7 @@ from inference.cohort.models import (
 )
 from inference.cohort.preprocess import reliable_features
 from inference.cohort.recipe import Recipe
-from inference.cohort.split import Split, holdout_split, kfold_splits, propensity_match
+from inference.cohort.split import holdout_split, kfold_splits, propensity_match
 from inference.cohort.table import read_feature_table
 
 

@@ -47,7 +47,7 @@ Example (every key shown)::
 
     [[classifiers]]               # the classifier families the source studies compared
     family = "random_forest"
-    grid = {n_estimators = [100, 300], max_depth = [3, null]}
+    grid = {n_estimators = [100, 300], max_depth = [3, "none"]}
 
     [export]
     primary = "combined"

@@ -67,3 +67,18 @@ def test_shifted_masks_give_a_reliability_table(cohort):
     assert not base[features].equals(shifted[features])
     kept = reliable_features([base[features], shifted[features]], threshold=0.75)
     assert "cancellous:original_firstorder_Mean" in kept
+
+
+def test_studies_without_a_mask_are_segmented(cohort):
+    root, labels = cohort
+    no_mask = pd.DataFrame({"study_id": labels.patient_id[:2], "image": labels.image_path[:2],
+                            "label": labels.outcome[:2]})
+    no_mask.to_csv(root / "no_mask.csv", index=False)
+    assert main(["cohort", "extract", str(root / "no_mask.csv"), "--out", str(root / "seg"), "--features",
+                 str(root / "features.txt"), "--vois", "cancellous"]) == 0
+    documents = [json.loads(p.read_text()) for p in sorted((root / "seg" / "studies").glob("*.json"))]
+    assert [d["segmentation"] for d in documents] == ["anatomical", "anatomical"]
+    segmented = read_feature_table(root / "seg" / "features.csv")
+    given = read_feature_table(root / "f" / "features.csv")
+    column = "cancellous:original_firstorder_Mean"
+    assert (segmented[column] - given.loc[segmented.index, column]).abs().max() < 25  # HU, same bone
