@@ -46,7 +46,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.filereader import data_element_generator, read_dataset
 from pydicom.uid import UID
@@ -207,16 +206,12 @@ class Receiver:
         settings: the node configuration ([node], [tls], [[peers]]).
         store: where files go.
         databases: per-thread connections to the node database.
-        on_stored: optional callback after each instance is stored and indexed
-            (called in the association's thread; keep it quick).
     """
 
-    def __init__(self, settings: Settings, store: InstanceStore, databases: ThreadDatabases,
-                 on_stored=None) -> None:
+    def __init__(self, settings: Settings, store: InstanceStore, databases: ThreadDatabases) -> None:
         self.settings = settings
         self.store = store
         self.databases = databases
-        self.on_stored = on_stored
         self.policy = PeerPolicy(settings.peers, settings.node.require_known_peers)
         self._server: ThreadedAssociationServer | None = None
         self._admitted: dict[int, str] = {}
@@ -297,8 +292,6 @@ class Receiver:
             return _status(STATUS_OUT_OF_RESOURCES, f"internal error: {type(exc).__name__}")
         log_event(LOGGER, "instance_stored", logging.DEBUG, series=uid_ref(stored.meta.series_instance_uid),
                   outcome=stored.outcome.value, bytes=stored.size)
-        if self.on_stored is not None:
-            self.on_stored(stored)
         return STATUS_SUCCESS
 
     def receive(self, event: evt.Event) -> StoredInstance:
