@@ -220,3 +220,16 @@ def test_classifier_families_with_grid_search_and_multiclass():
     three = table.assign(fracture=np.digitize(table["cortical:f00"], np.quantile(table["cortical:f00"], [1 / 3, 2 / 3])))
     fit3 = fit_cohort(three, recipe_from_dict({**base, "classifiers": [{"family": "logistic", "grid": {"C": [1.0]}}]}))
     assert {"clf:logistic:0", "clf:logistic:1", "clf:logistic:2"} <= set(fit3.predictions.columns)
+
+
+def test_the_documented_recipe_example_is_valid():
+    import tomllib
+
+    from inference.cohort import recipe as recipe_module
+
+    doc = recipe_module.__doc__
+    block = doc.split("Example (every key shown)::", 1)[1].split("Inputs of a logistic model", 1)[0]
+    example = "\n".join(line[4:] for line in block.splitlines())
+    parsed = recipe_from_dict(tomllib.loads(example))
+    assert parsed.split.matching.ratio == 2 and parsed.selection[1].rule == "1se"
+    assert parsed.classifiers[0].grid["max_depth"] == [3, None]
