@@ -81,7 +81,9 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     """A write transaction taken at once (``BEGIN IMMEDIATE``), committed on exit.
 
     Taking the write lock at the start makes read-then-write sequences (look up
-    an instance, then insert or update it) atomic against other writers.
+    an instance, then insert or update it) atomic against other writers. Use
+    ``db.execute`` inside it: sqlite-utils' table methods (``insert``,
+    ``upsert``...) commit on their own.
     """
     conn = db.conn
     if conn.in_transaction:

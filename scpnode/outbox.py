@@ -120,11 +120,12 @@ def enqueue(db: sqlite_utils.Database, path_or_dataset: str | Path | Dataset, de
         if existing:
             db.execute("UPDATE outbox SET path = ? WHERE id = ?", [str(path), existing[0]])
             return existing[0]
-        return db["outbox"].insert({
-            "path": str(path), "destination": destination_name, "sop_instance_uid": sop_instance_uid,
-            "sop_class_uid": sop_class_uid, "state": OutboxState.PENDING.value, "next_try_at": now,
-            "created_at": now,
-        }).last_pk
+        # a plain statement: sqlite-utils' insert() commits on its own, in the middle of this transaction
+        cursor = db.execute(
+            "INSERT INTO outbox (path, destination, sop_instance_uid, sop_class_uid, state, next_try_at, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [str(path), destination_name, sop_instance_uid, sop_class_uid, OutboxState.PENDING.value, now, now])
+        return cursor.lastrowid
 
 
 def _spool(db: sqlite_utils.Database, dataset: Dataset) -> Path:
