@@ -12,8 +12,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from inference.cohort import preprocess, select, split
+from inference.cohort.evaluate import evaluate_fit
 from inference.cohort.fit import fit_cohort
 from inference.cohort.recipe import RecipeError, recipe_from_dict
+from inference.cohort.report import write_report
 
 
 def synthetic_table(n: int = 240, p: int = 25, seed: int = 0, signal: float = 1.2) -> pd.DataFrame:
@@ -207,7 +209,7 @@ def test_other_selectors_find_the_signal(step):
     assert "cortical:f00" in names or "cortical:f03" in names
 
 
-def test_classifier_families_with_grid_search_and_multiclass():
+def test_classifier_families_with_grid_search_and_multiclass(tmp_path):
     table = synthetic_table(n=150, p=5)
     base = {**RECIPE, "selection": [], "models": [], "export": {},
             "classifiers": [{"family": "random_forest", "grid": {"max_depth": [2, "none"], "n_estimators": [20]}},
@@ -220,6 +222,12 @@ def test_classifier_families_with_grid_search_and_multiclass():
     three = table.assign(fracture=np.digitize(table["cortical:f00"], np.quantile(table["cortical:f00"], [1 / 3, 2 / 3])))
     fit3 = fit_cohort(three, recipe_from_dict({**base, "classifiers": [{"family": "logistic", "grid": {"C": [1.0]}}]}))
     assert {"clf:logistic:0", "clf:logistic:1", "clf:logistic:2"} <= set(fit3.predictions.columns)
+    evaluation = evaluate_fit(fit3)
+    assert evaluation["classes"] == ["0", "1", "2"]
+    test_auc = evaluation["scores"]["clf:logistic"]["test"]
+    assert 0.7 < test_auc["macro"] <= 1 and 0.7 < test_auc["micro"] <= 1
+    html = write_report(fit3.predictions, evaluation, tmp_path).read_text()
+    assert "macro AUC" in html and "clf:logistic" in html
 
 
 def test_the_documented_recipe_example_is_valid():
