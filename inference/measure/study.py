@@ -157,7 +157,9 @@ def _extract(level: LevelMeasurement, image: sitk.Image, seg: SegmentationResult
     if not wanted:
         return
     box = _box(boxes, level.verse_id)
-    pad = [math.ceil(2 * PAD_MM / s) for s in reversed(image.GetSpacing())]
+    # The body's box plus PAD_MM holds the crop extract_features takes around each VOI, so features
+    # are those of the whole image; cropping here only spares building whole-CT masks per VOI.
+    pad = [math.ceil(PAD_MM / s) for s in reversed(image.GetSpacing())]
     lo = [max(s.start - p, 0) for s, p in zip(box, pad, strict=True)]
     hi = [min(s.stop + p, n) for s, p, n in zip(box, pad, reversed(image.GetSize()), strict=True)]
     crop = image[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]
