@@ -194,3 +194,20 @@ def test_jpeg_lossless_from_dcmtk_is_stored_as_sent(running_node, tmp_path, requ
     assert pydicom.dcmread(stored, stop_before_pixels=True).file_meta.TransferSyntaxUID == JPEGLosslessSV1
     assert dataset_bytes(stored) == dataset_bytes(compressed)
     assert (pydicom.dcmread(stored).pixel_array == pydicom.dcmread(source).pixel_array).all()
+
+
+def test_stop_lets_an_association_in_progress_finish_and_refuses_new_ones(tmp_path, require_tool):
+    require_tool("storescu")
+    files = write_ct_series(tmp_path / "series", 60, size=256)
+    node = Node(node_settings(tmp_path / "node"))
+    node.start()
+    port = node.port
+    sender = subprocess.Popen(["storescu", "-aet", "STORESCU", "-aec", "SCPNODE", "127.0.0.1", str(port),
+                               *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: node.database()["instances"].count >= 5, timeout=30, interval=0.01)
+    node.stop()
+    output, _ = sender.communicate(timeout=60)
+    assert sender.returncode == 0, output
+    assert len(list(node.store.root.rglob("*.dcm"))) == 60
+    late = storescu(port, files[:1])
+    assert late.returncode != 0
