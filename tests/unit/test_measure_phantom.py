@@ -11,6 +11,7 @@ from inference.levels import TARGET_LEVELS
 from inference.measure import measure_study
 from inference.models import load_model
 from inference.phantom import PhantomSpec, generate_phantom
+from inference.radiomics import extract_features
 from inference.results import SegmentationResult
 from inference.segment.levels import describe_levels
 
@@ -80,3 +81,11 @@ def test_measurements_json_round_trip(phantom_study) -> None:
     document = json.loads(json.dumps(study.to_json()))
     assert document["levels"]["L1"]["genant_grade"] == 2
     assert document["score"]["model_id"] == "che2025-published"
+
+
+def test_study_features_equal_extraction_on_the_whole_image(phantom_study) -> None:
+    phantom, study = phantom_study
+    model = load_model("che2025-published")
+    mask = (phantom.bodies == 20) & (phantom.compartments == 1)
+    whole = extract_features(phantom.image, mask, "che2025", features=model.features["cortical"])
+    assert study.levels["L1"].features["cortical"] == whole
