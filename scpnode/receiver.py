@@ -307,7 +307,10 @@ class Receiver:
         transfer_syntax = UID(event.context.transfer_syntax)
         encoded = event.encoded_dataset(include_meta=False)
         ds = _decode(encoded, transfer_syntax)
-        meta = index.InstanceMeta.from_dataset(ds)
+        try:
+            meta = index.InstanceMeta.from_dataset(ds)
+        except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily; malformed ones raise here
+            raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"undecodable attribute: {exc}") from None
         _check_identity(meta, sop_class_uid, sop_instance_uid)
         if meta.sop_class_uid not in NON_IMAGE_SOP_CLASSES:
             _check_pixel_data(ds, transfer_syntax)
