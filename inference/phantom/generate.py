@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from inference.levels import Compartment
+from inference.levels import Compartment, verse_id
 from inference.phantom.anatomy import SpineAxis, layout_spine
 from inference.phantom.grid import Grid
 from inference.phantom.physics import VBMD_MG_CM3_PER_HU, Tissue, acquire, cupping, hu_from_vbmd, tissue_hu
@@ -18,7 +18,6 @@ from inference.phantom.skeleton import (
     paint_ribs,
     paint_spine,
     ribbed_levels,
-    verse_label,
 )
 from inference.phantom.spec import PhantomSpec
 from inference.phantom.spine import Fracture, body_heights
@@ -102,11 +101,11 @@ def _attenuation(tissue: np.ndarray, spine: SpineVolumes, spec: PhantomSpec, gri
     shell_fill = min(1.0, spec.cortical_thickness_mm / min(grid.spacing_xyz))
     arch_hu = np.zeros(256, np.float32)
     for name in spec.spine_levels():
-        arch_hu[verse_label(name)] = hu_from_vbmd(vbmd[name]) + POSTERIOR_BONE_EXCESS_HU
+        arch_hu[verse_id(name)] = hu_from_vbmd(vbmd[name]) + POSTERIOR_BONE_EXCESS_HU
     arches = spine.tissue == Tissue.POSTERIOR_BONE
     crop[arches] = arch_hu[spine.vertebrae[arches]]
     for name, box in spine.body_boxes.items():
-        placed_label = verse_label(name)
+        placed_label = verse_id(name)
         target = hu_from_vbmd(vbmd[name])
         part = crop[box]
         own = spine.bodies[box] == placed_label
@@ -143,7 +142,7 @@ def _truth(spec: PhantomSpec, grid: Grid, axis: SpineAxis, spine: SpineVolumes,
     wanted = set(names[names.index(spec.top_level): names.index(spec.bottom_level) + 1])
     levels: dict[str, Any] = {}
     for placed in axis.levels:
-        label = verse_label(placed.name)
+        label = verse_id(placed.name)
         if vertebra_voxels[label] == 0 and placed.name not in wanted:
             continue
         z = float(axis.z_of_s(placed.s))

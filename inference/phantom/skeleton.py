@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.levels import VERSE_IDS, Compartment
+from inference.levels import Compartment, verse_id
 from inference.phantom.anatomy import SpineAxis
 from inference.phantom.grid import Grid
 from inference.phantom.physics import Tissue
@@ -35,11 +35,6 @@ RIB_DROP_MM: dict[int, float] = {1: 25.0, 2: 45.0, 11: 50.0, 12: 30.0, 13: 25.0}
 """How far a rib descends from its head to its anterior end (75 mm when not listed)."""
 RIB_HALF_WIDTH_MM = 3.5
 RIB_HALF_HEIGHT_MM = 6.0
-
-
-def verse_label(name: str) -> int:
-    """VerSe id of a level of :data:`inference.phantom.spec.SPINE_ORDER`."""
-    return VERSE_IDS[name]
 
 
 Box = tuple[slice, slice, slice]
@@ -114,7 +109,7 @@ def paint_spine(tissue: np.ndarray, grid: Grid, axis: SpineAxis, spec: PhantomSp
             box, mask = found
             crop[box][mask] = Tissue.CSF
     for placed in axis.levels:
-        label = verse_label(placed.name)
+        label = verse_id(placed.name)
         for part in arch_parts(placed.name, placed.size, PosteriorShape.of(placed.name, placed.size)):
             if (found := frame.evaluate(part, placed.s)) is not None:
                 box, mask = found
@@ -128,7 +123,7 @@ def paint_spine(tissue: np.ndarray, grid: Grid, axis: SpineAxis, spec: PhantomSp
             continue
         box, body = found
         core = frame.evaluate(body_part(placed.size, fracture, spec.cortical_thickness_mm), placed.s)
-        label = verse_label(placed.name)
+        label = verse_id(placed.name)
         crop[box][body] = Tissue.CORTICAL
         vertebrae[box][body] = label
         bodies[box][body] = label
