@@ -1,11 +1,11 @@
-"""The U-Net backend: train a tiny model on small synthetic spines, save it, load it, segment.
+"""The U-Net backend: train a tiny model on small phantoms, save it, load it, segment.
 
 No public weights can be downloaded here, so these tests prove the loop and the
 loading path rather than accuracy: training writes a valid model directory and
 learns (validation Dice rises), the backend puts its output on the input grid
 in any orientation, labels only what the model knows, and a bad model directory
 or bad training data gives a clear error. The network is tiny (channels 4-8-16,
-16-voxel patches at 3 mm) so the whole file runs in well under a minute on CPU.
+16-voxel patches at 4 mm) so the whole file runs in well under a minute on CPU.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from inference.phantom import abdominal_ct, chest_ct, generate_phantom
 from inference.segment import segment_volume
 from inference.segment.unet import ModelDirError, load_model, read_spec
 from inference.segment.unet.data import TrainingCase, TrainingDataError, case_key, find_cases, read_cohort_csv
@@ -27,16 +28,15 @@ from inference.segment.unet.train import TrainingOptions, train_model
 from scpnode.cli import main
 
 TINY = dict(
-    spacing_mm=(3.0, 3.0, 3.0),
+    spacing_mm=(4.0, 4.0, 4.0),
     patch_size=(16, 16, 16),
     architecture=Architecture(channels=(4, 8, 16), strides=(2, 2), num_res_units=1),
     learning_rate=1e-2,
     samples_per_case=4,
     device="cpu",
 )
-TINY_CLI = ["--spacing", "3", "--patch", "16", "--channels", "4,8,16", "--strides", "2,2",
+TINY_CLI = ["--spacing", "4", "--patch", "16", "--channels", "4,8,16", "--strides", "2,2",
             "--res-units", "1", "--lr", "0.01", "--samples-per-case", "4", "--device", "cpu"]
-SPINE = (("T11", 18), ("T12", 19), ("L1", 20), ("L2", 21))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -48,50 +48,16 @@ def single_torch_thread():
     torch.set_num_threads(threads)
 
 
-def synthetic_spine(seed: int, spacing_mm: float = 2.0) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
-    """A small CT (HU, LPS, ``spacing_mm`` voxels) of soft tissue with four vertebrae T11-L2: (image, vertebrae, bodies).
-
-    Each vertebra is a cortical-rimmed body (anterior) and a posterior arch,
-    bodies growing slightly caudally as in a real spine; the seed moves the
-    spine and the noise.
-    """
-    rng = np.random.default_rng(seed)
-    z, y, x = 90, 64, 64
-    hu = np.full((z, y, x), -1000.0, np.float32)
-    hu[:, 8:56, 6:58] = 40.0
-    vertebrae = np.zeros((z, y, x), np.uint8)
-    bodies = np.zeros_like(vertebrae)
-    shift_y, shift_x = rng.integers(-3, 4, size=2)
-    for i, (_, verse_id) in enumerate(SPINE):  # array z grows superior: the last level is lowest
-        top = z - 8 - i * 19
-        height = 14 + i // 2
-        half_width = 8 + i // 2
-        zs = slice(top - height, top)
-        body_y = slice(22 + shift_y, 36 + shift_y)
-        xs = slice(32 + shift_x - half_width, 32 + shift_x + half_width)
-        arch_y = slice(36 + shift_y, 46 + shift_y)
-        arch_x = slice(32 + shift_x - 4, 32 + shift_x + 4)
-        vertebrae[zs, body_y, xs] = verse_id
-        vertebrae[zs, arch_y, arch_x] = verse_id
-        bodies[zs, body_y, xs] = verse_id
-        hu[zs, body_y, xs] = 700.0  # cortical rim
-        hu[zs.start + 1:zs.stop - 1, body_y.start + 1:body_y.stop - 1, xs.start + 1:xs.stop - 1] = 180.0
-        hu[zs, arch_y, arch_x] = 500.0
-    hu += rng.normal(0.0, 15.0, hu.shape).astype(np.float32)
-    image = sitk.GetImageFromArray(hu)
-    image.SetSpacing((spacing_mm,) * 3)
-    image.SetOrigin((-64.0, -60.0, -400.0))
-    masks = []
-    for array in (vertebrae, bodies):
-        mask = sitk.GetImageFromArray(array)
-        mask.CopyInformation(image)
-        masks.append(mask)
-    return image, masks[0], masks[1]
+def phantom_ct(seed: int, kind=abdominal_ct) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
+    """A small phantom CT (image, vertebrae, bodies): 2 mm pixels, 4 mm slices, a 224 mm spine-centred field of view."""
+    phantom = generate_phantom(kind(seed=seed, shape=(112, 112, 64), pixel_spacing_mm=2.0,
+                                    slice_spacing_mm=4.0, slice_thickness_mm=4.0))
+    return phantom.image, phantom.vertebrae, phantom.bodies
 
 
-def write_case(folder: Path, name: str, seed: int) -> TrainingCase:
-    """Write one synthetic case as VerSe-named NIfTI files into images/, labels/, bodies/."""
-    image, vertebrae, bodies = synthetic_spine(seed)
+def write_case(folder: Path, name: str, seed: int, kind=abdominal_ct) -> TrainingCase:
+    """Write one phantom case as VerSe-named NIfTI files into images/, labels/, bodies/."""
+    image, vertebrae, bodies = phantom_ct(seed, kind)
     paths = []
     for sub, file_name, data in (("images", f"{name}_ct.nii.gz", image),
                                  ("labels", f"{name}_seg-vert_msk.nii.gz", vertebrae),
@@ -105,8 +71,8 @@ def write_case(folder: Path, name: str, seed: int) -> TrainingCase:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("unet_data")
-    for seed in (1, 2, 3):
-        write_case(folder, f"sub-case{seed}", seed)
+    for seed, kind in ((1, abdominal_ct), (2, chest_ct), (3, abdominal_ct)):
+        write_case(folder, f"sub-case{seed}", seed, kind)
     return folder
 
 
@@ -115,7 +81,8 @@ def trained(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     cases = find_cases(data_dir / "images", data_dir / "labels", data_dir / "bodies")
     out = tmp_path_factory.mktemp("unet_model") / "model"
     reports = []
-    summary = train_model(cases[:2], cases[2:], out, TrainingOptions(epochs=25, **TINY), progress=reports.append)
+    options = TrainingOptions(epochs=25, labels=(18, 19, 20, 21), **TINY)
+    summary = train_model(cases[:2], cases[2:], out, options, progress=reports.append)
     return summary, reports
 
 
@@ -124,19 +91,20 @@ def test_training_writes_a_model_directory_that_learned(trained):
     spec = read_spec(summary.model_dir)
     assert {p.name for p in summary.model_dir.iterdir()} >= {"model.json", "model.pt", "last.pt"}
     assert spec.labels == (18, 19, 20, 21)
-    assert spec.spacing_mm == (3.0, 3.0, 3.0) and spec.patch_size == (16, 16, 16)
+    assert spec.spacing_mm == (4.0, 4.0, 4.0) and spec.patch_size == (16, 16, 16)
     assert [r.epoch for r in reports] == list(range(1, 26))
     assert spec.provenance["best_epoch"] == summary.best_epoch
     assert set(spec.provenance["validation_dice"]) == {"T11", "T12", "L1", "L2", "body"}
     # the body channel is the easy target: a model that learns at all gets it well above its first epoch
     first, best = reports[0].validation_dice["body"], max(r.validation_dice["body"] for r in reports)
-    assert best >= 0.5 and best > first + 0.2, (first, best)
+    assert best >= 0.4 and best > first + 0.2, (first, best)
+    assert reports[-1].loss < 0.7 * reports[0].loss
     assert summary.best_dice == max(r.mean_dice for r in reports)
 
 
 def test_backend_segments_on_the_input_grid(trained):
     summary, _ = trained
-    image, _, _ = synthetic_spine(7)
+    image, _, _ = phantom_ct(7)
     result = segment_volume(image, backend="unet", device="cpu", model_dir=summary.model_dir)
     for output in (result.vertebrae, result.bodies, result.compartments):
         assert output.GetSize() == image.GetSize()
@@ -155,9 +123,9 @@ def test_backend_segments_on_the_input_grid(trained):
 def test_any_orientation_gives_the_same_labels(trained):
     """A CNN is not orientation invariant: the backend reorients to LPS, so a permuted/flipped copy agrees."""
     summary, _ = trained
-    # 2.2 mm voxels: no input voxel centre falls halfway between two 3 mm model voxels, where
-    # nearest-neighbour resampling would break the tie differently in each orientation
-    image, _, _ = synthetic_spine(8, spacing_mm=2.2)
+    # (2 mm pixels, 4 mm slices: no input voxel centre falls halfway between two 4 mm model voxels,
+    # where nearest-neighbour resampling would break the tie differently in each orientation)
+    image, _, _ = phantom_ct(8)
     reoriented = sitk.DICOMOrient(image, "PIR")
     assert reoriented.GetDirection() != image.GetDirection()
     direct = segment_volume(image, backend="unet", device="cpu", model_dir=summary.model_dir)
@@ -178,7 +146,7 @@ def test_torchscript_weights_load_like_a_state_dict(trained, tmp_path):
     traced.save(str(scripted_dir / "model.ts"))
     spec = model.spec.model_copy(update={"weights": "model.ts", "weights_format": "torchscript"})
     (scripted_dir / "model.json").write_text(spec.model_dump_json())
-    image, _, _ = synthetic_spine(9)
+    image, _, _ = phantom_ct(9)
     from_state = segment_volume(image, backend="unet", device="cpu", model_dir=summary.model_dir)
     from_script = segment_volume(image, backend="unet", device="cpu", model_dir=scripted_dir)
     assert np.array_equal(sitk.GetArrayFromImage(from_state.vertebrae), sitk.GetArrayFromImage(from_script.vertebrae))
@@ -210,13 +178,13 @@ def test_bad_model_directory_is_a_clear_error(trained, tmp_path, damage, message
     model_dir = tmp_path / "model"
     shutil.copytree(summary.model_dir, model_dir)
     damage(model_dir)
-    image, _, _ = synthetic_spine(1)
+    image, _, _ = phantom_ct(1)
     with pytest.raises(ModelDirError, match=message.replace("(", r"\(").replace(")", r"\)")):
         segment_volume(image, backend="unet", device="cpu", model_dir=model_dir)
 
 
 def test_no_model_directory_is_a_clear_error():
-    image, _, _ = synthetic_spine(1)
+    image, _, _ = phantom_ct(1)
     with pytest.raises(ModelDirError, match="needs a model directory"):
         segment_volume(image, backend="unet", device="cpu", model_dir=None)
 
@@ -224,7 +192,7 @@ def test_no_model_directory_is_a_clear_error():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 def test_cuda_without_gpu_is_a_clear_error(trained):
     summary, _ = trained
-    image, _, _ = synthetic_spine(1)
+    image, _, _ = phantom_ct(1)
     with pytest.raises(ValueError, match="no CUDA GPU"):
         segment_volume(image, backend="unet", device="cuda", model_dir=summary.model_dir)
 
@@ -255,7 +223,7 @@ def test_segment_train_command_with_a_label_subset(data_dir, tmp_path, capsys):
     assert "training on 2 case(s), validating on 1" in printed
     assert "epoch 1/2" in printed and "epoch 2/2" in printed and "val Dice T12" in printed
     assert read_spec(out).labels == (19, 20)
-    image, _, _ = synthetic_spine(4)
+    image, _, _ = phantom_ct(4)
     result = segment_volume(image, backend="unet", device="cpu", model_dir=out)
     assert set(np.unique(sitk.GetArrayFromImage(result.vertebrae))) <= {0, 19, 20}
 
