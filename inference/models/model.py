@@ -71,6 +71,8 @@ EXPLANATION_TERMS = 5
 """How many contributions an explanation lists per output."""
 VBMD_INPUT = "vbmd"
 """Name of the estimated-vBMD input of a logistic model."""
+VERTEBRAL_OUTPUT = "vertebral"
+"""The logistic model on both compartment radscores; its linear predictor is the study's vertebral radscore."""
 
 
 class ModelError(ValueError):
@@ -254,7 +256,10 @@ class RadscoreModel(_Frozen):
             vbmd_mg_cm3: estimated study vBMD, for logistic models that use it.
 
         Returns:
-            A :class:`StudyScore`. ``probability``/``category`` are None when
+            A :class:`StudyScore`. ``radscores`` holds the compartment
+            radscores and, for a calibrated model with a ``vertebral``
+            logistic model, its linear predictor as the ``vertebral``
+            radscore. ``probability``/``category`` are None when
             the model is uncalibrated, when too few levels could be scored, or
             when an input (e.g. vBMD) is missing; ``remarks`` say which.
         """
@@ -281,6 +286,7 @@ class RadscoreModel(_Frozen):
             remarks.append("uncalibrated model: radscores use un-normalised features and are not comparable "
                            "to the publication; no risk probability (needs local calibration)")
         probabilities: dict[str, float] = {}
+        vertebral: float | None = None
         if self.calibrated:
             inputs = dict(radscores)
             if vbmd_mg_cm3 is not None:
@@ -294,6 +300,10 @@ class RadscoreModel(_Frozen):
                 logit = logistic.intercept + math.fsum(t.value for t in terms)
                 probabilities[name] = 1.0 / (1.0 + math.exp(-logit))
                 explanation[f"probability:{name}"] = _largest_first(terms)
+                if name == VERTEBRAL_OUTPUT:
+                    vertebral = logit
+        if vertebral is not None:
+            radscores[VERTEBRAL_OUTPUT] = vertebral
         probability = probabilities.get(self.primary_output) if self.primary_output else None
         return StudyScore(
             model_id=self.id, model_version=self.version, calibrated=self.calibrated,

@@ -68,7 +68,8 @@ def test_calibrated_model_scores_probability_category_and_explains(tmp_path: Pat
     features = {lv: _features(model, 3.0) for lv in model.levels}  # normalised value (3-1)/2 = 1
     score = model.score(features, vbmd_mg_cm3=150.0)
     cort, canc = sum(PUBLISHED_CORTICAL), sum(PUBLISHED_CANCELLOUS)
-    assert score.radscores == pytest.approx({"cortical": cort, "cancellous": canc})
+    assert score.radscores == pytest.approx({"cortical": cort, "cancellous": canc,
+                                             "vertebral": -1.0 + 1.5 * cort + 2.0 * canc})
     expected = 1 / (1 + math.exp(-(1.0 + cort + canc - 0.02 * 150.0)))
     assert score.probability == pytest.approx(expected)
     assert score.probabilities["vertebral"] == pytest.approx(1 / (1 + math.exp(-(-1.0 + 1.5 * cort + 2.0 * canc))))
