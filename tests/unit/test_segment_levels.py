@@ -1,0 +1,83 @@
+"""Level identification from rib/sacrum evidence, and the per-level description (completeness)."""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from inference.segment.levels import VertebraEvidence, describe_levels, identify_levels
+
+BOTH = frozenset({"left", "right"})
+
+
+def _spine(ribbed: int, lumbar: int, *, sacrum: bool = True, reach: float = 120.0) -> list[VertebraEvidence]:
+    """`ribbed` rib-bearing segments, then `lumbar` rib-free ones, then the sacrum."""
+    segments = [VertebraEvidence(i + 1, BOTH, reach) for i in range(ribbed)]
+    segments += [VertebraEvidence(ribbed + i + 1) for i in range(lumbar)]
+    if sacrum:
+        segments.append(VertebraEvidence(ribbed + lumbar + 1, sacrum_like=True))
+    return segments
+
+
+def test_ribs_and_sacrum_agree():
+    result = identify_levels(_spine(3, 5))
+    assert [result.names[k] for k in (3, 4, 5, 8, 9)] == ["T12", "L1", "L2", "L5", "S"]
+    assert result.evidence == "ribs+sacrum" and not result.needs_review and result.confidence > 0.9
+
+
+def test_eleven_rib_pairs_or_lumbar_rib_are_flagged_for_review():
+    six_free = identify_levels(_spine(2, 6))  # T12 without ribs (11 pairs), or L6
+    assert six_free.needs_review and "disagree" in six_free.warnings[0]
+    assert six_free.names[3] == "T12"  # counted from the sacrum
+    four_free = identify_levels(_spine(4, 4))  # lumbar rib on L1, or sacralised L5
+    assert four_free.needs_review and four_free.names[4] == "L1"
+
+
+def test_ribs_only_label_at_lower_confidence_and_say_why():
+    result = identify_levels(_spine(3, 3, sacrum=False))
+    assert result.names[3] == "T12" and result.names[6] == "L3"
+    assert not result.needs_review and result.confidence < 0.8
+    assert any("sacrum not in view" in w for w in result.warnings)
+
+
+def test_short_lowest_rib_is_flagged():
+    result = identify_levels(_spine(3, 3, sacrum=False, reach=45.0))
+    assert result.needs_review and any("short" in w for w in result.warnings)
+
+
+def test_no_evidence_names_nothing():
+    result = identify_levels([VertebraEvidence(1), VertebraEvidence(2), VertebraEvidence(3)])
+    assert result.names == {} and result.needs_review
+    assert "cannot be identified" in result.warnings[-1]
+
+
+def test_ribs_on_the_last_vertebra_in_view_are_inconclusive():
+    segments = [VertebraEvidence(1, BOTH, 120.0), VertebraEvidence(2, cut_by_edge=True)]
+    result = identify_levels(segments)
+    assert result.names == {} and any("inconclusive" in w for w in result.warnings)
+
+
+def _labels(array: np.ndarray) -> sitk.Image:
+    image = sitk.GetImageFromArray(array.astype(np.uint8))
+    image.SetSpacing((1.0, 1.0, 3.0))
+    return image
+
+
+def test_describe_levels_reports_a_body_cut_by_the_scan_edge():
+    array = np.zeros((20, 30, 30), np.uint8)
+    array[0:6, 10:20, 10:20] = 19  # T12 touching slice 0 (inferior in LPS)
+    array[9:16, 10:20, 10:20] = 18  # T11 inside
+    image = _labels(array)
+    description = describe_levels(image, image, default_confidence=0.8)
+    assert description.levels["T11"].complete and description.levels["T11"].confidence == 0.8
+    t12 = description.levels["T12"]
+    assert not t12.complete and "inferior edge" in t12.reason
+    assert description.not_in_view == ["L1", "L2"]
+    assert description.levels["T11"].voxels == 7 * 10 * 10
+
+
+def test_describe_levels_without_targets_says_not_in_view():
+    image = _labels(np.zeros((5, 10, 10)))
+    description = describe_levels(image, image)
+    assert description.levels == {} and description.not_in_view == ["T11", "T12", "L1", "L2"]
+    assert "none of T11-L2" in description.warnings[0]
