@@ -111,7 +111,9 @@ def _segmentation(args: argparse.Namespace, image: sitk.Image, settings: Setting
         raise UsageError(str(exc)) from None
     same_grid = (seg.bodies.GetSize() == image.GetSize()
                  and all(math.isclose(a, b, abs_tol=1e-3) for a, b in zip(seg.bodies.GetSpacing(), image.GetSpacing()))
-                 and all(math.isclose(a, b, abs_tol=1e-2) for a, b in zip(seg.bodies.GetOrigin(), image.GetOrigin())))
+                 and all(math.isclose(a, b, abs_tol=1e-2) for a, b in zip(seg.bodies.GetOrigin(), image.GetOrigin()))
+                 and all(math.isclose(a, b, abs_tol=1e-4)
+                         for a, b in zip(seg.bodies.GetDirection(), image.GetDirection())))
     if not same_grid:
         raise UsageError(f"{args.seg}: segmentation grid {seg.bodies.GetSize()} does not match the input "
                          f"{image.GetSize()} (segment this input again)")
