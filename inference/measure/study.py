@@ -38,7 +38,14 @@ def measure_study(image: sitk.Image, seg: SegmentationResult, model: RadscoreMod
         :class:`StudyMeasurements`: every target level (incomplete or missing
         ones with a remark), study-level attenuation, vBMD and categories,
         the internal calibration used, and the model's score.
+
+    Raises:
+        ValueError: the segmentation does not lie on the image's grid, or an
+            unknown profile or level name.
     """
+    for what, labels in (("vertebrae", seg.vertebrae), ("bodies", seg.bodies), ("compartments", seg.compartments)):
+        if labels.GetSize() != image.GetSize():
+            raise ValueError(f"segmentation {what} grid {labels.GetSize()} does not match the image {image.GetSize()}")
     profile = get_profile(extract_all) if extract_all is not None else None
     hu = sitk.GetArrayViewFromImage(image)
     bodies = sitk.GetArrayViewFromImage(seg.bodies)

@@ -89,3 +89,12 @@ def test_study_features_equal_extraction_on_the_whole_image(phantom_study) -> No
     mask = (phantom.bodies == 20) & (phantom.compartments == 1)
     whole = extract_features(phantom.image, mask, "che2025", features=model.features["cortical"])
     assert study.levels["L1"].features["cortical"] == whole
+
+
+def test_segmentation_on_another_grid_is_refused(phantom_study) -> None:
+    phantom, _ = phantom_study
+    small = phantom.image[:100, :, :]
+    seg = SegmentationResult(vertebrae=phantom.vertebrae, bodies=phantom.bodies, compartments=phantom.compartments,
+                             levels={}, backend="ground truth")
+    with pytest.raises(ValueError, match="does not match the image"):
+        measure_study(small, seg, None)
