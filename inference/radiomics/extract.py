@@ -145,6 +145,8 @@ def _crop_to_voi(image: sitk.Image, mask: sitk.Image,
     The crop comes first so that pyradiomics' mask check (a label-statistics
     pass over the whole image) runs on the small crop, not on the whole CT.
     """
+    if mask.GetSize() != image.GetSize():
+        raise RadiomicsError(f"VOI not usable: mask grid {mask.GetSize()} differs from the image {image.GetSize()}")
     mask = sitk.Cast(mask > 0, sitk.sitkUInt8)
     inside = sitk.GetArrayViewFromImage(mask).astype(bool)
     extents = [np.flatnonzero(inside.any(axis=other)) for other in ((1, 2), (0, 2), (0, 1))]  # z, y, x

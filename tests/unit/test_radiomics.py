@@ -102,3 +102,5 @@ def test_empty_voi_is_refused(lumbar_voi) -> None:
     image, mask = lumbar_voi
     with pytest.raises(RadiomicsError, match="VOI not usable: the mask is empty"):
         extract_features(image, mask * 0, "yu2025")
+    with pytest.raises(RadiomicsError, match="differs from the image"):
+        extract_features(image, mask[:20, :, :], "yu2025")
