@@ -48,3 +48,40 @@ def trabecular_texture(shape_zyx: tuple[int, int, int], spacing_zyx: tuple[float
     fine_hu = 20.0 + 35.0 * heterogeneity
     coarse_hu = 55.0 * heterogeneity
     return (fine_hu * grain + coarse_hu * regional).astype(np.float32)
+
+
+class SmoothField:
+    """A smooth random field (numpy z, y, x), produced one slice at a time.
+
+    Standard normal values on a coarse lattice spanning the volume are
+    interpolated linearly; a slice costs four gathers, not a 3D filter. Used
+    for the arrangement of bowel and for the slow intensity variation of soft
+    tissue (organs are not uniform; fat is stranded).
+    """
+
+    def __init__(self, lattice_shape: tuple[int, int, int], shape_zyx: tuple[int, int, int],
+                 rng: np.random.Generator) -> None:
+        self._lattice = rng.standard_normal(lattice_shape).astype(np.float32)
+        self._slices = shape_zyx[0]
+        self._rows = _linear_weights(lattice_shape[1], shape_zyx[1])
+        self._columns = _linear_weights(lattice_shape[2], shape_zyx[2])
+
+    def plane(self, k: int) -> np.ndarray:
+        """The field on slice ``k``."""
+        depth = self._lattice.shape[0]
+        position = k / max(self._slices - 1, 1) * (depth - 1)
+        below = int(min(position, depth - 2))
+        weight = position - below
+        coarse = (1 - weight) * self._lattice[below] + weight * self._lattice[below + 1]
+        (r, rw), (c, cw) = self._rows, self._columns
+        rw, cw = rw[:, None], cw[None, :]
+        top = coarse[r][:, c] * (1 - cw) + coarse[r][:, c + 1] * cw
+        bottom = coarse[r + 1][:, c] * (1 - cw) + coarse[r + 1][:, c + 1] * cw
+        return top * (1 - rw) + bottom * rw
+
+
+def _linear_weights(n_from: int, n_to: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lower lattice index and weight of the upper one, to interpolate ``n_from`` samples onto ``n_to``."""
+    position = np.linspace(0, n_from - 1, n_to)
+    lower = np.minimum(position.astype(int), n_from - 2)
+    return lower, (position - lower).astype(np.float32)

@@ -16,6 +16,7 @@ import numpy as np
 from inference.phantom.anatomy import SpineAxis
 from inference.phantom.grid import Grid
 from inference.phantom.physics import Tissue
+from inference.phantom.texture import SmoothField
 
 OUTLINE_MM: dict[str, tuple[float, float, float]] = {
     "C3": (58.0, 55.0, 45.0), "C7": (75.0, 65.0, 50.0), "T1": (150.0, 95.0, 55.0),
@@ -96,10 +97,7 @@ def paint_torso(tissue: np.ndarray, grid: Grid, torso: Torso,
     """
     outlines = []
     # a smooth random field (about 25 mm grain) decides where bowel holds gas or fat
-    coarse_shape = (max(2, int(np.ptp(grid.z) / 25) + 2), 18, 18)
-    bowel_field = rng.standard_normal(coarse_shape).astype(np.float32)
-    rows = _linear_weights(coarse_shape[1], len(grid.y))
-    columns = _linear_weights(coarse_shape[2], len(grid.x))
+    bowel_field = SmoothField((max(2, int(np.ptp(grid.z) / 25) + 2), 18, 18), grid.shape_zyx, rng)
     z_dome = torso.z("T10") + 5.0
     lung_top = torso.z("T1") + 25.0
     x2d = grid.x[None, :]
@@ -163,31 +161,11 @@ def paint_torso(tissue: np.ndarray, grid: Grid, torso: Torso,
         if z < torso.z("L5"):
             _paint_pelvis(plane, grid, torso, z, ca, cy, cb)
         if below_dome:
-            zc = k / max(len(grid.z) - 1, 1) * (coarse_shape[0] - 1)
-            below, frac = int(min(zc, coarse_shape[0] - 2)), zc - int(min(zc, coarse_shape[0] - 2))
-            coarse = (1 - frac) * bowel_field[below] + frac * bowel_field[below + 1]
-            field = _bilinear(coarse, rows, columns)
+            field = bowel_field.plane(k)
             bowel = plane == Tissue.BOWEL
             plane[bowel & (field > 1.4)] = Tissue.BOWEL_GAS
             plane[bowel & (field < -0.1)] = Tissue.FAT  # mesenteric fat between the loops
     return outlines
-
-
-def _linear_weights(n_from: int, n_to: int) -> tuple[np.ndarray, np.ndarray]:
-    """Lower sample index and weight of the upper one, to interpolate ``n_from`` samples onto ``n_to``."""
-    position = np.linspace(0, n_from - 1, n_to)
-    lower = np.minimum(position.astype(int), n_from - 2)
-    return lower, (position - lower).astype(np.float32)
-
-
-def _bilinear(coarse: np.ndarray, rows: tuple[np.ndarray, np.ndarray],
-              columns: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Upsample a small 2D array by bilinear interpolation (gathers, not BLAS: tiny products thrash threads)."""
-    (r, rw), (c, cw) = rows, columns
-    rw, cw = rw[:, None], cw[None, :]
-    top = coarse[r][:, c] * (1 - cw) + coarse[r][:, c + 1] * cw
-    bottom = coarse[r + 1][:, c] * (1 - cw) + coarse[r + 1][:, c + 1] * cw
-    return top * (1 - rw) + bottom * rw
 
 
 def _paint_vessels(plane: np.ndarray, grid: Grid, torso: Torso, z: float, z_dome: float, y_spine: float,
