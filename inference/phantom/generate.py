@@ -21,12 +21,18 @@ from inference.phantom.skeleton import (
 )
 from inference.phantom.spec import PhantomSpec
 from inference.phantom.spine import Fracture, body_heights
-from inference.phantom.texture import trabecular_texture
+from inference.phantom.texture import SmoothField, trabecular_texture
 from inference.phantom.torso import Torso, paint_torso
 
 TRUTH_FORMAT = "scpnode-phantom-truth/1"
 POSTERIOR_BONE_EXCESS_HU = 230.0
 """Neural arches are denser than the cancellous core of their body (more cortex)."""
+SOFT_TISSUES = (Tissue.FAT, Tissue.MUSCLE, Tissue.SOFT_TISSUE, Tissue.LIVER, Tissue.SPLEEN, Tissue.KIDNEY,
+                Tissue.BOWEL, Tissue.HEART, Tissue.BLOOD)
+SOFT_TISSUE_VARIATION_HU = 15.0
+SOFT_TISSUE_GRAIN_MM = 12.0
+"""Soft tissue is not uniform (organ perfusion, fat stranding, muscle fibre fat): a smooth
+variation of about 15 HU over about 12 mm widens the fat and soft-tissue peaks to what real CT shows."""
 SPINE_CENTRE_Y_MM = 30.0
 """Antero-posterior position of the thoracolumbar bodies (posterior of the table centre)."""
 
@@ -89,11 +95,18 @@ def generate_phantom(spec: PhantomSpec) -> Phantom:
 
 
 def _attenuation(tissue: np.ndarray, spine: SpineVolumes, spec: PhantomSpec, grid: Grid) -> np.ndarray:
-    """Noise-free HU per voxel: the tissue table, then per-level bone values with trabecular texture."""
+    """Noise-free HU per voxel: the tissue table with a slow variation of soft tissue,
+    then per-level bone values with trabecular texture."""
     lut = tissue_hu(spec.contrast)
+    soft = np.zeros(lut.shape, np.float32)
+    soft[list(SOFT_TISSUES)] = SOFT_TISSUE_VARIATION_HU
+    extent = [len(axis) * spacing for axis, spacing in zip((grid.z, grid.y, grid.x), grid.spacing_xyz[::-1])]
+    lattice = tuple(max(2, int(size / SOFT_TISSUE_GRAIN_MM) + 2) for size in extent)
+    variation = SmoothField(lattice, tissue.shape, _rng(spec, 4))
     hu = np.empty(tissue.shape, np.float32)
     for k in range(tissue.shape[0]):  # slice by slice: the look-up stays in cache
         np.take(lut, tissue[k], out=hu[k])
+        hu[k] += soft[tissue[k]] * variation.plane(k)
     crop = hu[:, spine.window[0], spine.window[1]]
     vbmd = spec.vbmd_by_level()
     cortical_hu = float(lut[Tissue.CORTICAL])
