@@ -85,7 +85,8 @@ class PhantomSpec:
         if not 0.3 <= self.pixel_spacing_mm <= 8.0:
             raise ValueError(f"pixel_spacing_mm {self.pixel_spacing_mm} outside 0.3-8.0")
         if not 0.5 <= self.slice_thickness_mm <= 8.0 or not 0.3 <= self.slice_spacing_mm <= 8.0:
-            raise ValueError("slice thickness and spacing must lie within 0.5-8 mm and 0.3-8 mm")
+            raise ValueError(f"slice thickness {self.slice_thickness_mm} mm and spacing {self.slice_spacing_mm} mm "
+                             "must lie within 0.5-8 mm and 0.3-8 mm (more slices for this field of view?)")
         if self.patient_position not in ("HFS", "FFS"):
             raise ValueError(f"patient_position must be HFS or FFS, got {self.patient_position!r}")
         if self.rib_pairs not in (11, 12, 13):
