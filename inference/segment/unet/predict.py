@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from inference.levels import LEVEL_NAMES
 from inference.segment.api import BackendOutput
-from inference.segment.unet.network import LoadedModel, load_model
+from inference.segment.unet.network import load_model
 from inference.segment.unet.preprocess import network_input
 from inference.segment.unet.spec import ModelDirError
 
