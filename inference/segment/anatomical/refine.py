@@ -15,7 +15,7 @@ from scipy import ndimage as ndi
 
 from inference.segment.anatomical.column import BONE_HU
 from inference.segment.anatomical.grid import labels_to_grid
-from inference.segment.anatomical.vertebrae import BODY_HU
+from inference.segment.anatomical.vertebrae import BODY_HU, trim_blurred_outer_layer
 
 
 def refine_labels(
@@ -37,6 +37,7 @@ def refine_labels(
 
     structure = _ellipsoid(reach)
     refined_bodies = _refine(up_bodies[box], smoothed > BODY_HU, structure, fill_holes=True)
+    refined_bodies = trim_blurred_outer_layer(refined_bodies, hu)
     bone = (smoothed > BONE_HU) | (refined_bodies > 0)
     refined_vertebrae = _refine(up_vertebrae[box], bone, structure, fill_holes=False)
     refined_vertebrae[refined_bodies > 0] = refined_bodies[refined_bodies > 0]

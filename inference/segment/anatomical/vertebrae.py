@@ -204,8 +204,8 @@ def _fill_gaps(discs: list[int], core: np.ndarray, length: int) -> list[int]:
     """Add discs the score missed where the spacing says one must be.
 
     Vertebral height changes slowly along the spine, so a gap of more than 1.6
-    local periods between two discs, or more than 1.3 periods above the most
-    superior disc, holds an undetected disc (a degenerated or thin disc, or one
+    typical (median) periods between two discs, or more than 1.3 periods above
+    the most superior disc, holds an undetected disc (a degenerated or thin disc, or one
     blurred by thick slices). It is placed at the lowest core attenuation within
     0.75-1.25 periods of its neighbour. The inferior end is left alone: below the
     last disc may lie the sacrum, whose fused segments have no discs.
@@ -213,21 +213,15 @@ def _fill_gaps(discs: list[int], core: np.ndarray, length: int) -> list[int]:
     if len(discs) < 2:
         return discs
     discs = list(discs)
+    period = float(np.median(np.diff(discs)))
     k = 0
     while k < len(discs) - 1:
-        period = _local_period(discs, k)
         if discs[k + 1] - discs[k] > 1.6 * period:
             discs.insert(k + 1, _lowest(core, discs[k] + 0.75 * period, discs[k] + 1.25 * period))
         k += 1
-    while length - 1 - discs[-1] > 1.3 * (period := _local_period(discs, len(discs) - 2)):
+    while length - 1 - discs[-1] > 1.3 * period:
         discs.append(_lowest(core, discs[-1] + 0.75 * period, min(discs[-1] + 1.25 * period, length - 4)))
     return discs
-
-
-def _local_period(discs: list[int], k: int) -> float:
-    """Spacing of the disc pair nearest to index k (in axis samples)."""
-    k = min(max(k, 0), len(discs) - 2)
-    return float(discs[k + 1] - discs[k])
 
 
 def _lowest(profile: np.ndarray, start: float, stop: float) -> int:
@@ -254,6 +248,7 @@ def split_vertebrae(
     body_mask = _body_mask(smoothed, column, spacing_zyx)
     bodies = np.where(body_mask, segment_index, 0)
     bodies = _repair_dim_slices(bodies, smoothed, column, discs, spacing_zyx)
+    bodies = trim_blurred_outer_layer(bodies, hu)
     bodies = _drop_end_fragments(_keep_main_piece(bodies))
     vertebrae = _whole_vertebrae(hu, smoothed, bodies, column, discs, spacing_zyx)
     return Segments(bodies, vertebrae, segment_index, discs, axis, score)
@@ -332,6 +327,34 @@ def _repair_dim_slices(
             repaired = ndi.binary_fill_holes((smoothed[z] > MARROW_HU) & outline)
             repaired = ndi.binary_opening(repaired, structure=_disk(3.0, sy, sx)) & (out[z] == 0) | (out[z] == label)
             out[z][repaired] = label
+    return out
+
+
+def trim_blurred_outer_layer(bodies: np.ndarray, hu: np.ndarray) -> np.ndarray:
+    """Remove outer-layer voxels of each body that are fainter than the half-maximum
+    between its cortex and the tissue around it.
+
+    The cortex, blurred by the scanner and by thick slices, spills into the
+    voxels around a body (one voxel all round, and the partial-volume slices
+    next to the endplates) and lifts them over the body threshold. The half-
+    maximum (midpoint between the 90th percentile of the outer layer and the
+    median just outside) is where the edge of the bone is. Only the outer
+    layer is touched, so faint marrow inside the body stays.
+    """
+    out = bodies.copy()
+    for label, box in enumerate(ndi.find_objects(bodies), start=1):
+        if box is None:
+            continue
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        body = bodies[box] == label
+        crop = hu[box]
+        outer = body & ~ndi.binary_erosion(body, border_value=1)  # the scan edge is not a surface
+        around = ndi.binary_dilation(body) & (bodies[box] == 0)
+        if not outer.any() or not around.any():
+            continue
+        half_maximum = 0.5 * (float(np.percentile(crop[outer], 90)) + float(np.median(crop[around])))
+        region = out[box]
+        region[outer & (crop < half_maximum)] = 0
     return out
 
 
