@@ -353,8 +353,12 @@ def trim_blurred_outer_layer(bodies: np.ndarray, hu: np.ndarray) -> np.ndarray:
         if not outer.any() or not around.any():
             continue
         half_maximum = 0.5 * (float(np.percentile(crop[outer], 90)) + float(np.median(crop[around])))
+        inner = body & ~outer
+        # never above the body's own marrow: in a faint body the outer layer is faint because
+        # the bone is, not because of blur
+        limit = min(half_maximum, float(np.median(crop[inner]))) if inner.any() else half_maximum
         region = out[box]
-        region[outer & (crop < half_maximum)] = 0
+        region[outer & (crop < limit)] = 0
     return out
 
 

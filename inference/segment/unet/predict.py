@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def segment_unet(image: sitk.Image, *, device: str = "auto", model_dir: Path | N
     verse_ids = np.zeros(len(spec.labels) + 1, dtype=np.uint8)
     verse_ids[1:] = spec.labels
     vertebrae = verse_ids[index]
-    bodies = np.where(in_body, vertebrae, 0).astype(np.uint8)
+    vertebrae_in = labels_to_input_grid(vertebrae, reference, image)
+    body_in = labels_to_input_grid((in_body & (index > 0)).astype(np.uint8), reference, image) > 0
     level_confidence = {
         int(verse_ids[i]): round(float(probability[index == i].mean()), 3)
         for i in np.unique(index) if i > 0
@@ -67,8 +69,8 @@ def segment_unet(image: sitk.Image, *, device: str = "auto", model_dir: Path | N
     if not level_confidence:
         warnings.append("the U-Net found no vertebra in this image")
     return BackendOutput(
-        vertebrae=_to_input_grid(vertebrae, reference, image),
-        bodies=_to_input_grid(bodies, reference, image),
+        vertebrae=_as_image(vertebrae_in, image),
+        bodies=_as_image(np.where(body_in, vertebrae_in, 0).astype(np.uint8), image),
         version=model.version,
         labelling_confidence=min(level_confidence.values(), default=0.0),
         level_confidence=level_confidence,
@@ -144,7 +146,7 @@ def _order_warnings(vertebrae: np.ndarray, reference: sitk.Image) -> list[str]:
     if len(ids) < 2:
         return []
     # array axis 0 is z; on the identity-direction model grid larger z is superior (LPS)
-    heights = ndimage.center_of_mass(np.ones_like(vertebrae, dtype=np.uint8), vertebrae, ids)
+    heights = ndimage.center_of_mass(vertebrae > 0, vertebrae, ids)
     z_mm = [reference.GetOrigin()[2] + h[0] * reference.GetSpacing()[2] for h in heights]
     out_of_order = [
         f"{LEVEL_NAMES[upper]} is not above {LEVEL_NAMES[lower]}"
@@ -156,7 +158,56 @@ def _order_warnings(vertebrae: np.ndarray, reference: sitk.Image) -> list[str]:
     return [f"U-Net level labels out of cranio-caudal order ({'; '.join(out_of_order)}); check the labelling"]
 
 
-def _to_input_grid(labels: np.ndarray, reference: sitk.Image, image: sitk.Image) -> sitk.Image:
-    on_model_grid = sitk.GetImageFromArray(labels)
-    on_model_grid.CopyInformation(reference)
-    return sitk.Resample(on_model_grid, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+def labels_to_input_grid(labels: np.ndarray, reference: sitk.Image, image: sitk.Image) -> np.ndarray:
+    """Labels on the model grid -> labels on ``image``'s grid (array z, y, x), with smooth borders.
+
+    Nearest-neighbour resampling from a coarser model grid would leave
+    staircase borders one model voxel (1.5 mm) high on a finer input grid,
+    and the cortical shell is about that thick. Instead each label is
+    resampled as a 0/1 mask with linear interpolation and kept where it is
+    above one half and higher than any other label's (the per-label
+    interpolation nnU-Net uses, done box by box so memory stays small).
+    """
+    size = image.GetSize()
+    result = np.zeros(size[::-1], dtype=np.uint8)
+    membership = np.zeros(size[::-1], dtype=np.float32)
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        box = tuple(slice(max(b.start - 1, 0), min(b.stop + 1, n)) for b, n in zip(box, labels.shape))
+        mask = sitk.GetImageFromArray((labels[box] == label).astype(np.float32))
+        mask.SetSpacing(reference.GetSpacing())
+        mask.SetDirection(reference.GetDirection())
+        mask.SetOrigin(reference.TransformIndexToPhysicalPoint([b.start for b in box[::-1]]))
+        region = _input_region(mask, image)
+        if region is None:
+            continue
+        target = image[tuple(slice(a, b) for a, b in region)]
+        resampled = sitk.GetArrayFromImage(sitk.Resample(mask, target, sitk.Transform(), sitk.sitkLinear, 0.0,
+                                                         sitk.sitkFloat32))
+        window = tuple(slice(a, b) for a, b in region[::-1])
+        wins = (resampled > 0.5) & (resampled > membership[window])
+        result[window][wins] = label
+        membership[window][wins] = resampled[wins]
+    return result
+
+
+def _input_region(mask: sitk.Image, image: sitk.Image) -> list[tuple[int, int]] | None:
+    """Index range (x, y, z) of ``image`` covering ``mask``'s physical extent, clipped to the image."""
+    size = mask.GetSize()
+    corners = np.array([
+        image.TransformPhysicalPointToContinuousIndex(
+            mask.TransformContinuousIndexToPhysicalPoint([float(c) for c in corner]))
+        for corner in itertools.product(*[(-0.5, n - 0.5) for n in size])
+    ])
+    low = np.maximum(np.floor(corners.min(axis=0)).astype(int), 0)
+    high = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 1, image.GetSize())
+    if np.any(high <= low):
+        return None
+    return [(int(a), int(b)) for a, b in zip(low, high)]
+
+
+def _as_image(array: np.ndarray, image: sitk.Image) -> sitk.Image:
+    labels = sitk.GetImageFromArray(array)
+    labels.CopyInformation(image)
+    return labels
