@@ -7,8 +7,9 @@ Layout (readable by a person and by any DICOM tool)::
 Every file is written under a temporary name in its final folder, flushed to
 disk (fsync), then renamed over its final name, and the folder is fsynced: a
 reader never sees a half-written file, and once :meth:`InstanceStore.write`
-returns the file survives a crash, power loss included (``[node] sync_writes``). Only UIDs made of digits and dots (PS3.5
-9.1) become path components, so a peer cannot write outside the store.
+returns the file survives a crash of the node, and of the machine too with
+``[node] sync_writes`` (the default). Only UIDs made of digits and dots
+(PS3.5 9.1) become path components, so a peer cannot write outside the store.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.bench
 
 SLICES = 240
 SIZE = 256
+ROUNDS = 3
 
 
 @contextmanager
@@ -114,16 +115,21 @@ def test_receive_throughput(tmp_path, require_tool, bench_report):
         "scpnode sync_writes=false": partial(our_node, sync=False),
         "DCMTK storescp": dcmtk_storescp,
     }
-    rates: dict[tuple[str, int], float] = {}
-    for associations in (1, 4):
-        batches = [sum(files, [])] if associations == 1 else files
-        for name, receiver in receivers.items():
-            with receiver(tmp_path / f"{len(rates)}") as port:
-                seconds = send_parallel(port, batches)
-            rates[name, associations] = SLICES / seconds
-            bench_report(f"{name}, {associations} association(s), {SLICES} x {SIZE}x{SIZE} CT",
-                         images_per_s=SLICES / seconds, mb_per_s=megabytes / seconds, seconds=seconds)
+    # Best of ROUNDS, cases interleaved, so that load from other processes on the machine
+    # (which only ever slows a case down) weighs on every receiver alike.
+    seconds: dict[tuple[str, int], float] = {}
+    for round_ in range(ROUNDS):
+        for associations in (1, 4):
+            batches = [sum(files, [])] if associations == 1 else files
+            for name, receiver in receivers.items():
+                with receiver(tmp_path / f"{round_}-{associations}-{len(seconds)}-{name.replace(' ', '_')}") as port:
+                    elapsed = send_parallel(port, batches)
+                seconds[name, associations] = min(elapsed, seconds.get((name, associations), elapsed))
+    for (name, associations), best in seconds.items():
+        bench_report(f"{name}, {associations} association(s), {SLICES} x {SIZE}x{SIZE} CT, best of {ROUNDS}",
+                     images_per_s=SLICES / best, mb_per_s=megabytes / best, seconds=best)
     for associations in (1, 4):
         bench_report(f"scpnode / bare pynetdicom, {associations} association(s)",
-                     durable=rates["scpnode", associations] / rates["bare pynetdicom + fsync", associations],
-                     unsynced=rates["scpnode sync_writes=false", associations] / rates["bare pynetdicom", associations])
+                     durable=seconds["bare pynetdicom + fsync", associations] / seconds["scpnode", associations],
+                     unsynced=seconds["bare pynetdicom", associations]
+                     / seconds["scpnode sync_writes=false", associations])
