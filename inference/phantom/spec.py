@@ -50,6 +50,12 @@ class PhantomSpec:
     thirteenth thoracic vertebra (VerSe id 28, T13) with ribs between T12 and
     L1. ``lumbar_rib`` adds short ribs on L1. ``contrast`` fills the aorta and
     enhances the kidneys and liver as in a portal-venous phase.
+
+    ``noise_hu`` is the image noise (standard deviation), ``beam_hardening_hu``
+    the depth of a cupping bias at the body centre (0: none),
+    ``cortical_thickness_mm`` the shell of the bodies, ``body_scale`` the
+    patient's build (outline and fat grow with it, vertebrae a little), and
+    ``age``/``sex`` go into the DICOM Patient module.
     """
 
     seed: int = 0
