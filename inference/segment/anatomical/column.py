@@ -45,7 +45,7 @@ CANAL_MM = (6.0, 28.0)
 """Plausible antero-posterior diameter of the spinal canal along the midline."""
 
 BODY_MIN_MM = 14.0
-BODY_MAX_MM = 50.0
+BODY_MAX_MM = 40.0
 """Antero-posterior depth of a vertebral body: shallower is not a body, deeper is clipped."""
 
 
@@ -122,7 +122,7 @@ def find_column(hu: np.ndarray, smoothed: np.ndarray, spacing_zyx: tuple[float, 
         found = _walk_to_body(smoothed[z], posterior, start_x, sy, sx)
         if found is not None:
             canal_y, body_y, front_y = found
-            body[z] = (body_y, _body_centre_x(smoothed[z], body_y, start_x, sy, sx))
+            body[z] = (body_y, start_x)  # bodies sit on the midline of their arch
             canal[z] = (canal_y, start_x)
             canal_front[z] = front_y
 
@@ -212,21 +212,6 @@ def _walk_to_body(slice_hu: np.ndarray, start_y: int, x: float, sy: float, sx: f
         to_y = lambda k: float(start_y - k)  # noqa: E731 - index in the reversed profile -> y
         return 0.5 * (to_y(first) + to_y(last)), 0.5 * (to_y(body_first) + to_y(body_last)), to_y(last) - 0.5
     return None
-
-
-def _body_centre_x(slice_hu: np.ndarray, body_y: float, x: float, sy: float, sx: float) -> float:
-    """Lateral centre of the bone-like row segment through the body centre (bodies are symmetric)."""
-    yi = int(round(body_y))
-    half = max(1, int(round(3.0 / sy)))
-    row = slice_hu[max(yi - half, 0): yi + half + 1].mean(axis=0)
-    xi = int(round(x))
-    reach = int(round(30.0 / sx))
-    left, right = xi, xi
-    while left - 1 >= max(xi - reach, 0) and row[left - 1] > MARROW_HU:
-        left -= 1
-    while right + 1 <= min(xi + reach, len(row) - 1) and row[right + 1] > MARROW_HU:
-        right += 1
-    return 0.5 * (left + right)
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:

@@ -25,6 +25,9 @@ RIB_MEDIAL_MM = 50.0
 RIB_REACH_MM = 75.0
 """A rib reaches at least this far from the canal laterally; a transverse process does not."""
 
+RIB_MAX_SECTION_MM2 = 300.0
+"""A rib is slender: its volume per length of its bounding box stays below this."""
+
 PELVIS_MIN_ML = 60.0
 """Lateral bone larger than this is pelvis (iliac bone), not rib."""
 
@@ -72,6 +75,9 @@ def measure_evidence(
         medial = int(np.argmin(distance))
         if distance[medial] > RIB_MEDIAL_MM or distance.max() < RIB_REACH_MM or volume < 0.5:
             continue
+        length_mm = float(np.linalg.norm((np.ptp(zz), np.ptp(yy) * sy / sz, np.ptp(xx) * sx / sz))) * sz
+        if volume * 1000.0 / max(length_mm, 1.0) > RIB_MAX_SECTION_MM2:
+            continue  # a blob (enhancing kidney, calcified vessel), not a rib
         segment = int(segment_index[zz[medial], yy[medial], xx[medial]])
         if segment:
             ribs.setdefault(segment, set()).add(side)

@@ -28,6 +28,9 @@ from inference.segment.anatomical.column import BONE_HU, SpineColumn
 BODY_HU = 100.0
 """Smoothed attenuation above which a voxel next to the body centre is vertebral body."""
 
+SYMMETRY_TOLERANCE_MM = 6.0
+"""How asymmetric a body may be (rotation, scoliosis, osteophytes) before it is cut."""
+
 MARROW_HU = 60.0
 """Faint marrow still lies above this (fat is below 0, muscle about 50)."""
 
@@ -281,6 +284,7 @@ def _body_mask(smoothed: np.ndarray, column: SpineColumn, spacing_zyx) -> np.nda
         near = ((yy - cy) * sy) ** 2 + ((xx - cx) * sx) ** 2 <= BODY_RADIUS_MM**2
         near &= yy <= column.canal_front_y[z]
         region = (smoothed[z] > BODY_HU) & near
+        region &= _mirrored(region, column.canal_center_yx[z, 1], tolerance=int(round(SYMMETRY_TOLERANCE_MM / sx)))
         region = ndi.binary_fill_holes(region)
         region = ndi.binary_opening(region, structure=opening)
         components, count = ndi.label(region)
@@ -291,6 +295,21 @@ def _body_mask(smoothed: np.ndarray, column: SpineColumn, spacing_zyx) -> np.nda
         centre_label = components[int(round(cy)), int(round(cx))]
         mask[z] = components == (centre_label if centre_label else int(np.argmax(sizes)))
     return mask
+
+
+def _mirrored(region: np.ndarray, axis_x: float, tolerance: int) -> np.ndarray:
+    """The region mirrored about the column's midline x, widened by ``tolerance`` voxels.
+
+    A vertebral body is left-right symmetric about its neural arch; what is
+    attached to one side only (the aorta with contrast, the crus, a vessel) is
+    not, so the body is kept where the region and its mirror image overlap.
+    """
+    xs = np.arange(region.shape[1])
+    source = np.round(2.0 * axis_x - xs).astype(int)
+    valid = (source >= 0) & (source < region.shape[1])
+    mirror = np.zeros_like(region)
+    mirror[:, valid] = region[:, source[valid]]
+    return ndi.binary_dilation(mirror, iterations=tolerance) if tolerance > 0 else mirror
 
 
 def _repair_dim_slices(
