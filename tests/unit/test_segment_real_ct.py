@@ -59,4 +59,4 @@ def test_dice_against_reference(abdomen, bench_report):
     bench_report("segment abdomen_3mm (anatomical)", **figures)
     for name in MEASURED:
         assert figures[f"{name} body Dice"] >= 0.85
-        assert figures[f"{name} vertebra Dice"] >= 0.80
+        assert figures[f"{name} vertebra Dice"] >= 0.84
