@@ -131,14 +131,27 @@ class Segments:
 
 
 def spine_axis(column: SpineColumn, spacing_zyx: tuple[float, float, float]) -> SpineAxis:
-    """Resample the body centre line by arc length and compute smoothed tangents."""
+    """Resample the body centre line by arc length; tangents follow the spinal canal.
+
+    The canal runs parallel to the bodies and its track is not disturbed by
+    what lies in front of a body (an enhanced aorta or a bridging osteophyte
+    can pull the body centre forward on some slices), so the local direction
+    of the spine - and with it the orientation of every disc plane - is taken
+    from the canal.
+    """
+    spacing = np.asarray(spacing_zyx)
     z = np.asarray(column.extended_range(COLUMN_MARGIN_MM, spacing_zyx[0]))
-    points = np.stack([z, column.body_center_yx[z, 0], column.body_center_yx[z, 1]], axis=1) * np.asarray(spacing_zyx)
+    points = np.stack([z, column.body_center_yx[z, 0], column.body_center_yx[z, 1]], axis=1) * spacing
+    canal = np.stack([z, column.canal_center_yx[z, 0], column.canal_center_yx[z, 1]], axis=1) * spacing
     arc = np.concatenate(([0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))))
     steps = np.arange(0.0, arc[-1] + 1e-6, PROFILE_STEP_MM)
     resampled = np.stack([np.interp(steps, arc, points[:, k]) for k in range(3)], axis=1)
-    tangents = np.gradient(resampled, axis=0) if len(steps) > 1 else np.array([[1.0, 0.0, 0.0]])
-    tangents = ndi.uniform_filter1d(tangents, size=int(TANGENT_WINDOW_MM / PROFILE_STEP_MM), axis=0, mode="nearest")
+    if len(z) < 2:
+        return SpineAxis(resampled, np.tile([1.0, 0.0, 0.0], (len(steps), 1)))
+    canal_tangents = np.gradient(canal, axis=0)
+    window = max(1, int(round(TANGENT_WINDOW_MM / spacing_zyx[0])))
+    canal_tangents = ndi.uniform_filter1d(canal_tangents, size=window, axis=0, mode="nearest")
+    tangents = np.stack([np.interp(resampled[:, 0], canal[:, 0], canal_tangents[:, k]) for k in range(3)], axis=1)
     tangents /= np.linalg.norm(tangents, axis=1, keepdims=True)
     return SpineAxis(resampled, tangents)
 
