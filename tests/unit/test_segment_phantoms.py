@@ -85,6 +85,17 @@ def test_conflicting_rib_and_sacrum_evidence_asks_for_review(variant, expected):
     _check_labels(result, phantom)  # counted from the sacrum: still right
 
 
+def test_enhanced_aorta_in_front_of_the_bodies_does_not_shift_levels():
+    """Portal-venous contrast: the aorta touches the front of T11-L1 on the midline."""
+    phantom = generate_phantom(abdominal_ct(9, shape=(200, 200, 125), contrast=True))
+    result = segment_volume(phantom.image)
+    _check_labels(result, phantom)
+    bodies = sitk.GetArrayFromImage(result.bodies)
+    truth = sitk.GetArrayFromImage(phantom.bodies)
+    for name in TARGET_LEVELS:
+        assert _dice(bodies == VERSE_IDS[name], truth == VERSE_IDS[name]) >= 0.80, name
+
+
 def test_neck_ct_has_no_target_levels():
     phantom = generate_phantom(neck_ct(0, shape=(128, 128, 80)))
     result = segment_volume(phantom.image)

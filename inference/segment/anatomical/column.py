@@ -32,6 +32,9 @@ osteoporotic body, and the disc lie above it."""
 MIDLINE_HALF_WIDTH_MM = 35.0
 """Half width of the strip around the patient's midline where the column is searched."""
 
+MIN_COLUMN_MM = 15.0
+"""A column followed over less than this is not usable (a few slices, or not a spine)."""
+
 MAX_GAP_MM = 30.0
 """The column is followed across at most this many mm without seeing it (a disc and a bit)."""
 
@@ -76,35 +79,26 @@ class SpineColumn:
 
 
 def find_column(hu: np.ndarray, smoothed: np.ndarray, spacing_zyx: tuple[float, float, float]) -> SpineColumn:
-    """Locate the spinal column in a working-grid HU array (``smoothed``: its in-plane median).
+    """Locate the spinal column in a working-grid HU array.
+
+    Args:
+        hu: working-grid CT (z, y, x), HU.
+        smoothed: the same, smoothed in-plane.
+        spacing_zyx: its voxel spacing in mm.
 
     Raises:
-        ColumnNotFound: no bony structure spanning enough slices near the midline.
+        ColumnNotFound: no bone, or no lamina-canal-body sequence followed over
+            :data:`MIN_COLUMN_MM`.
     """
     sz, sy, sx = spacing_zyx
     patient = _patient_mask(hu)
     midline_x = _midline_x(patient)
 
-    bone = smoothed > BONE_HU
-    bone &= patient
-    components, count = ndi.label(bone)
-    if count == 0:
+    bone = (smoothed > BONE_HU) & patient
+    if not bone.any():
         raise ColumnNotFound("no bone found")
-    half_width = MIDLINE_HALF_WIDTH_MM / sx
     xs = np.arange(hu.shape[2])
-    central = np.abs(xs[None, :] - midline_x[:, None]) <= half_width  # (z, x)
-    central_bone = components * central[:, None, :]
-    # slices spanned by each component inside the midline strip
-    spans = np.zeros(count + 1)
-    for z in range(hu.shape[0]):
-        present = np.unique(central_bone[z])
-        spans[present] += 1
-    spans[0] = 0
-    best = int(np.argmax(spans))
-    if spans[best] * sz < 40.0:
-        raise ColumnNotFound("no bony column spanning 40 mm near the midline")
-    column = components == best
-
+    central = np.abs(xs[None, :] - midline_x[:, None]) <= MIDLINE_HALF_WIDTH_MM / sx  # (z, x)
     seed_x = _seed_track_x(bone, central, sx, sz)
 
     n = hu.shape[0]
@@ -129,6 +123,8 @@ def find_column(hu: np.ndarray, smoothed: np.ndarray, spacing_zyx: tuple[float, 
     observed = _longest_track(~np.isnan(body[:, 0]), int(round(MAX_GAP_MM / sz)))
     if observed.sum() < 3:
         raise ColumnNotFound("vertebral column seen in fewer than 3 slices")
+    if (np.ptp(np.nonzero(observed)[0]) + 1) * sz < MIN_COLUMN_MM:
+        raise ColumnNotFound(f"vertebral column followed over less than {MIN_COLUMN_MM:g} mm")
     body[~observed] = np.nan
     canal[~observed] = np.nan
     z_first, z_last = int(np.argmax(observed)), int(n - 1 - np.argmax(observed[::-1]))

@@ -34,8 +34,8 @@ PELVIS_MIN_ML = 60.0
 SACRUM_FLANKED_FRACTION = 0.6
 """Share of a segment's body slices with iliac bone on both sides for it to be sacrum-like."""
 
-SPINE_MARGIN_MM = 28.0
-"""Bone within this lateral distance of the canal belongs to the column itself."""
+SPINE_MARGIN_MM = 14.0
+"""Bone within this lateral distance of the canal is column (body, arch), never rib or pelvis."""
 
 
 def measure_evidence(
@@ -49,11 +49,11 @@ def measure_evidence(
     """Evidence for every vertebra segment (numbered 1..K from superior), superior first."""
     sz, sy, sx = spacing_zyx
     voxel_ml = sz * sy * sx / 1000.0
-    n, ny, nx = smoothed.shape
+    n, _, nx = smoothed.shape
     canal_x = column.canal_center_yx[:, 1]
     lateral_mm = (np.arange(nx)[None, :] - canal_x[:, None]) * sx  # (z, x), signed: + = patient left
 
-    outside = (smoothed > BONE_HU) & (vertebrae == 0) & (np.abs(lateral_mm)[:, None, :] > SPINE_MARGIN_MM * 0.5)
+    outside = (smoothed > BONE_HU) & (vertebrae == 0) & (np.abs(lateral_mm)[:, None, :] > SPINE_MARGIN_MM)
     components, count = ndi.label(outside)
     ribs: dict[int, set[str]] = {}
     reach: dict[int, float] = {}
@@ -75,7 +75,7 @@ def measure_evidence(
         medial = int(np.argmin(distance))
         if distance[medial] > RIB_MEDIAL_MM or distance.max() < RIB_REACH_MM or volume < 0.5:
             continue
-        length_mm = float(np.linalg.norm((np.ptp(zz), np.ptp(yy) * sy / sz, np.ptp(xx) * sx / sz))) * sz
+        length_mm = float(np.linalg.norm((np.ptp(zz) * sz, np.ptp(yy) * sy, np.ptp(xx) * sx)))
         if volume * 1000.0 / max(length_mm, 1.0) > RIB_MAX_SECTION_MM2:
             continue  # a blob (enhancing kidney, calcified vessel), not a rib
         segment = int(segment_index[zz[medial], yy[medial], xx[medial]])

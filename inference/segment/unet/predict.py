@@ -165,12 +165,12 @@ def labels_to_input_grid(labels: np.ndarray, reference: sitk.Image, image: sitk.
     staircase borders one model voxel (1.5 mm) high on a finer input grid,
     and the cortical shell is about that thick. Instead each label is
     resampled as a 0/1 mask with linear interpolation and kept where it is
-    above one half and higher than any other label's (the per-label
-    interpolation nnU-Net uses, done box by box so memory stays small).
+    above one half (the per-label interpolation nnU-Net uses). The labels are
+    disjoint, so their interpolated masks sum to at most 1 and no two exceed
+    one half at the same voxel. Each label is resampled only over its own
+    bounding box, so memory stays that of a few vertebrae, not of the CT.
     """
-    size = image.GetSize()
-    result = np.zeros(size[::-1], dtype=np.uint8)
-    membership = np.zeros(size[::-1], dtype=np.float32)
+    result = np.zeros(image.GetSize()[::-1], dtype=np.uint8)
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
@@ -182,18 +182,19 @@ def labels_to_input_grid(labels: np.ndarray, reference: sitk.Image, image: sitk.
         region = _input_region(mask, image)
         if region is None:
             continue
-        target = image[tuple(slice(a, b) for a, b in region)]
-        resampled = sitk.GetArrayFromImage(sitk.Resample(mask, target, sitk.Transform(), sitk.sitkLinear, 0.0,
-                                                         sitk.sitkFloat32))
-        window = tuple(slice(a, b) for a, b in region[::-1])
-        wins = (resampled > 0.5) & (resampled > membership[window])
-        result[window][wins] = label
-        membership[window][wins] = resampled[wins]
+        low, high = region
+        resampled = sitk.Resample(
+            mask, [int(h - lo) for lo, h in zip(low, high)], sitk.Transform(), sitk.sitkLinear,
+            image.TransformIndexToPhysicalPoint([int(v) for v in low]), image.GetSpacing(), image.GetDirection(),
+            0.0, sitk.sitkFloat32,
+        )
+        window = tuple(slice(int(lo), int(h)) for lo, h in zip(low[::-1], high[::-1]))
+        result[window][sitk.GetArrayViewFromImage(resampled) > 0.5] = label
     return result
 
 
-def _input_region(mask: sitk.Image, image: sitk.Image) -> list[tuple[int, int]] | None:
-    """Index range (x, y, z) of ``image`` covering ``mask``'s physical extent, clipped to the image."""
+def _input_region(mask: sitk.Image, image: sitk.Image) -> tuple[np.ndarray, np.ndarray] | None:
+    """Index range [low, high) (x, y, z) of ``image`` covering ``mask``'s physical extent, clipped to the image."""
     size = mask.GetSize()
     corners = np.array([
         image.TransformPhysicalPointToContinuousIndex(
@@ -204,7 +205,7 @@ def _input_region(mask: sitk.Image, image: sitk.Image) -> list[tuple[int, int]] 
     high = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 1, image.GetSize())
     if np.any(high <= low):
         return None
-    return [(int(a), int(b)) for a, b in zip(low, high)]
+    return low, high
 
 
 def _as_image(array: np.ndarray, image: sitk.Image) -> sitk.Image:
