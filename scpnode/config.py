@@ -154,6 +154,15 @@ class WebSettings(_Section):
     """Template for a viewer link, e.g. ``https://pacs/viewer?StudyInstanceUIDs={study_uid}``."""
 
 
+class RetentionSettings(_Section):
+    """When received images are deleted (``scpnode purge``); results, worklist and index rows stay."""
+
+    purge_images_after_days: float | None = Field(None, ge=0)
+    """Days after a series' results were delivered (every outbox item sent) that its images go; None: never."""
+    purge_unprocessed_after_days: float | None = Field(None, ge=0)
+    """Days after the last instance of a rejected or out-of-scope series that its images go; None: never."""
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     file: Path | None = None
@@ -171,6 +180,7 @@ class Settings(_Section):
     pipeline: PipelineSettings = PipelineSettings()
     worklist: WorklistSettings = WorklistSettings()
     web: WebSettings = WebSettings()
+    retention: RetentionSettings = RetentionSettings()
     logging: LoggingSettings = LoggingSettings()
 
     def resolve_paths(self, base: Path) -> "Settings":
