@@ -33,7 +33,9 @@ def segment_unet(image: sitk.Image, *, device: str = "auto", model_dir: Path | N
     training, run through the network by MONAI's sliding-window inference (on
     CUDA when ``device`` allows and a GPU is present), each vertebra keeps its
     largest connected component, and the labels are resampled back onto the
-    input grid.
+    input grid. A level's confidence is the mean softmax probability of its
+    label over its voxels; labels out of cranio-caudal order mark the study
+    for review (the network has no rib count to check itself against).
 
     Raises:
         ModelDirError: no or an unusable model directory.
