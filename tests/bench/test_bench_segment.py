@@ -26,7 +26,9 @@ source = load_volume(sys.argv[1])
 spacing = (0.72, 0.72, 1.0)
 size = (512, 512, 300)
 extent = np.asarray(source.GetSize()) * np.asarray(source.GetSpacing())
-centre = source.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in source.GetSize()])
+# 300 slices cover 300 of the 336 mm: keep the top (T12-L2), drop the lowest pelvis
+centre = np.asarray(source.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in source.GetSize()]))
+centre[2] += (extent[2] - size[2] * spacing[2]) / 2
 direction = np.asarray(source.GetDirection()).reshape(3, 3)
 origin = np.asarray(centre) - direction @ (np.asarray(spacing) * (np.asarray(size) - 1) / 2)
 image = sitk.Resample(source, size, sitk.Transform(), sitk.sitkLinear, tuple(origin), spacing,

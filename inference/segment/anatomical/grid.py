@@ -56,9 +56,10 @@ def working_image(canonical: sitk.Image, spacing_mm: float = WORKING_SPACING_MM)
     if np.allclose(new_spacing, old_spacing):
         return canonical
     new_size = np.maximum(np.round(np.asarray(canonical.GetSize()) * old_spacing / new_spacing), 1).astype(int)
-    # Anti-aliasing before decimation; sigma of half the new spacing along the downsampled axes.
-    variance = [(0.5 * n) ** 2 if n > o else 0.0 for n, o in zip(new_spacing, old_spacing, strict=True)]
-    smoothed = sitk.DiscreteGaussian(canonical, variance=variance, maximumKernelWidth=16, useImageSpacing=True)
+    # Anti-aliasing before decimation: block averaging over whole voxels (BinShrink is
+    # a single pass, far cheaper than a Gaussian on a 512 x 512 x 300 study).
+    factors = [max(1, int(n // o)) for n, o in zip(new_spacing, old_spacing, strict=True)]
+    smoothed = sitk.BinShrink(canonical, factors) if max(factors) > 1 else canonical
     # Align the first voxel corners of both grids so physical extents match.
     origin = np.asarray(canonical.TransformContinuousIndexToPhysicalPoint(
         tuple(0.5 * (n / o) - 0.5 for n, o in zip(new_spacing, old_spacing, strict=True))))
