@@ -23,7 +23,7 @@ from scpnode.errors import UsageError
 
 COMMAND_MODULES = (
     "serve", "demo", "segment", "segment_train", "analyze", "cohort", "phantom", "worklist",
-    "status", "jobs", "rules", "users",
+    "status", "jobs", "rules", "users", "purge", "backup",
 )
 """Subcommands, in the order ``--help`` lists them."""
 
