@@ -42,6 +42,7 @@ from scpnode import worklist
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
 from scpnode.logs import log_event
+from scpnode.web.health import health_endpoint
 from scpnode.web.node_status import DatabaseNodeStatus, NodeStatusProvider
 from scpnode.web.security import (
     SESSION_COOKIE, LoginRequired, SecurityHeaders, check_csrf, csrf_token, current_user, log_in, log_out,
@@ -82,6 +83,7 @@ def create_app(settings: Settings, db: ThreadDatabases, node_status: NodeStatusF
         Route("/studies/{entry_id:int}/status", pages.change_status, methods=["POST"]),
         Route("/admin/status", pages.node_status),
         Route("/admin/jobs/{job_id:int}/retry", pages.retry_job, methods=["POST"]),
+        Route("/healthz", health_endpoint(settings, db)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [
