@@ -19,8 +19,10 @@ from scipy import ndimage as ndi
 from inference.segment.anatomical.column import BONE_HU, SpineColumn
 from inference.segment.levels import VertebraEvidence
 
-RIB_MEDIAL_MM = 50.0
-"""A rib's medial end (head/neck) lies this close to the spinal canal, laterally."""
+RIB_MEDIAL_MM = 65.0
+"""A rib's medial end lies this close to the spinal canal, laterally. The head and neck
+may already belong to the vertebra's mask (within its 55 mm half width), so what is
+left of the rib can start a little beyond that."""
 
 RIB_REACH_MM = 75.0
 """A rib reaches at least this far from the canal laterally; a transverse process does not."""
