@@ -1,9 +1,10 @@
 """Anatomical evidence for level identification, measured per vertebra segment.
 
-- Ribs: bone outside the column that starts next to a vertebra (medial end
-  within :data:`RIB_MEDIAL_MM` of the canal) and reaches far laterally
-  (:data:`RIB_REACH_MM`); it is assigned to the vertebra segment at its medial
-  end, where the rib head and tubercle articulate (costovertebral joints).
+- Ribs: slender bone outside the column that starts next to a vertebra
+  (medial end within :data:`RIB_MEDIAL_MM` of the canal) and reaches far
+  laterally (:data:`RIB_REACH_MM`); it is assigned to the vertebra segment
+  holding most of its medial end, where the rib head and tubercle articulate
+  (costovertebral joints).
   Lumbar transverse processes stay within the column margin and do not reach.
 - Sacrum: the most inferior segment, below the last disc, flanked on both
   sides by the iliac bones (large bone plates lateral to it) in most of its
@@ -12,6 +13,8 @@
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -23,6 +26,9 @@ RIB_MEDIAL_MM = 65.0
 """A rib's medial end lies this close to the spinal canal, laterally. The head and neck
 may already belong to the vertebra's mask (within its 55 mm half width), so what is
 left of the rib can start a little beyond that."""
+
+RIB_HEAD_MM = 15.0
+"""Length of the medial end of a rib that decides which vertebra it belongs to."""
 
 RIB_REACH_MM = 75.0
 """A rib reaches at least this far from the canal laterally; a transverse process does not."""
@@ -38,6 +44,38 @@ SACRUM_FLANKED_FRACTION = 0.6
 
 SPINE_MARGIN_MM = 14.0
 """Bone within this lateral distance of the canal is column (body, arch), never rib or pelvis."""
+
+
+@dataclass
+class _Rib:
+    side: str
+    votes: np.ndarray
+    """Per segment number, how many voxels of the rib's medial end lie in it."""
+    z_range: tuple[int, int]
+    reach_mm: float
+
+
+def _paired_votes(ribs: list[_Rib]) -> list[_Rib]:
+    """Ribs with the votes of their contralateral partner added.
+
+    The two ribs of a pair articulate with the same vertebra; near a disc plane
+    their medial ends can fall on either side of it, so the pair decides
+    together (partner: the other side's rib overlapping most in z).
+    """
+    paired = []
+    for rib in ribs:
+        votes = rib.votes.copy()
+        partners = [o for o in ribs if o.side != rib.side and _overlap(o.z_range, rib.z_range) >= 0.5]
+        if partners:
+            votes = votes + max(partners, key=lambda o: _overlap(o.z_range, rib.z_range)).votes
+        paired.append(_Rib(rib.side, votes, rib.z_range, rib.reach_mm))
+    return paired
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> float:
+    """Share of the shorter z range covered by the other."""
+    common = min(a[1], b[1]) - max(a[0], b[0]) + 1
+    return max(common, 0) / max(min(a[1] - a[0], b[1] - b[0]) + 1, 1)
 
 
 def measure_evidence(
@@ -60,6 +98,7 @@ def measure_evidence(
     ribs: dict[int, set[str]] = {}
     reach: dict[int, float] = {}
     pelvis_sides_by_slice: dict[int, set[str]] = {}
+    candidates: list[_Rib] = []
     for label, box in enumerate(ndi.find_objects(components), start=1):
         if box is None:
             continue
@@ -80,10 +119,15 @@ def measure_evidence(
         length_mm = float(np.linalg.norm((np.ptp(zz) * sz, np.ptp(yy) * sy, np.ptp(xx) * sx)))
         if volume * 1000.0 / max(length_mm, 1.0) > RIB_MAX_SECTION_MM2:
             continue  # a blob (enhancing kidney, calcified vessel), not a rib
-        segment = int(segment_index[zz[medial], yy[medial], xx[medial]])
+        head = distance <= distance[medial] + RIB_HEAD_MM
+        votes = np.bincount(segment_index[zz[head], yy[head], xx[head]], minlength=int(segment_index.max()) + 1)
+        candidates.append(_Rib(side, votes, (int(zz.min()), int(zz.max())), float(distance.max())))
+
+    for rib in _paired_votes(candidates):
+        segment = int(rib.votes.argmax())
         if segment:
-            ribs.setdefault(segment, set()).add(side)
-            reach[segment] = max(reach.get(segment, 0.0), float(distance.max()))
+            ribs.setdefault(segment, set()).add(rib.side)
+            reach[segment] = max(reach.get(segment, 0.0), rib.reach_mm)
 
     segments = [int(k) for k in np.unique(bodies) if k]
     evidence = []
