@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from inference.levels import LEVEL_NAMES, TARGET_LEVELS, VERSE_IDS
+from inference.levels import LEVEL_NAMES, TARGET_LEVELS
 from inference.results import LevelSegmentation
 
 SPINE_SEQUENCE: tuple[str, ...] = (
