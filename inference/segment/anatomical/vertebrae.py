@@ -1,18 +1,21 @@
 """Separate the column into vertebrae: discs along the spine axis, bodies, posterior elements.
 
-- Discs: the attenuation profile sampled along the body centre line dips at
-  every intervertebral disc (nucleus/annulus ~ 70-100 HU between endplates and
-  cancellous bone of 120-300 HU); its minima, at least a short vertebra apart,
-  are the disc centres. Each disc is a plane through the centre line,
-  perpendicular to the local spine axis, so the split follows a curved spine.
-- Bodies: in each slice, the bone-like region around the body centre that lies
-  in front of the spinal canal, holes filled (cancellous bone of low
-  attenuation inside the cortex stays in the body).
+- Discs: on disks perpendicular to the spine axis, the mean attenuation of the
+  body core and the bright cortex/endplate rim both dip at every
+  intervertebral disc (70-100 HU between endplates and cancellous bone); narrow
+  valleys of these profiles, about a vertebra apart, are the disc centres, and
+  missing ones are restored from the spacing of the others. Each disc is a
+  plane through the axis, perpendicular to the canal's direction there, so
+  the split follows a curved spine.
+- Bodies: in each slice, the bone-like region around the body centre in front
+  of the canal, kept where it is left-right symmetric about the arch, holes
+  filled; faint-marrow slices are re-taken at a lower threshold inside their
+  neighbours' outline, and the scanner-blurred outer layer is trimmed at the
+  half-maximum between cortex and surroundings.
 - Whole vertebrae: marker-controlled watershed on the inverted CT within the
-  bone mask, seeded by the bodies and by "other bone" far from the spine (ribs,
-  pelvis). Posterior elements join the body they are connected to through the
-  pedicles; facet and costovertebral joint spaces are dark valleys, so the
-  watershed lines fall there (Beucher & Meyer 1993, marker-controlled watershed).
+  bone mask (Beucher & Meyer 1993), seeded by the bodies, by each vertebra's
+  neural arch and by "other bone" far from the spine (ribs, pelvis). Facet and
+  costovertebral joint spaces are dark valleys, so the watershed lines fall there.
 """
 
 from __future__ import annotations
@@ -38,8 +41,13 @@ FRAGMENT_FRACTION = 0.2
 """An end segment with a body smaller than this share of the median body is a fragment."""
 
 GOOD_SLICE_FRACTION = 0.7
+"""A body slice with less than this share of the body's typical area is re-taken."""
+
 DISC_HALF_MM = 4.0
+"""Slices closer than this to a disc plane are disc, not faint body, and are left alone."""
+
 MAX_REPAIR_REACH_MM = 12.0
+"""A faint slice borrows the outline of a good slice at most this far away."""
 
 BODY_RADIUS_MM = 32.0
 """No part of a thoracolumbar body lies farther than this from its centre in an axial slice."""
