@@ -62,8 +62,6 @@ class VertebraEvidence:
     """How far laterally from the canal its ribs reach (longest)."""
     sacrum_like: bool = False
     """The segment is the sacrum (most inferior, flanked by the iliac bones)."""
-    pelvis_flanked_fraction: float = 0.0
-    body_volume_ml: float = 0.0
     cut_by_edge: bool = False
     """The body reaches the first or last slice: part of it (and of its ribs) is out of view."""
 

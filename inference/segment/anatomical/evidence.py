@@ -142,8 +142,6 @@ def measure_evidence(
                 rib_sides=frozenset(ribs.get(k, set())),
                 rib_reach_mm=round(reach.get(k, 0.0), 1),
                 sacrum_like=bool(k == lowest and flanked and float(np.mean(flanked)) >= SACRUM_FLANKED_FRACTION),
-                pelvis_flanked_fraction=round(float(np.mean(flanked)) if flanked else 0.0, 2),
-                body_volume_ml=round(float(body.sum() * voxel_ml), 2),
                 cut_by_edge=bool(zs.min() == 0 or zs.max() == n - 1),
             )
         )
