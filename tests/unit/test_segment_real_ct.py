@@ -60,3 +60,17 @@ def test_dice_against_reference(abdomen, bench_report):
     for name in MEASURED:
         assert figures[f"{name} body Dice"] >= 0.85
         assert figures[f"{name} vertebra Dice"] >= 0.84
+
+
+def test_any_orientation_gives_the_same_labels_on_its_own_grid(abdomen, shared_data: Path):
+    """The same CT stored sagittally (axes permuted and flipped) is labelled identically."""
+    result, _, _ = abdomen
+    image = load_volume(shared_data / "real_ct" / "abdomen_3mm" / "ct.nii.gz")
+    sagittal = sitk.DICOMOrient(image, "PIR")
+    again = segment_volume(sagittal)
+    assert again.vertebrae.GetSize() == sagittal.GetSize()
+    assert again.vertebrae.GetDirection() == sagittal.GetDirection()
+    back = sitk.GetArrayFromImage(sitk.DICOMOrient(again.vertebrae, "LPS"))
+    original = sitk.GetArrayFromImage(sitk.DICOMOrient(result.vertebrae, "LPS"))
+    assert np.array_equal(back, original)
+    assert again.to_json()["levels"].keys() == result.to_json()["levels"].keys()
