@@ -1,0 +1,151 @@
+"""The real ``scpnode serve`` process and SIGTERM, as systemd stops it (KillSignal=SIGTERM, KillMode=mixed).
+
+An association is in the middle of sending a CT when the signal arrives: the
+node stops listening, lets that association finish (every instance is
+acknowledged and stored), and exits 0. After a restart the study it received
+is processed and its results reach the PACS; ``/healthz`` reports the node.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pydicom
+import pytest
+from pynetdicom import AE
+
+from inference.phantom import abdominal_ct, generate_phantom, write_phantom_study
+from scpnode.db import open_database
+from scpnode.jobs import JobQueue
+from scpnode.orthanc import LocalOrthanc, free_port
+from tests.e2e.conftest import NODE_AET, PHANTOM_SHAPE, series_of_study
+
+pytestmark = pytest.mark.integration
+
+SENDER_AET = "MODALITY"
+
+
+def _config(workdir: Path, port: int, web_port: int, pacs: LocalOrthanc) -> Path:
+    path = workdir / "node.toml"
+    path.write_text(f"""
+[node]
+ae_title = "{NODE_AET}"
+host = "127.0.0.1"
+port = {port}
+storage_dir = "store"
+database = "node.db"
+results_dir = "results"
+
+[[peers]]
+ae_title = "{SENDER_AET}"
+host = "127.0.0.1"
+
+[[destinations]]
+name = "pacs"
+ae_title = "{pacs.aet}"
+host = "127.0.0.1"
+port = {pacs.dicom_port}
+
+[completion]
+quiet_seconds = 5
+check_interval_seconds = 0.5
+
+[web]
+host = "127.0.0.1"
+port = {web_port}
+""")
+    return path
+
+
+def _serve(config: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "scpnode.cli", "--config", str(config), "serve"],
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _health(web_port: int) -> tuple[int, dict] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/healthz", timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+    except OSError:
+        return None
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_sigterm_lets_the_association_finish_and_work_resumes_after_restart(orthanc, tmp_path):
+    workdir = tmp_path / "node"
+    workdir.mkdir()
+    port, web_port = free_port(), free_port()
+    config = _config(workdir, port, web_port, orthanc)
+    study = write_phantom_study(generate_phantom(abdominal_ct(23, shape=PHANTOM_SHAPE)), tmp_path / "study")
+    files = study.series.files
+    datasets = [pydicom.dcmread(path) for path in files]
+    log = workdir / "serve.log"
+
+    node = _serve(config, log)
+    try:
+        status, health = _wait(lambda: _health(web_port), 60, "the web UI's /healthz")
+        assert status == 200 and health["status"] == "ok", health
+        ae = AE(ae_title=SENDER_AET)
+        ae.add_requested_context(datasets[0].SOPClassUID, datasets[0].file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AET)
+        assert assoc.is_established
+        half = len(datasets) // 2
+        statuses = [assoc.send_c_store(ds).Status for ds in datasets[:half]]
+
+        node.send_signal(signal.SIGTERM)
+        _wait(lambda: not _listening(port), 30, "the node to stop listening")  # stopping has begun
+        assert node.poll() is None  # ...and waits for this association
+        statuses += [assoc.send_c_store(ds).Status for ds in datasets[half:]]
+        assoc.release()
+        assert node.wait(timeout=60) == 0
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+    assert statuses == [0x0000] * len(datasets)
+    db = open_database(workdir / "node.db")
+    assert db.execute("SELECT count(*) FROM instances").fetchone()[0] == len(datasets)
+    assert all(Path(row[0]).exists() for row in db.execute("SELECT path FROM instances"))
+    assert "node_stopped" in log.read_text()
+
+    restarted = _serve(config, log)
+    try:
+        queue = JobQueue(open_database(workdir / "node.db"))
+        job = _wait(lambda: [j for j in queue.recent(5) if j.state in ("done", "failed")], 300, "the job")[0]
+        assert job.state == "done", job.error
+        study_uid = study.series.study.study_uid
+        _wait(lambda: {"SEG", "SR", "OT"} <= set(series_of_study(orthanc, study_uid)), 60, "results in the PACS")
+        _wait(lambda: _health(web_port)[1]["outbox"]["sent"] == 3, 30, "the outbox to be delivered")
+        status, health = _health(web_port)
+        assert status == 200 and health["jobs"]["done"] == 1 and health["status"] == "ok", health
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        assert restarted.wait(timeout=60) == 0
+    assert len(queue.recent(10)) == 1
