@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         result = segment_volume(image, backend, device=args.device or pipeline.device, model_dir=model_dir)
-    except VolumeError as exc:
+    except ValueError as exc:  # VolumeError, or a model folder the backend cannot use
+        logger.debug("segmentation refused its input", exc_info=True)
         raise UsageError(str(exc)) from None
     out = write_segmentation(result, Path(args.out))
     seconds = round(time.monotonic() - started, 1)

@@ -48,3 +48,12 @@ def test_not_a_volume_and_unknown_backend(tmp_path: Path, capsys):
     sitk.WriteImage(sitk.GetImageFromArray(np.full((5, 8, 8), 400.0, np.float32)), str(nifti))
     assert main(["segment", str(nifti), "--out", str(tmp_path / "b"), "--backend", "magic"]) == 2
     assert "unknown backend 'magic'" in capsys.readouterr().err
+
+
+def test_model_folder_that_is_not_a_model(shared_data: Path, tmp_path: Path, capsys):
+    empty = tmp_path / "model"
+    empty.mkdir()
+    ct = shared_data / "real_ct" / "abdomen_3mm" / "ct.nii.gz"
+    assert main(["segment", str(ct), "--out", str(tmp_path / "seg"), "--backend", "unet", "--model-dir", str(empty)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("scpnode segment: ") and "model" in error and len(error.splitlines()) == 1
