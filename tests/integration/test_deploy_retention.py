@@ -18,7 +18,7 @@ from scpnode.cli import main
 from scpnode.config import RetentionSettings
 from scpnode.db import open_database
 from scpnode.index import InstanceMeta, PatientStudy, SeriesState
-from scpnode.jobs import DONE, JobQueue
+from scpnode.jobs import DONE, FAILED, JobQueue
 from scpnode.store import InstanceStore
 
 DAY = 86400.0
@@ -71,8 +71,9 @@ class Site:
         ref = index.series_ref(self.db, series_uid)
         index.record_decision(self.db, ref, selected, None if selected else "min_slices", now=ref.last_received_at)
 
-    def process(self, study: str, series: str, sent_at: float | None, destinations: int = 1) -> Path:
-        """A done job whose result file went to the outbox of each destination (sent at ``sent_at``)."""
+    def process(self, study: str, series: str, sent_at: float | None, destinations: int = 1,
+                state: str = DONE) -> Path:
+        """A job (done) whose result file went to the outbox of each destination (sent at ``sent_at``)."""
         ref = index.series_ref(self.db, series)
         job = self.jobs.enqueue(study, series, str(ref.folder), f"revision-{ref.revision}")
         self.jobs.claim_next()
@@ -84,7 +85,7 @@ class Site:
             item = outbox.enqueue(self.db, result_dir / "seg.dcm", f"pacs{n}")
             if sent_at is not None:
                 outbox.mark_sent(self.db, item, now=sent_at)
-        self.jobs.finish(job.id, DONE, result_dir=str(result_dir))
+        self.jobs.finish(job.id, state, result_dir=str(result_dir))
         return result_dir
 
 
@@ -122,6 +123,9 @@ def test_undelivered_open_and_failed_series_are_kept(site):
     site.decide(partly, True)
     result_dir = site.process(study, partly, sent_at=NOW - 40 * DAY, destinations=1)
     outbox.enqueue(site.db, result_dir / "seg.dcm", "second-pacs")  # one destination still waiting
+    _, failed, failed_files = site.receive()
+    site.decide(failed, True)
+    site.process(study, failed, sent_at=NOW - 40 * DAY, state=FAILED)  # a person may still retry it
     _, queued, queued_files = site.receive()
     site.decide(queued, True)  # selected, no job finished
     _, open_series, open_files = site.receive()  # never completed: still received
@@ -131,7 +135,7 @@ def test_undelivered_open_and_failed_series_are_kept(site):
 
     rules = RetentionSettings(purge_images_after_days=0, purge_unprocessed_after_days=0)
     assert retention.purge(site.db, rules) == []
-    assert all(p.exists() for p in pending_files + partly_files + queued_files + open_files)
+    assert all(p.exists() for p in pending_files + partly_files + failed_files + queued_files + open_files)
 
 
 def test_rejected_series_follow_the_unprocessed_rule(site):
