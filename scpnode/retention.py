@@ -113,12 +113,12 @@ def _delivered_series(db: sqlite_utils.Database) -> list[PurgeCandidate]:
         " (SELECT max(id) FROM jobs WHERE series_uid = s.series_instance_uid)"
         " WHERE s.purged_at IS NULL AND s.state = ? AND j.state = ?",
         [SeriesState.SELECTED.value, DONE])
-    sent_by_folder: dict[Path, list[outbox.OutboxItem]] = {}
+    results_by_folder: dict[Path, list[outbox.OutboxItem]] = {}
     for item in outbox.items(db):
-        sent_by_folder.setdefault(item.path.resolve().parent, []).append(item)
+        results_by_folder.setdefault(item.path.resolve().parent, []).append(item)
     candidates = []
     for row in rows:
-        results = sent_by_folder.get(Path(row["result_dir"]).resolve()) if row["result_dir"] else None
+        results = results_by_folder.get(Path(row["result_dir"]).resolve()) if row["result_dir"] else None
         if not results or any(item.state != outbox.OutboxState.SENT for item in results):
             continue
         candidates.append(_candidate(row, DELIVERED, max(item.sent_at for item in results)))

@@ -4,6 +4,7 @@ Pages: login, worklist (filters, sort, search, paging, counts per status, CSV
 export), study detail (identifiers, per-level table, risk, overlay, PACS
 viewer link, review actions with audit log) and, for admins, node status
 (jobs with retry, disk use). No JavaScript: every action is a plain form.
+``/healthz`` answers monitoring without a login (:mod:`scpnode.web.health`).
 
 URLs carry only row ids and filter values (status, categories, dates, sort);
 patient IDs and accession numbers typed into the search box go in a POST
