@@ -20,7 +20,7 @@ from scpnode.assembly import assemble_node
 from scpnode.db import open_database
 from scpnode.index import SeriesState
 from scpnode.orthanc import LocalOrthanc, free_port
-from tests.e2e.conftest import NODE_AET, PHANTOM_SHAPE, e2e_settings, series_of_study
+from tests.e2e.conftest import PHANTOM_SHAPE, e2e_settings, series_of_study
 
 pytestmark = pytest.mark.e2e
 
