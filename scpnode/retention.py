@@ -13,7 +13,8 @@ Two rules, both off until ``[retention]`` sets them:
 
 What stays: the job's results folder (SEG, SR, report, measurements), the
 worklist and the index rows; the instances and the series are marked with
-``purged_at``. Series that are still open, queued, running, failed (a person
+``purged_at`` (on the series: the last purge; a series reopened by new
+instances after a purge is purged again once its new results are delivered). Series that are still open, queued, running, failed (a person
 may retry them) or not yet delivered are never touched.
 
 Purging is idempotent and safe to interrupt: files are deleted first, the rows
@@ -107,11 +108,16 @@ def purge_candidates(db: sqlite_utils.Database, retention: RetentionSettings,
     return sorted(found, key=lambda c: c.since)
 
 
+_HAS_IMAGES = ("EXISTS (SELECT 1 FROM instances i WHERE i.series_instance_uid = s.series_instance_uid"
+               " AND i.purged_at IS NULL)")
+"""A series with received images not yet purged (a series reopened after a purge has some again)."""
+
+
 def _delivered_series(db: sqlite_utils.Database) -> list[PurgeCandidate]:
     rows = db.query(
         "SELECT s.*, j.result_dir FROM series s JOIN jobs j ON j.id ="
         " (SELECT max(id) FROM jobs WHERE series_uid = s.series_instance_uid)"
-        " WHERE s.purged_at IS NULL AND s.state = ? AND j.state = ?",
+        f" WHERE {_HAS_IMAGES} AND s.state = ? AND j.state = ?",
         [SeriesState.SELECTED.value, DONE])
     results_by_folder: dict[Path, list[outbox.OutboxItem]] = {}
     for item in outbox.items(db):
@@ -127,7 +133,7 @@ def _delivered_series(db: sqlite_utils.Database) -> list[PurgeCandidate]:
 
 def _unprocessed_series(db: sqlite_utils.Database, cutoff: float) -> list[PurgeCandidate]:
     rows = db.query(
-        "SELECT * FROM series WHERE purged_at IS NULL AND state IN (?, ?) AND last_received_at <= ?",
+        f"SELECT * FROM series s WHERE {_HAS_IMAGES} AND state IN (?, ?) AND last_received_at <= ?",
         [SeriesState.REJECTED.value, SeriesState.OUT_OF_SCOPE.value, cutoff])
     return [_candidate(row, UNPROCESSED, row["last_received_at"]) for row in rows]
 
@@ -151,8 +157,7 @@ def purge_series(db: sqlite_utils.Database, candidate: PurgeCandidate, now: floa
     complete = True
     with transaction(db):
         unchanged = db.execute(
-            "SELECT 1 FROM series WHERE series_instance_uid = ? AND revision = ? AND purged_at IS NULL"
-            " AND state NOT IN (?, ?)", [candidate.series_instance_uid, candidate.revision,
+            "SELECT 1 FROM series WHERE series_instance_uid = ? AND revision = ? AND state NOT IN (?, ?)", [candidate.series_instance_uid, candidate.revision,
                                          SeriesState.RECEIVED.value, SeriesState.COMPLETE.value]).fetchone()
         if unchanged is None:
             return PurgeOutcome(candidate, 0, 0, complete=False)

@@ -9,6 +9,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, SegmentationStorage, generate_uid
@@ -113,6 +114,32 @@ def test_delivered_series_are_purged_after_the_configured_days(site):
     assert len(rows) == 3 and all(r["purged_at"] for r in rows)  # index rows stay, marked
     assert index.series_ref(site.db, old).state == SeriesState.SELECTED
     assert retention.purge(site.db, RetentionSettings(purge_images_after_days=30)) == []  # idempotent
+
+
+def test_a_series_reopened_after_a_purge_is_purged_again_once_delivered(site):
+    study, series, files = site.receive()
+    site.decide(series, True)
+    site.process(study, series, sent_at=NOW - 40 * DAY)
+    changed = pydicom.dcmread(files[0])  # the modality will send one image again, corrected
+    changed.SeriesDescription = "corrected"
+    rules = RetentionSettings(purge_images_after_days=30)
+    assert len(retention.purge(site.db, rules)) == 1
+
+    buffer = io.BytesIO()
+    changed.save_as(buffer, enforce_file_format=True)
+    site.store.write(files[0], buffer.getvalue())
+    os.utime(files[0], (NOW - 39 * DAY, NOW - 39 * DAY))
+    index.record_instance(site.db, InstanceMeta.from_dataset(changed), PatientStudy.from_dataset(changed),
+                          path=files[0], folder=files[0].parent, size=len(buffer.getvalue()),
+                          sha256=hashlib.sha256(buffer.getvalue()).hexdigest(),
+                          transfer_syntax_uid=ExplicitVRLittleEndian, now=NOW - 39 * DAY)
+    assert retention.purge(site.db, rules) == []  # reopened: not decided, not processed
+    index.complete_quiet_series(site.db, 1, 1, now=NOW - 39 * DAY + 60)
+    site.decide(series, True)
+    site.process(study, series, sent_at=NOW - 35 * DAY)
+
+    outcome, = retention.purge(site.db, rules)
+    assert outcome.files_removed == 1 and not files[0].exists()
 
 
 def test_undelivered_open_and_failed_series_are_kept(site):
