@@ -14,8 +14,9 @@ Two rules, both off until ``[retention]`` sets them:
 What stays: the job's results folder (SEG, SR, report, measurements), the
 worklist and the index rows; the instances and the series are marked with
 ``purged_at`` (on the series: the last purge; a series reopened by new
-instances after a purge is purged again once its new results are delivered). Series that are still open, queued, running, failed (a person
-may retry them) or not yet delivered are never touched.
+instances after a purge is purged again once its new results are delivered).
+Series that are still open, queued, running, failed (a person may retry them)
+or not yet delivered are never touched.
 
 Purging is idempotent and safe to interrupt: files are deleted first, the rows
 marked after, so a second run finishes what a crash left. A file modified
