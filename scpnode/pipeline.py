@@ -20,11 +20,10 @@ the node's hook, queues jobs, and runs them in worker processes
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
-import signal
-import sys
+import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,9 +107,8 @@ _worker_settings: Settings | None = None
 def init_worker(settings_json: str) -> None:
     """Worker process initializer: settings and logging of the node.
 
-    On Linux the worker also asks to be killed when the node process dies, so
-    a crashed node never leaves an orphan finishing a job that the restarted
-    node will run again.
+    The worker also exits when the node process dies, so a crashed node never
+    leaves an orphan finishing a job that the restarted node will run again.
     """
     global _worker_settings
     _die_with_parent()
@@ -119,10 +117,20 @@ def init_worker(settings_json: str) -> None:
 
 
 def _die_with_parent() -> None:
-    if sys.platform != "linux":
-        return
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    """Exit as soon as the node process is gone (checked every second in a daemon thread).
+
+    Polling the parent pid rather than prctl(PR_SET_PDEATHSIG): the latter fires
+    when the *thread* that started the worker ends, which here is a scheduler
+    thread, not the node.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(70)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def run_job(job_id: int) -> None:

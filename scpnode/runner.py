@@ -66,12 +66,15 @@ class JobRunner:
         self._scheduler.start()
 
     def stop(self, wait: bool = True) -> None:
-        """Stop dispatching; with ``wait`` let running jobs finish first."""
+        """Stop dispatching; with ``wait`` let running jobs finish first (queued ones stay queued)."""
+        if self._scheduler.running:
+            self._scheduler.pause()
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait, cancel_futures=True)
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
-        if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=True)
-            self._pool = None
 
     @property
     def busy(self) -> int:

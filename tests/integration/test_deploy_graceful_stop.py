@@ -169,10 +169,6 @@ def test_sigterm_lets_the_association_finish_and_work_resumes_after_restart(orth
     assert len(queue.recent(10)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "scpnode/runner.py stop() shuts APScheduler down before the process pool; the worker was spawned by an "
-    "APScheduler thread and PR_SET_PDEATHSIG (pipeline._die_with_parent) fires when that thread ends, so the "
-    "running job is killed and marked failed ('worker process died') instead of finishing"))
 def test_sigterm_finishes_the_running_job_and_the_queued_one_runs_after_restart(orthanc, tmp_path):
     workdir = tmp_path / "node"
     workdir.mkdir()
