@@ -27,6 +27,8 @@ from typing import Any
 
 import sqlite_utils
 
+from scpnode.db import migrate
+
 QUEUED, RUNNING, DONE, OUT_OF_SCOPE, FAILED = "queued", "running", "done", "out_of_scope", "failed"
 STATES = (QUEUED, RUNNING, DONE, OUT_OF_SCOPE, FAILED)
 FINAL_STATES = (DONE, OUT_OF_SCOPE, FAILED)
@@ -171,14 +173,30 @@ class JobQueue:
         return [Job.from_row(row) for row in self.db.query(sql, params)]
 
 
+MIGRATIONS = ["""
+    CREATE TABLE IF NOT EXISTS jobs (
+        id INTEGER PRIMARY KEY,
+        study_uid TEXT NOT NULL,
+        series_uid TEXT NOT NULL,
+        series_dir TEXT,
+        content_signature TEXT,
+        state TEXT NOT NULL,
+        attempts INTEGER,
+        stage TEXT,
+        error TEXT,
+        reason TEXT,
+        result_dir TEXT,
+        created_at TEXT,
+        started_at TEXT,
+        finished_at TEXT,
+        stage_seconds TEXT
+    );
+    CREATE INDEX IF NOT EXISTS idx_jobs_state ON jobs (state);
+    CREATE INDEX IF NOT EXISTS idx_jobs_series_content ON jobs (series_uid, content_signature);
+"""]
+"""Schema steps of the ``jobs`` table (:func:`scpnode.db.migrate`); append, never edit."""
+
+
 def ensure_schema(db: sqlite_utils.Database) -> None:
-    """Create the ``jobs`` table and its indexes when missing."""
-    if "jobs" in db.table_names():
-        return
-    db["jobs"].create({
-        "id": int, "study_uid": str, "series_uid": str, "series_dir": str, "content_signature": str,
-        "state": str, "attempts": int, "stage": str, "error": str, "reason": str, "result_dir": str,
-        "created_at": str, "started_at": str, "finished_at": str, "stage_seconds": str,
-    }, pk="id", not_null={"study_uid", "series_uid", "state"})
-    db["jobs"].create_index(["state"], if_not_exists=True)
-    db["jobs"].create_index(["series_uid", "content_signature"], if_not_exists=True)
+    """Create or upgrade the ``jobs`` table."""
+    migrate(db, "jobs", MIGRATIONS)
