@@ -101,7 +101,6 @@ def paint_torso(tissue: np.ndarray, grid: Grid, torso: Torso,
     z_dome = torso.z("T10") + 5.0
     lung_top = torso.z("T1") + 25.0
     x2d = grid.x[None, :]
-    y2d = grid.y[:, None]
     slices = zip(*torso.outline(grid.z), torso.axis.y_of_z(grid.z), *torso.level_width(grid.z))
     for k, (z, (a, b, cy, y_spine, width, depth)) in enumerate(zip(grid.z, slices)):
         plane = tissue[k]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,3 +99,54 @@ def series_of_study(pacs: LocalOrthanc, study_uid: str) -> dict[str, int]:
         modality = series["MainDicomTags"].get("Modality", "")
         counts[modality] = counts.get(modality, 0) + len(series["Instances"])
     return counts
+
+
+def serve_config(workdir: Path, port: int, pacs: LocalOrthanc, *, sender_aet: str, quiet_seconds: float,
+                 web_port: int | None = None) -> Path:
+    """A TOML configuration for ``scpnode serve`` in ``workdir``: one sender, results to ``pacs``."""
+    web = f'host = "127.0.0.1"\nport = {web_port}' if web_port else "enabled = false"
+    path = workdir / "node.toml"
+    path.write_text(f"""
+[node]
+ae_title = "{NODE_AET}"
+host = "127.0.0.1"
+port = {port}
+storage_dir = "store"
+database = "node.db"
+results_dir = "results"
+
+[[peers]]
+ae_title = "{sender_aet}"
+host = "127.0.0.1"
+
+[[destinations]]
+name = "pacs"
+ae_title = "{pacs.aet}"
+host = "127.0.0.1"
+port = {pacs.dicom_port}
+
+[completion]
+quiet_seconds = {quiet_seconds}
+check_interval_seconds = 0.5
+
+[web]
+{web}
+""")
+    return path
+
+
+def start_serve(config: Path, log: Path) -> subprocess.Popen:
+    """``scpnode serve`` as its own process group (so a test can kill it and its workers like a crash)."""
+    return subprocess.Popen([sys.executable, "-m", "scpnode.cli", "--config", str(config), "serve"],
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str):
+    """Poll ``predicate`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,55 +13,10 @@ from scpnode.db import open_database
 from scpnode.jobs import JobQueue
 from scpnode.orthanc import free_port
 from scpnode.worklist import parse_query, query_worklist
-from tests.e2e.conftest import NODE_AET, PHANTOM_SHAPE, push_study, series_of_study
+from tests.e2e.conftest import (NODE_AET, PHANTOM_SHAPE, push_study, serve_config, series_of_study, start_serve,
+                                wait_until)
 
 pytestmark = pytest.mark.e2e
-
-
-def _config(workdir: Path, port: int, pacs) -> Path:
-    path = workdir / "node.toml"
-    path.write_text(f"""
-[node]
-ae_title = "{NODE_AET}"
-host = "127.0.0.1"
-port = {port}
-storage_dir = "store"
-database = "node.db"
-results_dir = "results"
-
-[[peers]]
-ae_title = "{pacs.aet}"
-host = "127.0.0.1"
-
-[[destinations]]
-name = "pacs"
-ae_title = "{pacs.aet}"
-host = "127.0.0.1"
-port = {pacs.dicom_port}
-
-[completion]
-quiet_seconds = 2
-check_interval_seconds = 0.5
-
-[web]
-enabled = false
-""")
-    return path
-
-
-def _serve(config: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "scpnode.cli", "--config", str(config), "serve"],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_kill_minus_9_during_a_job(orthanc, tmp_path):
@@ -72,30 +24,30 @@ def test_kill_minus_9_during_a_job(orthanc, tmp_path):
     workdir.mkdir()
     port = free_port()
     orthanc.add_modality("scpnode", NODE_AET, "127.0.0.1", port)
-    config = _config(workdir, port, orthanc)
+    config = serve_config(workdir, port, orthanc, sender_aet=orthanc.aet, quiet_seconds=2)
     study = write_phantom_study(generate_phantom(abdominal_ct(31, shape=PHANTOM_SHAPE)), tmp_path / "study")
 
-    node = _serve(config, workdir / "serve.log")
+    node = start_serve(config, workdir / "serve.log")
     try:
-        _wait(lambda: (workdir / "node.db").exists(), 30, "the node database")
+        wait_until(lambda: (workdir / "node.db").exists(), 30, "the node database")
         push_study(orthanc, study.series.files, study.series.study.study_uid)
 
         def running_job():
             jobs = JobQueue(open_database(workdir / "node.db")).recent(5)
             return jobs and jobs[0].state == "running" and jobs[0].stage in ("segment", "measure") and jobs[0]
 
-        job = _wait(running_job, 300, "a running job")
+        job = wait_until(running_job, 300, "a running job")
     finally:
         os.killpg(node.pid, signal.SIGKILL)  # the node and its worker processes, as a crash would
         node.wait()
 
-    restarted = _serve(config, workdir / "serve.log")
+    restarted = start_serve(config, workdir / "serve.log")
     try:
         queue = JobQueue(open_database(workdir / "node.db"))
-        done = _wait(lambda: queue.get(job.id).state in ("done", "failed") and queue.get(job.id), 600, "the job")
+        done = wait_until(lambda: queue.get(job.id).state in ("done", "failed") and queue.get(job.id), 600, "the job")
         assert done.state == "done", done.error
         assert done.attempts == 2
-        _wait(lambda: series_of_study(orthanc, study.series.study.study_uid).get("OT"), 120, "results in Orthanc")
+        wait_until(lambda: series_of_study(orthanc, study.series.study.study_uid).get("OT"), 120, "results in Orthanc")
         time.sleep(2)  # anything sent twice would arrive now
     finally:
         restarted.send_signal(signal.SIGTERM)

@@ -13,8 +13,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,59 +24,12 @@ from pynetdicom import AE
 from inference.phantom import abdominal_ct, generate_phantom, write_phantom_study
 from scpnode.db import open_database
 from scpnode.jobs import JobQueue
-from scpnode.orthanc import LocalOrthanc, free_port
-from tests.e2e.conftest import NODE_AET, PHANTOM_SHAPE, series_of_study
+from scpnode.orthanc import free_port
+from tests.e2e.conftest import NODE_AET, PHANTOM_SHAPE, serve_config, series_of_study, start_serve, wait_until
 
 pytestmark = pytest.mark.integration
 
 SENDER_AET = "MODALITY"
-
-
-def _config(workdir: Path, port: int, web_port: int, pacs: LocalOrthanc) -> Path:
-    path = workdir / "node.toml"
-    path.write_text(f"""
-[node]
-ae_title = "{NODE_AET}"
-host = "127.0.0.1"
-port = {port}
-storage_dir = "store"
-database = "node.db"
-results_dir = "results"
-
-[[peers]]
-ae_title = "{SENDER_AET}"
-host = "127.0.0.1"
-
-[[destinations]]
-name = "pacs"
-ae_title = "{pacs.aet}"
-host = "127.0.0.1"
-port = {pacs.dicom_port}
-
-[completion]
-quiet_seconds = 5
-check_interval_seconds = 0.5
-
-[web]
-host = "127.0.0.1"
-port = {web_port}
-""")
-    return path
-
-
-def _serve(config: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "scpnode.cli", "--config", str(config), "serve"],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _health(web_port: int) -> tuple[int, dict] | None:
@@ -118,7 +69,7 @@ def _sigterm_during_association(node: subprocess.Popen, port: int, datasets: lis
     half = len(datasets) // 2
     statuses = [assoc.send_c_store(ds).Status for ds in datasets[:half]]
     node.send_signal(signal.SIGTERM)  # KillSignal=SIGTERM, KillMode=mixed: the main process only
-    _wait(lambda: not _listening(port), 120, "the node to stop listening")  # stopping has begun
+    wait_until(lambda: not _listening(port), 120, "the node to stop listening")  # stopping has begun
     assert node.poll() is None  # ...and the node waits for this association
     statuses += [assoc.send_c_store(ds).Status for ds in datasets[half:]]
     assoc.release()
@@ -136,13 +87,13 @@ def test_sigterm_lets_the_association_finish_and_work_resumes_after_restart(orth
     workdir = tmp_path / "node"
     workdir.mkdir()
     port, web_port = free_port(), free_port()
-    config = _config(workdir, port, web_port, orthanc)
+    config = serve_config(workdir, port, orthanc, sender_aet=SENDER_AET, quiet_seconds=5, web_port=web_port)
     study, datasets = _study(23, tmp_path / "study")
     log = workdir / "serve.log"
 
-    node = _serve(config, log)
+    node = start_serve(config, log)
     try:
-        status, health = _wait(lambda: _health(web_port), 60, "the web UI's /healthz")
+        status, health = wait_until(lambda: _health(web_port), 60, "the web UI's /healthz")
         assert status == 200 and health["status"] == "ok", health
         statuses = _sigterm_during_association(node, port, datasets)
     finally:
@@ -153,14 +104,14 @@ def test_sigterm_lets_the_association_finish_and_work_resumes_after_restart(orth
     assert all(Path(row[0]).exists() for row in db.execute("SELECT path FROM instances"))
     assert "node_stopped" in log.read_text()
 
-    restarted = _serve(config, log)
+    restarted = start_serve(config, log)
     try:
         queue = JobQueue(open_database(workdir / "node.db"))
-        job = _wait(lambda: [j for j in queue.recent(5) if j.state in ("done", "failed")], 300, "the job")[0]
+        job = wait_until(lambda: [j for j in queue.recent(5) if j.state in ("done", "failed")], 300, "the job")[0]
         assert job.state == "done", job.error
         study_uid = study.series.study.study_uid
-        _wait(lambda: {"SEG", "SR", "OT"} <= set(series_of_study(orthanc, study_uid)), 60, "results in the PACS")
-        _wait(lambda: _health(web_port)[1]["outbox"]["sent"] == 3, 30, "the outbox to be delivered")
+        wait_until(lambda: {"SEG", "SR", "OT"} <= set(series_of_study(orthanc, study_uid)), 60, "results in the PACS")
+        wait_until(lambda: _health(web_port)[1]["outbox"]["sent"] == 3, 30, "the outbox to be delivered")
         status, health = _health(web_port)
         assert status == 200 and health["jobs"]["done"] == 1 and health["status"] == "ok", health
     finally:
@@ -173,19 +124,19 @@ def test_sigterm_finishes_the_running_job_and_the_queued_one_runs_after_restart(
     workdir = tmp_path / "node"
     workdir.mkdir()
     port, web_port = free_port(), free_port()
-    config = _config(workdir, port, web_port, orthanc)
+    config = serve_config(workdir, port, orthanc, sender_aet=SENDER_AET, quiet_seconds=5, web_port=web_port)
     (first, first_ds), (second, second_ds) = (_study(seed, tmp_path / f"study{seed}") for seed in (23, 24))
     # Sent while the node stops; rejected later by the selection rules (6 mm pixels), so it costs no job.
     _, late_ds = _study(25, tmp_path / "late", shape=(64, 64, 64))
 
-    node = _serve(config, workdir / "serve.log")
+    node = start_serve(config, workdir / "serve.log")
     try:
-        _wait(lambda: _health(web_port), 60, "the web UI")
+        wait_until(lambda: _health(web_port), 60, "the web UI")
         assoc = _association(port, first_ds + second_ds)
         assert all(assoc.send_c_store(ds).Status == 0x0000 for ds in first_ds + second_ds)
         assoc.release()
         queue = JobQueue(open_database(workdir / "node.db"))
-        queued, running = _wait(lambda: [j.state for j in queue.recent(5)] == ["queued", "running"]
+        queued, running = wait_until(lambda: [j.state for j in queue.recent(5)] == ["queued", "running"]
                                 and queue.recent(5), 120, "one job running, one queued")
         assert _sigterm_during_association(node, port, late_ds) == [0x0000] * len(late_ds)
     finally:
@@ -193,13 +144,13 @@ def test_sigterm_finishes_the_running_job_and_the_queued_one_runs_after_restart(
     assert queue.get(running.id).state == "done", queue.get(running.id).error  # finished before the exit
     assert queue.get(queued.id).state == "queued"  # left for the next start
 
-    restarted = _serve(config, workdir / "serve.log")
+    restarted = start_serve(config, workdir / "serve.log")
     try:
-        _wait(lambda: queue.get(queued.id).state in ("done", "failed"), 300, "the queued job")
+        wait_until(lambda: queue.get(queued.id).state in ("done", "failed"), 300, "the queued job")
         assert queue.get(queued.id).state == "done" and queue.get(queued.id).attempts == 1
         for study in (first, second):
             study_uid = study.series.study.study_uid
-            _wait(lambda: {"SEG", "SR", "OT"} <= set(series_of_study(orthanc, study_uid)), 60, "results in the PACS")
+            wait_until(lambda: {"SEG", "SR", "OT"} <= set(series_of_study(orthanc, study_uid)), 60, "results in the PACS")
     finally:
         restarted.send_signal(signal.SIGTERM)
         assert restarted.wait(timeout=60) == 0
