@@ -59,7 +59,7 @@ def test_dice_against_reference(abdomen, bench_report):
     bench_report("segment abdomen_3mm (anatomical)", **figures)
     for name in MEASURED:
         assert figures[f"{name} body Dice"] >= 0.85
-        assert figures[f"{name} vertebra Dice"] >= 0.84
+        assert figures[f"{name} vertebra Dice"] >= 0.85
 
 
 def test_any_orientation_gives_the_same_labels_on_its_own_grid(abdomen, shared_data: Path):
