@@ -1,19 +1,22 @@
 """Which vertebra is which: level identification from anatomical evidence, and level description.
 
 Identification (:func:`identify_levels`) works on the vertebrae a backend
-separated, ordered from superior to inferior, and two kinds of evidence that
+separated, ordered from superior to inferior, and three kinds of evidence that
 radiologists use at the thoracolumbar junction:
 
 - ribs: T12 is the lowest rib-bearing vertebra in the usual spine with 12 rib
   pairs; lumbar vertebrae carry none;
-- the sacrum, when in view: the vertebra above it is L5.
+- the sacrum, when in view: the vertebra above it is L5;
+- rib length: the 12th rib is short and ends behind the mid-axillary line, the
+  11th reaches round the flank; the lowest two rib pairs must look like that.
 
 Each gives a labelling; when both are present they must agree (the lowest
 rib-bearing vertebra lies six segments above the sacrum). When they disagree,
 the spine has a numbering variant - 11 or 13 rib pairs, a lumbar rib, a
 lumbosacral transitional vertebra - that image evidence at the junction cannot
 resolve; the sacrum count is kept for the lumbar levels (it is the convention of
-lumbar-spine reporting) and the study is marked for review with the reason.
+lumbar-spine reporting) and the study is marked for review with the reason; so it
+is when the rib lengths contradict the labelling.
 With one kind of evidence the labelling is kept at a lower confidence; with
 none, no level is named (a wrong level poisons every number downstream).
 Counting is well known to fail in transitional anatomy (Carrino et al.,
@@ -45,6 +48,9 @@ CONFIDENCE_AGREEING = 0.95
 CONFIDENCE_SACRUM_ONLY = 0.85
 CONFIDENCE_RIBS_ONLY = 0.75
 CONFIDENCE_CONFLICT = 0.5
+FLOATING_RIB_FRONT_MM = 10.0
+"""A 12th rib ends behind this distance in front of the trunk's mid-coronal plane (about the
+mid-axillary line); an 11th rib ends beyond it (see :func:`_rib_length_warnings`)."""
 SHORT_RIB_MM = 70.0
 """A lowest rib whose lateral reach from the canal is below this is short: a possible
 lumbar rib or hypoplastic 12th rib (a 12th rib usually reaches well beyond)."""
@@ -60,6 +66,9 @@ class VertebraEvidence:
     """``"left"``/``"right"`` where a rib articulates with this vertebra."""
     rib_reach_mm: float = 0.0
     """How far laterally from the canal its ribs reach (longest)."""
+    rib_front_mm: float | None = None
+    """How far in front of the trunk's mid-coronal plane its ribs end (longest; negative: behind
+    it); None where not measured."""
     sacrum_like: bool = False
     """The segment is the sacrum (most inferior, flanked by the iliac bones)."""
     cut_by_edge: bool = False
@@ -103,6 +112,7 @@ def identify_levels(segments: list[VertebraEvidence]) -> LevelAssignment:
             )
         elif lowest_ribbed.rib_reach_mm < SHORT_RIB_MM:
             warnings.append("the lowest rib pair is short: possible lumbar rib or hypoplastic 12th rib")
+        warnings.extend(_rib_length_warnings(order, position[lowest_ribbed.index]))
 
     if from_sacrum and from_ribs:
         gap = position[sacrum.index] - position[lowest_ribbed.index]
@@ -131,6 +141,36 @@ def identify_levels(segments: list[VertebraEvidence]) -> LevelAssignment:
         return LevelAssignment({}, 0.0, False, ["no vertebra found"], "none")
     warnings.append("no ribs and no sacrum in view: vertebral levels cannot be identified")
     return LevelAssignment({}, 0.0, True, warnings, "none")
+
+
+def _rib_length_warnings(order: list[VertebraEvidence], lowest: int) -> list[str]:
+    """Warnings where the length of the two lowest rib pairs contradicts T12 for the lowest.
+
+    The 11th and 12th ribs are floating ribs of different length: the 11th
+    reaches round the flank to about the mid-axillary line, the 12th ends in
+    the posterior abdominal wall (Gray's Anatomy, thoracic wall). So the
+    lowest pair should end behind :data:`FLOATING_RIB_FRONT_MM` and the pair
+    above it beyond. A long lowest pair suggests 11 rib pairs (the 12th
+    vertebra is then counted as L1); two short pairs suggest 13 rib pairs or a
+    lumbar rib, which the sacrum count alone does not reveal (5 rib-free
+    lumbar vertebrae above it either way).
+    """
+    warnings = []
+    front = order[lowest].rib_front_mm
+    if front is not None and front > FLOATING_RIB_FRONT_MM:
+        warnings.append(
+            "the lowest rib pair reaches round the flank like an 11th rib (a 12th rib ends behind the "
+            "mid-axillary line): possible 11 rib pairs"
+        )
+    above = order[lowest - 1] if lowest > 0 else None
+    if (
+        above is not None and above.rib_sides and not above.cut_by_edge
+        and above.rib_front_mm is not None and above.rib_front_mm <= FLOATING_RIB_FRONT_MM
+    ):
+        warnings.append(
+            "the two lowest rib pairs are both short like a 12th rib: possible 13 rib pairs or a lumbar rib"
+        )
+    return warnings
 
 
 def _rib_free_below(order: list[VertebraEvidence], position: int) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -43,6 +45,30 @@ def test_ribs_only_label_at_lower_confidence_and_say_why():
 def test_short_lowest_rib_is_flagged():
     result = identify_levels(_spine(3, 3, sacrum=False, reach=45.0))
     assert result.needs_review and any("short" in w for w in result.warnings)
+
+
+def _with_rib_ends(segments: list[VertebraEvidence], *front_mm: float) -> list[VertebraEvidence]:
+    """Give the lowest rib-bearing segments (lowest last) these rib ends in front of the mid-coronal plane."""
+    ribbed = [e.index for e in segments if e.rib_sides]
+    ends = dict(zip(ribbed[-len(front_mm):], front_mm, strict=True))
+    return [replace(e, rib_front_mm=ends[e.index]) if e.index in ends else e for e in segments]
+
+
+def test_usual_rib_lengths_raise_no_flag():
+    result = identify_levels(_with_rib_ends(_spine(3, 5), 35.0, -12.0))  # 11th long, 12th short
+    assert not result.needs_review and result.confidence > 0.9 and not result.warnings
+
+
+def test_a_long_lowest_rib_pair_is_flagged_as_possible_eleven_pairs():
+    result = identify_levels(_with_rib_ends(_spine(3, 3, sacrum=False), 65.0, 35.0))
+    assert result.needs_review and any("possible 11 rib pairs" in w for w in result.warnings)
+
+
+def test_two_short_lowest_rib_pairs_are_flagged_even_when_the_sacrum_count_agrees():
+    result = identify_levels(_with_rib_ends(_spine(3, 5), -11.0, -31.0))  # 12th and 13th ribs
+    assert result.needs_review and result.confidence < 0.9
+    assert any("possible 13 rib pairs" in w for w in result.warnings)
+    assert result.names[8] == "L5"  # lumbar levels still counted from the sacrum
 
 
 def test_no_evidence_names_nothing():

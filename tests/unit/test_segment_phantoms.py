@@ -85,6 +85,22 @@ def test_conflicting_rib_and_sacrum_evidence_asks_for_review(variant, expected):
     _check_labels(result, phantom)  # counted from the sacrum: still right
 
 
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (abdominal_ct(2, shape=(200, 200, 125), rib_pairs=13), "possible 13 rib pairs"),
+        (chest_ct(4, shape=(200, 200, 125), rib_pairs=11), "possible 11 rib pairs"),
+    ],
+    ids=["13-rib-pairs-sacrum-in-view", "11-rib-pairs-chest"],
+)
+def test_rib_lengths_that_contradict_the_count_ask_for_review(spec, expected):
+    """Counting alone is fooled here: with 13 pairs the sacrum count agrees with the lowest rib
+    (5 rib-free vertebrae either way); a chest CT has no sacrum to check 11 pairs against."""
+    result = segment_volume(generate_phantom(spec).image)
+    assert result.needs_review
+    assert any(expected in warning for warning in result.warnings)
+
+
 def test_enhanced_aorta_in_front_of_the_bodies_does_not_shift_levels():
     """Portal-venous contrast: the aorta touches the front of T11-L1 on the midline."""
     phantom = generate_phantom(abdominal_ct(9, shape=(200, 200, 125), contrast=True))

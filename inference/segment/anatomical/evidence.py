@@ -6,6 +6,9 @@
   holding most of its medial end, where the rib head and tubercle articulate
   (costovertebral joints).
   Lumbar transverse processes stay within the column margin and do not reach.
+  How far round the flank a rib goes is measured at its anterior end, in front
+  of (or behind) the trunk's mid-coronal plane: an 11th rib reaches round the
+  flank, a 12th rib ends in the posterior abdominal wall.
 - Sacrum: the most inferior segment, below the last disc, flanked on both
   sides by the iliac bones (large bone plates lateral to it) in most of its
   slices. Only the most inferior segment can be the sacrum: L5 is often
@@ -42,6 +45,9 @@ PELVIS_MIN_ML = 60.0
 SACRUM_FLANKED_FRACTION = 0.6
 """Share of a segment's body slices with iliac bone on both sides for it to be sacrum-like."""
 
+TRUNK_HU = -300.0
+"""Soft tissue and bone of the trunk lie above this (air and lung below)."""
+
 SPINE_MARGIN_MM = 14.0
 """Bone within this lateral distance of the canal is column (body, arch), never rib or pelvis."""
 
@@ -53,6 +59,8 @@ class _Rib:
     """Per segment number, how many voxels of the rib's medial end lie in it."""
     z_range: tuple[int, int]
     reach_mm: float
+    front_mm: float
+    """How far in front of the trunk's mid-coronal plane the rib ends (negative: behind it)."""
 
 
 def _paired_votes(ribs: list[_Rib]) -> list[_Rib]:
@@ -68,7 +76,7 @@ def _paired_votes(ribs: list[_Rib]) -> list[_Rib]:
         partners = [o for o in ribs if o.side != rib.side and _overlap(o.z_range, rib.z_range) >= 0.5]
         if partners:
             votes = votes + max(partners, key=lambda o: _overlap(o.z_range, rib.z_range)).votes
-        paired.append(_Rib(rib.side, votes, rib.z_range, rib.reach_mm))
+        paired.append(_Rib(rib.side, votes, rib.z_range, rib.reach_mm, rib.front_mm))
     return paired
 
 
@@ -93,10 +101,12 @@ def measure_evidence(
     canal_x = column.canal_center_yx[:, 1]
     lateral_mm = (np.arange(nx)[None, :] - canal_x[:, None]) * sx  # (z, x), signed: + = patient left
 
+    trunk_centre_y = _trunk_centre_y(smoothed)
     outside = (smoothed > BONE_HU) & (vertebrae == 0) & (np.abs(lateral_mm)[:, None, :] > SPINE_MARGIN_MM)
     components, count = ndi.label(outside)
     ribs: dict[int, set[str]] = {}
     reach: dict[int, float] = {}
+    front: dict[int, float] = {}
     pelvis_sides_by_slice: dict[int, set[str]] = {}
     candidates: list[_Rib] = []
     for label, box in enumerate(ndi.find_objects(components), start=1):
@@ -121,13 +131,16 @@ def measure_evidence(
             continue  # a blob (enhancing kidney, calcified vessel), not a rib
         head = distance <= distance[medial] + RIB_HEAD_MM
         votes = np.bincount(segment_index[zz[head], yy[head], xx[head]], minlength=int(segment_index.max()) + 1)
-        candidates.append(_Rib(side, votes, (int(zz.min()), int(zz.max())), float(distance.max())))
+        tip = int(np.argmin(yy))  # the anterior end
+        front_mm = (trunk_centre_y[zz[tip]] - yy[tip]) * sy
+        candidates.append(_Rib(side, votes, (int(zz.min()), int(zz.max())), float(distance.max()), float(front_mm)))
 
     for rib in _paired_votes(candidates):
         segment = int(rib.votes.argmax())
         if segment:
             ribs.setdefault(segment, set()).add(rib.side)
             reach[segment] = max(reach.get(segment, 0.0), rib.reach_mm)
+            front[segment] = max(front.get(segment, -np.inf), rib.front_mm)
 
     segments = [int(k) for k in np.unique(bodies) if k]
     evidence = []
@@ -141,9 +154,25 @@ def measure_evidence(
                 index=k,
                 rib_sides=frozenset(ribs.get(k, set())),
                 rib_reach_mm=round(reach.get(k, 0.0), 1),
+                rib_front_mm=round(front[k], 1) if k in front else None,
                 sacrum_like=bool(k == lowest and flanked and float(np.mean(flanked)) >= SACRUM_FLANKED_FRACTION),
                 cut_by_edge=bool(zs.min() == 0 or zs.max() == n - 1),
             )
         )
     return evidence
 
+
+
+def _trunk_centre_y(smoothed: np.ndarray) -> np.ndarray:
+    """Per slice, the antero-posterior centre (row) of the trunk: the soft tissue above
+    :data:`TRUNK_HU`, largest piece (the table and arms are left out)."""
+    centres = np.full(smoothed.shape[0], smoothed.shape[1] / 2.0)
+    for z in range(smoothed.shape[0]):
+        components, count = ndi.label(smoothed[z] > TRUNK_HU)
+        if count == 0:
+            continue
+        sizes = np.bincount(components.ravel())
+        sizes[0] = 0
+        rows = np.nonzero(components == int(np.argmax(sizes)))[0]
+        centres[z] = 0.5 * (rows.min() + rows.max())
+    return centres
