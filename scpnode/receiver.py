@@ -15,7 +15,8 @@ C-STORE handler (one thread per association, as pynetdicom runs them):
    equal to the request's, study/series UIDs usable, pixel data present
    for image objects,
 3. write them with a File Meta header to ``store/<study>/<series>/<sop>.dcm``
-   (temp name, fsync, rename),
+   (temp name, fsync, rename; the write and its fsync start before step 2,
+   the fsync running in a background thread, and the rename waits for both),
 4. index the instance in SQLite,
 
 and answers Success only after step 4. Statuses on failure (PS3.4 B.2.3):
@@ -56,7 +57,7 @@ from scpnode import index
 from scpnode.config import PeerSettings, Settings, TlsSettings
 from scpnode.db import ThreadDatabases
 from scpnode.logs import log_event, uid_ref
-from scpnode.store import InstanceStore, StoreError, is_valid_uid
+from scpnode.store import InstanceStore, StagedFile, StoreError, is_valid_uid
 
 LOGGER = logging.getLogger(__name__)
 
@@ -307,32 +308,59 @@ class Receiver:
         transfer_syntax = UID(event.context.transfer_syntax)
         encoded = event.encoded_dataset(include_meta=False)
         ds = _decode(encoded, transfer_syntax)
+        header = file_meta_header(sop_class_uid, sop_instance_uid, transfer_syntax, calling_ae)
+        # Written and flushed in the background while the data set is checked (the
+        # fsync is the slowest step); it gets its final name only once it is accepted.
+        staged = self._stage(ds, b"".join((header, encoded)))
         try:
-            meta = index.InstanceMeta.from_dataset(ds)
-        except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily; malformed ones raise here
-            raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"undecodable attribute: {exc}") from None
-        _check_identity(meta, sop_class_uid, sop_instance_uid)
-        if meta.sop_class_uid not in NON_IMAGE_SOP_CLASSES:
-            _check_pixel_data(ds, transfer_syntax)
-
-        sha256 = hashlib.sha256(encoded).hexdigest()
-        db = self.databases.get()
-        existing = index.find_instance(db, meta.sop_instance_uid)
-        if existing is not None and existing["sha256"] == sha256:
-            return StoredInstance(meta, index.RecordOutcome.DUPLICATE, int(existing["size"]))
-        folder = self.store.series_folder(meta.study_instance_uid, meta.series_instance_uid)
-        path = self.store.instance_path(meta.study_instance_uid, meta.series_instance_uid, meta.sop_instance_uid)
-        file_bytes = b"".join((file_meta_header(sop_class_uid, sop_instance_uid, transfer_syntax, calling_ae), encoded))
-        self.store.write(path, file_bytes)
+            meta, study, sha256, existing = self._check(ds, encoded, transfer_syntax, sop_class_uid,
+                                                        sop_instance_uid)
+            if existing is not None and existing["sha256"] == sha256:
+                if staged is not None:
+                    self.store.discard(staged)
+                return StoredInstance(meta, index.RecordOutcome.DUPLICATE, int(existing["size"]))
+            folder = self.store.series_folder(meta.study_instance_uid, meta.series_instance_uid)
+            path = self.store.instance_path(meta.study_instance_uid, meta.series_instance_uid,
+                                            meta.sop_instance_uid)
+        except BaseException:
+            if staged is not None:
+                self.store.discard(staged)
+            raise
+        assert staged is not None and staged.temp.parent == folder  # the checks refuse what _stage cannot place
+        size = staged.size
+        self.store.commit(staged, path)
         try:
             outcome = index.record_instance(
-                db, meta, index.PatientStudy.from_dataset(ds), path=path, folder=folder, size=len(file_bytes),
+                self.databases.get(), meta, study, path=path, folder=folder, size=size,
                 sha256=sha256, transfer_syntax_uid=str(transfer_syntax), calling_ae_title=calling_ae)
         except Exception as exc:
             raise StoreError(f"cannot index ({exc}): {meta.sop_instance_uid}") from exc
         if existing is not None and existing["path"] != str(path):  # moved to another series: drop the old copy
             Path(existing["path"]).unlink(missing_ok=True)
-        return StoredInstance(meta, outcome, len(file_bytes))
+        return StoredInstance(meta, outcome, size)
+
+    def _stage(self, ds: Dataset, file_bytes: bytes) -> StagedFile | None:
+        """Start writing the file into the folder its study and series UIDs name; None when they are unusable."""
+        try:
+            folder = self.store.series_folder(str(ds.get("StudyInstanceUID", "") or ""),
+                                              str(ds.get("SeriesInstanceUID", "") or ""))
+        except Exception:  # noqa: BLE001 - invalid or undecodable UIDs: the checks refuse the instance
+            return None
+        return self.store.stage(folder, file_bytes)
+
+    def _check(self, ds: Dataset, encoded: bytes, transfer_syntax: UID, sop_class_uid: str,
+               sop_instance_uid: str) -> tuple[index.InstanceMeta, index.PatientStudy, str, dict | None]:
+        """Check the data set; return its index attributes, content hash and the index row of its UID."""
+        try:
+            meta = index.InstanceMeta.from_dataset(ds)
+            study = index.PatientStudy.from_dataset(ds)
+        except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily; malformed ones raise here
+            raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"undecodable attribute: {exc}") from None
+        _check_identity(meta, sop_class_uid, sop_instance_uid)
+        if meta.sop_class_uid not in NON_IMAGE_SOP_CLASSES:
+            _check_pixel_data(ds, transfer_syntax)
+        sha256 = hashlib.sha256(encoded).hexdigest()
+        return meta, study, sha256, index.find_instance(self.databases.get(), meta.sop_instance_uid)
 
 
 def _status(code: int, comment: str) -> Dataset:

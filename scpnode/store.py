@@ -10,6 +10,15 @@ reader never sees a half-written file, and once :meth:`InstanceStore.write`
 returns the file survives a crash of the node, and of the machine too with
 ``[node] sync_writes`` (the default). Only UIDs made of digits and dots
 (PS3.5 9.1) become path components, so a peer cannot write outside the store.
+
+The receiver writes in two steps, :meth:`InstanceStore.stage` then
+:meth:`InstanceStore.commit`, so that the file's fsync (the slowest part of
+a durable write: a journal commit) runs in a background thread while the
+receiver checks and indexes the data set; the file becomes visible under its
+final name only at commit, after its fsync has finished. Commits into one
+folder from concurrent associations share folder fsyncs (group commit): a
+commit whose rename is covered by an fsync that started after it returns
+without issuing its own.
 """
 
 from __future__ import annotations
@@ -18,14 +27,32 @@ import contextlib
 import os
 import re
 import secrets
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
 UID_MAX_LENGTH = 64
+_SYNC_THREADS = 16
 
 
 class StoreError(OSError):
     """An instance could not be written durably (disk full, permissions, I/O)."""
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """Bytes written under a temporary name in their final folder, being flushed to disk.
+
+    Made by :meth:`InstanceStore.stage`; hand it to :meth:`InstanceStore.commit` or
+    :meth:`InstanceStore.discard`, exactly once.
+    """
+
+    temp: Path
+    size: int
+    synced: Future | None
+    """The background fsync, or None when the store does not sync."""
 
 
 def is_valid_uid(uid: str | None) -> bool:
@@ -50,6 +77,10 @@ class InstanceStore:
     def __init__(self, root: str | Path, sync: bool = True) -> None:
         self.root = Path(root)
         self.sync = sync
+        self._sync_pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._folder_syncs: dict[Path, _FolderSync] = {}
+        self._folder_syncs_lock = threading.Lock()
 
     def series_folder(self, study_uid: str, series_uid: str) -> Path:
         """The folder holding one series' files."""
@@ -71,26 +102,114 @@ class InstanceStore:
             StoreError: the bytes are not safely on disk; nothing is left at ``path``
                 that was not there before.
         """
-        temp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+        self.commit(self._write_temp(path.parent, data, self._fsync_now), path)
+
+    def stage(self, folder: Path, data: bytes) -> StagedFile:
+        """Write ``data`` under a temporary name in ``folder`` and start its fsync in a background thread.
+
+        The bytes are in the page cache when this returns (a write error, e.g. a
+        full disk, raises here); :meth:`commit` waits for the fsync.
+
+        Raises:
+            StoreError: the bytes could not be written; nothing is left behind.
+        """
+        return self._write_temp(folder, data, self._fsync_in_background)
+
+    def commit(self, staged: StagedFile, path: Path) -> None:
+        """Wait until ``staged`` is on disk, rename it to ``path`` (same folder), fsync the folder.
+
+        Raises:
+            StoreError: the bytes are not safely on disk; the temporary file is removed
+                and nothing is left at ``path`` that was not there before.
+        """
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-            try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                if self.sync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp, path)
+            if staged.synced is not None:
+                staged.synced.result()
             if self.sync:
-                _fsync_folder(path.parent)
+                self._rename_durably(staged.temp, path)
+            else:
+                os.replace(staged.temp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):  # the folder itself may be what failed
-                temp.unlink(missing_ok=True)
+                staged.temp.unlink(missing_ok=True)
             raise StoreError(f"cannot store ({exc.strerror or exc}): {path.name}") from exc
+
+    def _rename_durably(self, temp: Path, path: Path) -> None:
+        folder = path.parent
+        with self._folder_syncs_lock:
+            folder_sync = self._folder_syncs.get(folder)
+            if folder_sync is None:
+                folder_sync = self._folder_syncs[folder] = _FolderSync(folder)
+            folder_sync.users += 1
+        try:
+            os.replace(temp, path)
+            folder_sync.sync_after_rename()
+        finally:
+            with self._folder_syncs_lock:
+                folder_sync.users -= 1
+                if not folder_sync.users:
+                    del self._folder_syncs[folder]
+
+    def discard(self, staged: StagedFile) -> None:
+        """Remove a staged file that is not to be stored (refused or duplicate instance)."""
+        if staged.synced is not None:
+            staged.synced.exception()  # wait: the fsync must not run on a file being removed
+        staged.temp.unlink(missing_ok=True)
+
+    def _write_temp(self, folder: Path, data: bytes, start_sync) -> StagedFile:
+        temp = folder / f".{secrets.token_hex(8)}.part"
+        try:
+            self._make_folder(folder)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        except OSError as exc:
+            raise StoreError(f"cannot store ({exc.strerror or exc}): {folder.name}") from exc
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError as exc:
+            os.close(fd)
+            temp.unlink(missing_ok=True)
+            raise StoreError(f"cannot store ({exc.strerror or exc}): {folder.name}") from exc
+        return StagedFile(temp, len(data), start_sync(fd))
+
+    def _fsync_now(self, fd: int) -> Future | None:
+        try:
+            if self.sync:
+                os.fsync(fd)
+        except OSError as exc:
+            failed: Future = Future()
+            failed.set_exception(exc)
+            return failed
+        finally:
+            os.close(fd)
+        return None
+
+    def _fsync_in_background(self, fd: int) -> Future | None:
+        if not self.sync:
+            os.close(fd)
+            return None
+        with self._pool_lock:
+            if self._sync_pool is None:
+                self._sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="store-fsync")
+        return self._sync_pool.submit(_fsync_and_close, fd)
+
+    def _make_folder(self, folder: Path) -> None:
+        # A new folder's entry is durable only once its parent is fsynced:
+        # create missing levels one by one and sync each parent that gained one.
+        if folder.is_dir():
+            return
+        missing = [folder]
+        while not missing[-1].parent.is_dir():
+            missing.append(missing[-1].parent)
+        for created in reversed(missing):
+            try:
+                created.mkdir()
+            except FileExistsError:
+                continue
+            if self.sync:
+                _fsync_folder(created.parent)
 
     def remove_partial_files(self) -> int:
         """Delete temporary files left by a crash in the middle of a write; return how many."""
@@ -100,6 +219,43 @@ class InstanceStore:
                 temp.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+class _FolderSync:
+    """Group commit of one folder's fsyncs.
+
+    Renames are numbered as they finish; an fsync of the folder makes durable
+    every rename numbered up to the count read just before it started, so a
+    commit waits for such an fsync rather than issuing one of its own.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.users = 0
+        self._renamed = 0
+        self._synced = 0
+        self._count_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+
+    def sync_after_rename(self) -> None:
+        """Call after a rename into the folder has returned; returns once that rename is durable."""
+        with self._count_lock:
+            self._renamed += 1
+            mine = self._renamed
+        with self._sync_lock:
+            if self._synced >= mine:
+                return
+            with self._count_lock:
+                covered = self._renamed
+            _fsync_folder(self.folder)
+            self._synced = covered
+
+
+def _fsync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_folder(folder: Path) -> None:
