@@ -10,13 +10,16 @@ radiologists use at the thoracolumbar junction:
 - rib length: the 12th rib is short and ends behind the mid-axillary line, the
   11th reaches round the flank; the lowest two rib pairs must look like that.
 
+Body sizes, which grow steadily caudally, check the separation the count
+rests on (a missed disc or a vertebra cut in two shifts every level).
+
 Each gives a labelling; when both are present they must agree (the lowest
 rib-bearing vertebra lies six segments above the sacrum). When they disagree,
 the spine has a numbering variant - 11 or 13 rib pairs, a lumbar rib, a
 lumbosacral transitional vertebra - that image evidence at the junction cannot
 resolve; the sacrum count is kept for the lumbar levels (it is the convention of
 lumbar-spine reporting) and the study is marked for review with the reason; so it
-is when the rib lengths contradict the labelling.
+is when the rib lengths or body sizes contradict the labelling.
 With one kind of evidence the labelling is kept at a lower confidence; with
 none, no level is named (a wrong level poisons every number downstream).
 Counting is well known to fail in transitional anatomy (Carrino et al.,
@@ -51,6 +54,12 @@ CONFIDENCE_CONFLICT = 0.5
 FLOATING_RIB_FRONT_MM = 10.0
 """A 12th rib ends behind this distance in front of the trunk's mid-coronal plane (about the
 mid-axillary line); an 11th rib ends beyond it (see :func:`_rib_length_warnings`)."""
+COUNTED_ACROSS = frozenset({"T11", "T12", "L1", "L2", "L3", "L4", "L5"})
+"""Levels the count of the target levels T11-L2 runs across, from T12 or from the sacrum."""
+MERGED_BODY_RATIO = 1.5
+"""A body larger than this times both neighbours is two vertebrae (see :func:`_body_size_warnings`)."""
+SPLIT_BODY_RATIO = 0.65
+"""Two adjacent bodies both smaller than this times their neighbours are one vertebra cut in two."""
 SHORT_RIB_MM = 70.0
 """A lowest rib whose lateral reach from the canal is below this is short: a possible
 lumbar rib or hypoplastic 12th rib (a 12th rib usually reaches well beyond)."""
@@ -73,6 +82,8 @@ class VertebraEvidence:
     """The segment is the sacrum (most inferior, flanked by the iliac bones)."""
     cut_by_edge: bool = False
     """The body reaches the first or last slice: part of it (and of its ribs) is out of view."""
+    body_ml: float | None = None
+    """Volume of the vertebral body; None where not measured."""
 
 
 @dataclass
@@ -91,6 +102,17 @@ class LevelAssignment:
 def identify_levels(segments: list[VertebraEvidence]) -> LevelAssignment:
     """Name the segments (superior first) from rib and sacrum evidence; see the module notes."""
     order = sorted(segments, key=lambda e: e.index)
+    assignment = _count_levels(order)
+    size_warnings = _body_size_warnings(order, assignment.names)
+    if size_warnings:
+        assignment.warnings.extend(size_warnings)
+        assignment.needs_review = True
+        assignment.confidence = min(assignment.confidence, CONFIDENCE_CONFLICT)
+    return assignment
+
+
+def _count_levels(order: list[VertebraEvidence]) -> LevelAssignment:
+    """Count the levels from the lowest rib-bearing vertebra and the sacrum."""
     position = {e.index: i for i, e in enumerate(order)}
     warnings: list[str] = []
     sacrum = next((e for e in reversed(order) if e.sacrum_like), None)
@@ -170,6 +192,41 @@ def _rib_length_warnings(order: list[VertebraEvidence], lowest: int) -> list[str
         warnings.append(
             "the two lowest rib pairs are both short like a 12th rib: possible 13 rib pairs or a lumbar rib"
         )
+    return warnings
+
+
+def _body_size_warnings(order: list[VertebraEvidence], names: Mapping[int, str]) -> list[str]:
+    """Warnings where the body sizes contradict the separation the count rests on.
+
+    Vertebral bodies grow slowly and steadily from one level to the next
+    (a few per cent in volume at the thoracolumbar junction), so a body far
+    larger than both its neighbours is two vertebrae left unseparated (a missed
+    disc), and two adjacent bodies far smaller than theirs are one vertebra cut
+    in two; either shifts every level counted across it. A fracture makes one
+    body smaller, never larger, and leaves its neighbours alone. Only bodies
+    named T11-L5 are checked: the levels are counted across these (from the
+    lowest rib or the sacrum); a separation error higher up shifts no target level.
+    """
+    counted = {e.index for e in order if names.get(e.index) in COUNTED_ACROSS}
+    measured = [e for e in order if e.body_ml and not e.cut_by_edge and not e.sacrum_like]
+    warnings = []
+    for above, body, below in zip(measured, measured[1:], measured[2:]):
+        if body.index not in counted or body.index - above.index != 1 or below.index - body.index != 1:
+            continue
+        if body.body_ml > MERGED_BODY_RATIO * max(above.body_ml, below.body_ml):
+            warnings.append(
+                f"vertebra {body.index} (from the top of the field of view) is as large as two: possible missed "
+                "disc, levels may be shifted"
+            )
+    for before, first, second, after in zip(measured, measured[1:], measured[2:], measured[3:]):
+        if after.index - before.index != 3 or not {first.index, second.index} & counted:
+            continue
+        neighbours = min(before.body_ml, after.body_ml)
+        if max(first.body_ml, second.body_ml) < SPLIT_BODY_RATIO * neighbours:
+            warnings.append(
+                f"vertebrae {first.index} and {second.index} (from the top of the field of view) are both far "
+                "smaller than their neighbours: possibly one vertebra cut in two, levels may be shifted"
+            )
     return warnings
 
 

@@ -71,6 +71,30 @@ def test_two_short_lowest_rib_pairs_are_flagged_even_when_the_sacrum_count_agree
     assert result.names[8] == "L5"  # lumbar levels still counted from the sacrum
 
 
+def _with_body_volumes(segments: list[VertebraEvidence], volumes_ml: list[float]) -> list[VertebraEvidence]:
+    """The first segments get these body volumes (the sacrum keeps none)."""
+    return [replace(e, body_ml=v) for e, v in zip(segments, volumes_ml, strict=False)] + segments[len(volumes_ml):]
+
+
+def test_steadily_growing_bodies_and_a_crushed_one_raise_no_flag():
+    volumes = [30.0, 31.0, 32.0, 18.0, 34.0, 35.0, 36.0, 37.0]  # the 4th crushed (grade 3)
+    result = identify_levels(_with_body_volumes(_spine(3, 5), volumes))
+    assert not result.needs_review and not result.warnings
+
+
+def test_a_body_as_large_as_two_is_flagged_as_a_missed_disc():
+    volumes = [30.0, 31.0, 32.0, 66.0, 35.0, 36.0, 37.0, 38.0]
+    result = identify_levels(_with_body_volumes(_spine(3, 5), volumes))
+    assert result.needs_review and result.confidence < 0.9
+    assert any("missed disc" in w for w in result.warnings)
+
+
+def test_two_half_bodies_are_flagged_as_a_vertebra_cut_in_two():
+    volumes = [30.0, 31.0, 32.0, 16.0, 17.0, 34.0, 35.0, 36.0]
+    result = identify_levels(_with_body_volumes(_spine(3, 5), volumes))
+    assert result.needs_review and any("cut in two" in w for w in result.warnings)
+
+
 def test_no_evidence_names_nothing():
     result = identify_levels([VertebraEvidence(1), VertebraEvidence(2), VertebraEvidence(3)])
     assert result.names == {} and result.needs_review

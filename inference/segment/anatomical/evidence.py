@@ -157,6 +157,7 @@ def measure_evidence(
                 rib_front_mm=round(front[k], 1) if k in front else None,
                 sacrum_like=bool(k == lowest and flanked and float(np.mean(flanked)) >= SACRUM_FLANKED_FRACTION),
                 cut_by_edge=bool(zs.min() == 0 or zs.max() == n - 1),
+                body_ml=round(float(body.sum()) * voxel_ml, 2),
             )
         )
     return evidence
