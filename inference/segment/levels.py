@@ -100,7 +100,7 @@ class LevelAssignment:
 
 
 def identify_levels(segments: list[VertebraEvidence]) -> LevelAssignment:
-    """Name the segments (superior first) from rib and sacrum evidence; see the module notes."""
+    """Name the segments (superior first) from rib, sacrum and body-size evidence; see the module notes."""
     order = sorted(segments, key=lambda e: e.index)
     assignment = _count_levels(order)
     size_warnings = _body_size_warnings(order, assignment.names)
@@ -215,8 +215,8 @@ def _body_size_warnings(order: list[VertebraEvidence], names: Mapping[int, str])
             continue
         if body.body_ml > MERGED_BODY_RATIO * max(above.body_ml, below.body_ml):
             warnings.append(
-                f"vertebra {body.index} (from the top of the field of view) is as large as two: possible missed "
-                "disc, levels may be shifted"
+                f"the body labelled {names[body.index]} is as large as two: possible missed disc, "
+                "levels may be shifted"
             )
     for before, first, second, after in zip(measured, measured[1:], measured[2:], measured[3:]):
         if after.index - before.index != 3 or not {first.index, second.index} & counted:
@@ -224,8 +224,8 @@ def _body_size_warnings(order: list[VertebraEvidence], names: Mapping[int, str])
         neighbours = min(before.body_ml, after.body_ml)
         if max(first.body_ml, second.body_ml) < SPLIT_BODY_RATIO * neighbours:
             warnings.append(
-                f"vertebrae {first.index} and {second.index} (from the top of the field of view) are both far "
-                "smaller than their neighbours: possibly one vertebra cut in two, levels may be shifted"
+                f"the bodies labelled {names.get(first.index, '?')} and {names.get(second.index, '?')} are both "
+                "far smaller than their neighbours: possibly one vertebra cut in two, levels may be shifted"
             )
     return warnings
 
