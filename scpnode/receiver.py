@@ -310,7 +310,8 @@ class Receiver:
         ds = _decode(encoded, transfer_syntax)
         header = file_meta_header(sop_class_uid, sop_instance_uid, transfer_syntax, calling_ae)
         # Written and flushed in the background while the data set is checked (the
-        # fsync is the slowest step); it gets its final name only once it is accepted.
+        # fsync is the slowest step); it gets its final name only once it is accepted,
+        # and is removed when refused or a duplicate (rare: the cost of the overlap).
         staged = self._stage(ds, b"".join((header, encoded)))
         try:
             meta, study, sha256, existing = self._check(ds, encoded, transfer_syntax, sop_class_uid,

@@ -211,6 +211,13 @@ class InstanceStore:
             if self.sync:
                 _fsync_folder(created.parent)
 
+    def close(self) -> None:
+        """Wait for background fsyncs and end their threads (a later :meth:`stage` starts new ones)."""
+        with self._pool_lock:
+            pool, self._sync_pool = self._sync_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
     def remove_partial_files(self) -> int:
         """Delete temporary files left by a crash in the middle of a write; return how many."""
         removed = 0
