@@ -15,10 +15,7 @@ The receiver writes in two steps, :meth:`InstanceStore.stage` then
 :meth:`InstanceStore.commit`, so that the file's fsync (the slowest part of
 a durable write: a journal commit) runs in a background thread while the
 receiver checks and indexes the data set; the file becomes visible under its
-final name only at commit, after its fsync has finished. Commits into one
-folder from concurrent associations share folder fsyncs (group commit): a
-commit whose rename is covered by an fsync that started after it returns
-without issuing its own.
+final name only at commit, after its fsync has finished.
 """
 
 from __future__ import annotations
@@ -28,6 +25,7 @@ import os
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +77,6 @@ class InstanceStore:
         self.sync = sync
         self._sync_pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        self._folder_syncs: dict[Path, _FolderSync] = {}
-        self._folder_syncs_lock = threading.Lock()
 
     def series_folder(self, study_uid: str, series_uid: str) -> Path:
         """The folder holding one series' files."""
@@ -125,30 +121,13 @@ class InstanceStore:
         try:
             if staged.synced is not None:
                 staged.synced.result()
+            os.replace(staged.temp, path)
             if self.sync:
-                self._rename_durably(staged.temp, path)
-            else:
-                os.replace(staged.temp, path)
+                _fsync_folder(path.parent)
         except OSError as exc:
             with contextlib.suppress(OSError):  # the folder itself may be what failed
                 staged.temp.unlink(missing_ok=True)
             raise StoreError(f"cannot store ({exc.strerror or exc}): {path.name}") from exc
-
-    def _rename_durably(self, temp: Path, path: Path) -> None:
-        folder = path.parent
-        with self._folder_syncs_lock:
-            folder_sync = self._folder_syncs.get(folder)
-            if folder_sync is None:
-                folder_sync = self._folder_syncs[folder] = _FolderSync(folder)
-            folder_sync.users += 1
-        try:
-            os.replace(temp, path)
-            folder_sync.sync_after_rename()
-        finally:
-            with self._folder_syncs_lock:
-                folder_sync.users -= 1
-                if not folder_sync.users:
-                    del self._folder_syncs[folder]
 
     def discard(self, staged: StagedFile) -> None:
         """Remove a staged file that is not to be stored (refused or duplicate instance)."""
@@ -156,7 +135,7 @@ class InstanceStore:
             staged.synced.exception()  # wait: the fsync must not run on a file being removed
         staged.temp.unlink(missing_ok=True)
 
-    def _write_temp(self, folder: Path, data: bytes, start_sync) -> StagedFile:
+    def _write_temp(self, folder: Path, data: bytes, start_sync: Callable[[int], Future | None]) -> StagedFile:
         temp = folder / f".{secrets.token_hex(8)}.part"
         try:
             self._make_folder(folder)
@@ -226,36 +205,6 @@ class InstanceStore:
                 temp.unlink(missing_ok=True)
                 removed += 1
         return removed
-
-
-class _FolderSync:
-    """Group commit of one folder's fsyncs.
-
-    Renames are numbered as they finish; an fsync of the folder makes durable
-    every rename numbered up to the count read just before it started, so a
-    commit waits for such an fsync rather than issuing one of its own.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.users = 0
-        self._renamed = 0
-        self._synced = 0
-        self._count_lock = threading.Lock()
-        self._sync_lock = threading.Lock()
-
-    def sync_after_rename(self) -> None:
-        """Call after a rename into the folder has returned; returns once that rename is durable."""
-        with self._count_lock:
-            self._renamed += 1
-            mine = self._renamed
-        with self._sync_lock:
-            if self._synced >= mine:
-                return
-            with self._count_lock:
-                covered = self._renamed
-            _fsync_folder(self.folder)
-            self._synced = covered
 
 
 def _fsync_and_close(fd: int) -> None:
