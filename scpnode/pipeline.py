@@ -210,7 +210,7 @@ def algorithm_info(segmentation: SegmentationResult) -> AlgorithmInfo:
     """The algorithm recorded in SEG and SR: this software and the segmentation backend/model."""
     backend = segmentation.backend
     model_id = f"{backend}-{segmentation.backend_version}" if segmentation.backend_version else backend
-    return AlgorithmInfo(name=f"scpnode {backend} segmentation", version=__version__, model_id=model_id)
+    return AlgorithmInfo(name=f"scpnode {backend}", version=__version__, model_id=model_id)
 
 
 def read_series(folder: Path) -> list[Dataset]:
