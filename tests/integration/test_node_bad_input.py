@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
-from pynetdicom import AE, _config
+from pynetdicom import AE
 
 from scpnode import index
 from scpnode.index import SeriesState
@@ -25,16 +25,6 @@ pytestmark = pytest.mark.integration
 def node(tmp_path: Path) -> Iterator[Node]:
     with Node(node_settings(tmp_path / "node")) as running:
         yield running
-
-
-@pytest.fixture
-def raw_sender() -> Iterator[None]:
-    """Make pynetdicom send files' bytes as they are (no decode/re-encode), as a broken device would."""
-    _config.STORE_SEND_CHUNKED_DATASET = True
-    try:
-        yield
-    finally:
-        _config.STORE_SEND_CHUNKED_DATASET = False
 
 
 def send(port: int, *objects: Path | Dataset) -> list[tuple[int, str]]:

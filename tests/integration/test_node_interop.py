@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
-from pynetdicom import AE, _config
+from pynetdicom import AE
 
 from scpnode.node import Node
 from scpnode.receiver import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from tests.integration.node_helpers import dataset_bytes, node_settings
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def raw_sender() -> Iterator[None]:
-    """Send the files' bytes as they are, in their own transfer syntax."""
-    _config.STORE_SEND_CHUNKED_DATASET = True
-    try:
-        yield
-    finally:
-        _config.STORE_SEND_CHUNKED_DATASET = False
 
 
 def test_third_party_seg_sr_and_ct_files_are_accepted_byte_identical(tmp_path, shared_data, raw_sender):
