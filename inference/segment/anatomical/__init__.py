@@ -59,7 +59,8 @@ def segment_anatomical(image: sitk.Image, *, device: str = "cpu", model_dir: Pat
     for segment, name in assignment.names.items():
         if segment < len(lookup):
             lookup[segment] = VERSE_IDS[name]
-    bodies, vertebrae = refine_labels(grid.canonical, working, lookup[segments.bodies], lookup[segments.vertebrae])
+    bodies, vertebrae = refine_labels(grid.canonical, working, lookup[segments.bodies], lookup[segments.vertebrae],
+                                     body_hu=segments.body_hu)
     return BackendOutput(
         vertebrae=grid.to_input(vertebrae),
         bodies=grid.to_input(bodies),

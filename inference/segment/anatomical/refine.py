@@ -19,9 +19,14 @@ from inference.segment.anatomical.vertebrae import BODY_HU, trim_blurred_outer_l
 
 
 def refine_labels(
-    canonical: sitk.Image, working: sitk.Image, bodies: np.ndarray, vertebrae: np.ndarray
+    canonical: sitk.Image, working: sitk.Image, bodies: np.ndarray, vertebrae: np.ndarray, *, body_hu: float = BODY_HU
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(bodies, vertebrae) label arrays on the canonical grid."""
+    """(bodies, vertebrae) label arrays on the canonical grid.
+
+    Inside the working-grid bodies, marrow counts as body above ``body_hu`` (the
+    scan's own body threshold, lower than :data:`BODY_HU` for faint marrow); the
+    band around them, where discs and soft tissue lie, keeps :data:`BODY_HU`.
+    """
     up_bodies = labels_to_grid(bodies, working, canonical)
     up_vertebrae = labels_to_grid(vertebrae, working, canonical)
     if working.GetSize() == canonical.GetSize() or not up_vertebrae.any():
@@ -36,7 +41,8 @@ def refine_labels(
     smoothed = ndi.gaussian_filter(hu.astype(np.float32), sigma=0.6 / spacing_zyx)
 
     structure = _ellipsoid(reach)
-    refined_bodies = _refine(up_bodies[box], smoothed > BODY_HU, structure, fill_holes=True)
+    body_tissue = (smoothed > BODY_HU) | ((up_bodies[box] > 0) & (smoothed > body_hu))
+    refined_bodies = _refine(up_bodies[box], body_tissue, structure, fill_holes=True)
     refined_bodies = trim_blurred_outer_layer(refined_bodies, hu)
     bone = (smoothed > BONE_HU) | (refined_bodies > 0)
     refined_vertebrae = _refine(up_vertebrae[box], bone, structure, fill_holes=False)

@@ -32,7 +32,14 @@ from scipy import ndimage as ndi
 from inference.segment.anatomical.column import BONE_HU, SpineColumn
 
 BODY_HU = 100.0
-"""Smoothed attenuation above which a voxel next to the body centre is vertebral body."""
+"""Smoothed attenuation above which a voxel next to the body centre is vertebral body
+(the highest body threshold: see :func:`body_threshold` for faint marrow)."""
+
+SOFT_TISSUE_RANGE_HU = (-30.0, 130.0)
+"""Muscle, organs and blood lie in this range; their median is the scan's soft-tissue level."""
+
+MIDBODY_DISTANCE_MM = 8.0
+"""Axis points farther than this from every disc plane sample the marrow of a body."""
 
 SYMMETRY_TOLERANCE_MM = 6.0
 """How asymmetric a body may be (rotation, scoliosis, osteophytes) before it is cut."""
@@ -139,6 +146,8 @@ class Segments:
     axis: SpineAxis
     disc_score: np.ndarray
     """Disc score along the axis (valley depth in HU), for inspection."""
+    body_hu: float = BODY_HU
+    """Body threshold of this scan between its endplates (:func:`body_threshold`)."""
 
 
 def spine_axis(column: SpineColumn, spacing_zyx: tuple[float, float, float]) -> SpineAxis:
@@ -272,13 +281,65 @@ def split_vertebrae(
     core, rim = axis_profiles(hu, axis, spacing_zyx)
     discs, score = find_discs(axis, core, rim)
     segment_index = _segment_index(smoothed.shape, discs, spacing_zyx)
-    body_mask = _body_mask(smoothed, column, spacing_zyx)
+    body_hu = body_threshold(smoothed, axis, core, discs)
+    threshold = np.where(_between_endplates(smoothed.shape, discs, rim, axis, spacing_zyx), body_hu, BODY_HU)
+    body_mask = _body_mask(smoothed, threshold.astype(np.float32), column, spacing_zyx)
     bodies = np.where(body_mask, segment_index, 0)
     bodies = _repair_dim_slices(bodies, smoothed, column, discs, spacing_zyx)
     bodies = trim_blurred_outer_layer(bodies, hu)
     bodies = _drop_end_fragments(_keep_main_piece(bodies))
     vertebrae = _whole_vertebrae(hu, smoothed, bodies, column, discs, spacing_zyx)
-    return Segments(bodies, vertebrae, segment_index, discs, axis, score)
+    return Segments(bodies, vertebrae, segment_index, discs, axis, score, body_hu)
+
+
+def body_threshold(smoothed: np.ndarray, axis: SpineAxis, core: np.ndarray, discs: list[DiscPlane]) -> float:
+    """The body threshold of this scan: midway between its soft tissue and its vertebral marrow,
+    at most :data:`BODY_HU` and at least :data:`MARROW_HU`.
+
+    Osteoporotic marrow (vBMD 50-90 mg/cm3, about 60-110 HU) lies close to muscle
+    (about 50 HU); a fixed threshold of 100 HU cuts such a body into noise
+    wherever its thin cortex does not close the outline. The midpoint adapts to
+    the patient, as the half-maximum criterion of the compartment split does.
+    A scan with normal marrow keeps :data:`BODY_HU`.
+    """
+    low, high = SOFT_TISSUE_RANGE_HU
+    soft = smoothed[(smoothed > low) & (smoothed < high)]
+    if soft.size == 0 or not discs:
+        return BODY_HU
+    heights = np.stack([np.abs((axis.points_mm - d.point_mm) @ d.normal) for d in discs]).min(axis=0)
+    midbody = core[heights > MIDBODY_DISTANCE_MM]
+    if midbody.size == 0:
+        return BODY_HU
+    midway = 0.5 * (float(np.median(soft)) + float(np.median(midbody)))
+    return float(np.clip(midway, MARROW_HU, BODY_HU))
+
+
+def _between_endplates(
+    shape: tuple[int, ...], discs: list[DiscPlane], rim: np.ndarray, axis: SpineAxis, spacing_zyx
+) -> np.ndarray:
+    """True for voxels on the bone side of every endplate: farther from each disc centre plane
+    than that disc's endplates (the rim profile's maxima on either side of the disc valley).
+
+    Discs (about 85 HU) are as dense as faint marrow, so only between the
+    endplates may the body threshold drop below :data:`BODY_HU`.
+    """
+    outside = np.ones(shape, dtype=bool)
+    coordinates = [np.arange(n, dtype=np.float32) * s for n, s in zip(shape, spacing_zyx, strict=True)]
+    reach = int(round(DISC_HALF_MM * 2.5 / PROFILE_STEP_MM))
+    for disc in discs:
+        centre = int(np.argmin(np.linalg.norm(axis.points_mm - disc.point_mm, axis=1)))
+        below = rim[max(centre - reach, 0): centre + 1]
+        above = rim[centre: centre + reach + 1]
+        half_below = (len(below) - 1 - int(np.argmax(below))) * PROFILE_STEP_MM if below.size else DISC_HALF_MM
+        half_above = int(np.argmax(above)) * PROFILE_STEP_MM if above.size else DISC_HALF_MM
+        offset = [c - p for c, p in zip(coordinates, disc.point_mm, strict=True)]
+        height = (
+            offset[0][:, None, None] * disc.normal[0]
+            + offset[1][None, :, None] * disc.normal[1]
+            + offset[2][None, None, :] * disc.normal[2]
+        )
+        outside &= (height >= half_above) | (height <= -half_below)
+    return outside
 
 
 def _segment_index(shape: tuple[int, ...], discs: list[DiscPlane], spacing_zyx) -> np.ndarray:
@@ -296,8 +357,8 @@ def _segment_index(shape: tuple[int, ...], discs: list[DiscPlane], spacing_zyx) 
     return index
 
 
-def _body_mask(smoothed: np.ndarray, column: SpineColumn, spacing_zyx) -> np.ndarray:
-    """Vertebral bodies and discs region in front of the canal (bodies only where bone-like)."""
+def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn, spacing_zyx) -> np.ndarray:
+    """Vertebral bodies and discs region in front of the canal (bodies only where denser than ``threshold``)."""
     n, ny, nx = smoothed.shape
     _, sy, sx = spacing_zyx
     yy, xx = np.mgrid[0:ny, 0:nx]
@@ -307,7 +368,7 @@ def _body_mask(smoothed: np.ndarray, column: SpineColumn, spacing_zyx) -> np.nda
         cy, cx = column.body_center_yx[z]
         near = ((yy - cy) * sy) ** 2 + ((xx - cx) * sx) ** 2 <= BODY_RADIUS_MM**2
         near &= yy <= column.canal_front_y[z]
-        region = (smoothed[z] > BODY_HU) & near
+        region = (smoothed[z] > threshold[z]) & near
         region &= _mirrored(region, column.canal_center_yx[z, 1], tolerance=int(round(SYMMETRY_TOLERANCE_MM / sx)))
         region = ndi.binary_fill_holes(region)
         region = ndi.binary_opening(region, structure=opening)
