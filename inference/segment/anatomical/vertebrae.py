@@ -101,6 +101,11 @@ the broad dip in the middle of a body with fatty marrow is wider and scores low.
 
 MIN_DISC_SCORE_HU = 25.0
 
+NARROW_VALLEY_MM = 9.0
+"""A valley wider than this at half its depth scores proportionally less. With osteoporotic
+marrow (darker than disc) the middle of a body is a valley as deep as a disc, between
+endplates a body height apart; a disc lies between endplates a disc thickness apart."""
+
 RELATIVE_DISC_SCORE = 0.55
 """A disc scores at least this share of the median disc; mid-body dips score less
 (a really faint disc is then restored by the spacing rule of _fill_gaps)."""
@@ -213,6 +218,7 @@ def find_discs(axis: SpineAxis, core: np.ndarray, rim: np.ndarray) -> tuple[list
     # where the followed column ends the profile ends too; a valley there is an edge effect
     end = int(round(AXIS_END_MARGIN_MM / PROFILE_STEP_MM))
     peaks = peaks[(peaks >= end) & (peaks < len(score) - end)]
+    score = score * _narrowness(score, peaks)
     chosen = _greedy_separated(peaks, score, 20.0 / PROFILE_STEP_MM)
     if len(chosen) >= 3:
         period = float(np.median(np.diff(sorted(chosen))))
@@ -223,6 +229,19 @@ def find_discs(axis: SpineAxis, core: np.ndarray, rim: np.ndarray) -> tuple[list
     chosen = _drop_weak_inferior(sorted(chosen), score)
     discs = [DiscPlane(axis.points_mm[i], axis.tangents[i], float(score[i])) for i in sorted(chosen, reverse=True)]
     return discs, score
+
+
+def _narrowness(score: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """Per sample, 1 or less: :data:`NARROW_VALLEY_MM` over the width at half height of the
+    score peak it belongs to (samples that are no peak keep 1)."""
+    weight = np.ones(len(score))
+    for peak in peaks:
+        above = score > 0.5 * score[peak]
+        low = peak - int(np.argmin(above[peak::-1])) if not above[: peak + 1].all() else 0
+        high = peak + int(np.argmin(above[peak:])) if not above[peak:].all() else len(score)
+        width_mm = (high - low - 1) * PROFILE_STEP_MM
+        weight[peak] = min(1.0, NARROW_VALLEY_MM / max(width_mm, PROFILE_STEP_MM))
+    return weight
 
 
 def _drop_weak_inferior(discs: list[int], score: np.ndarray) -> list[int]:
