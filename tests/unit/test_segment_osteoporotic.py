@@ -54,8 +54,4 @@ def test_low_density_bodies_are_whole_and_graded_right(case: str, bench_report) 
 
     for name in TARGET_LEVELS:
         assert figures[f"{name} body"] >= MIN_BODY_DICE, name
-        true_grade = phantom.truth["levels"][name]["fracture"]["grade"]
-        if true_grade == 0:
-            assert figures[f"{name} grade"] == 0, f"false Genant grade at {name}"
-        else:
-            assert figures[f"{name} grade"] >= 1, f"fracture at {name} missed"
+        assert figures[f"{name} grade"] == phantom.truth["levels"][name]["fracture"]["grade"], name

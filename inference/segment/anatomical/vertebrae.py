@@ -462,7 +462,10 @@ def trim_blurred_outer_layer(bodies: np.ndarray, hu: np.ndarray) -> np.ndarray:
     next to the endplates) and lifts them over the body threshold. The half-
     maximum (midpoint between the 90th percentile of the outer layer and the
     median just outside) is where the edge of the bone is. Only the outer
-    layer is touched, so faint marrow inside the body stays.
+    layer is touched, so faint marrow inside the body stays; an outer voxel
+    fainter than the body's marrow median is removed, and so is one below the
+    half-maximum right next to bone above it (the blurred endplate against a
+    disc, brighter than osteoporotic marrow but past the edge).
     """
     out = bodies.copy()
     for label, box in enumerate(ndi.find_objects(bodies), start=1):
@@ -480,8 +483,11 @@ def trim_blurred_outer_layer(bodies: np.ndarray, hu: np.ndarray) -> np.ndarray:
         # never above the body's own marrow: in a faint body the outer layer is faint because
         # the bone is, not because of blur
         limit = min(half_maximum, float(np.median(crop[inner]))) if inner.any() else half_maximum
+        # below the half-maximum right next to bone above it: past the edge, even where the
+        # marrow is fainter (a blurred endplate against a disc outshines osteoporotic marrow)
+        beyond_edge = ndi.binary_dilation(body & (crop >= half_maximum)) & (crop < half_maximum)
         region = out[box]
-        region[outer & (crop < limit)] = 0
+        region[outer & ((crop < limit) | beyond_edge)] = 0
     return out
 
 
