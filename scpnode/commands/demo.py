@@ -188,11 +188,10 @@ def print_summary(job: Job, pacs_series: list[tuple[str, str, int]] | None) -> N
           f"vBMD {_num(m.get('vbmd_mg_cm3'), 0, 0).strip()} mg/cm3 ({m.get('vbmd_category')}); "
           f"worst Genant grade {m.get('max_genant_grade')}")
     if score:
-        vertebral = (score.get("radscores") or {}).get("vertebral")
+        radscores = ", ".join(f"{name} {value:.2f}" for name, value in (score.get("radscores") or {}).items())
         risk = (f"risk {score['probability']:.2f} ({score['category']})" if score.get("probability") is not None
                 else "no risk probability: model uncalibrated (research use)")
-        print(f"model {score['model_id']} v{score['model_version']}: vertebral radscore "
-              f"{_num(vertebral, 0, 2).strip()}; {risk}")
+        print(f"model {score['model_id']} v{score['model_version']}: study radscores {radscores or '-'}; {risk}")
     print()
     print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in job.stage_seconds.items()))
     print(f"results folder: {result_dir} (seg.dcm, sr.dcm, report.dcm, overlay.png, measurements.json)")
