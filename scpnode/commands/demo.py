@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     if use_orthanc:
         pacs.start()
         print(f"[2/4] PACS: Orthanc {pacs.aet} on DICOM port {pacs.dicom_port}, web {pacs.url}")
+    elif args.no_orthanc:
+        print("[2/4] PACS: none (--no-orthanc); results stay in a local folder")
     else:
         print("[2/4] PACS: Orthanc is not installed; results stay in a local folder instead "
               "(install the Debian package 'orthanc' to see them arrive in a PACS)")
