@@ -34,6 +34,7 @@ import sqlite_utils
 from pydicom.dataset import Dataset
 
 from scpnode.db import migrate, transaction
+from scpnode.header_scan import PlainHeader
 
 
 class SeriesState(StrEnum):
@@ -92,7 +93,7 @@ class InstanceMeta:
     columns: int | None = None
 
     @classmethod
-    def from_dataset(cls, ds: Dataset) -> "InstanceMeta":
+    def from_dataset(cls, ds: Dataset | PlainHeader) -> "InstanceMeta":
         """Read the attributes from a data set (Enhanced CT: from its functional groups)."""
         shared = _first_item(ds, "SharedFunctionalGroupsSequence")
         per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
@@ -193,7 +194,7 @@ class PatientStudy:
     study_description: str = ""
 
     @classmethod
-    def from_dataset(cls, ds: Dataset) -> "PatientStudy":
+    def from_dataset(cls, ds: Dataset | PlainHeader) -> "PatientStudy":
         return cls(
             study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
             patient_id=str(ds.get("PatientID", "") or ""),
@@ -420,7 +421,7 @@ def _ref(row: dict[str, Any]) -> SeriesRef:
     )
 
 
-def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
+def _first_item(ds: Dataset | PlainHeader | None, keyword: str) -> Dataset | None:
     if ds is None:
         return None
     seq = ds.get(keyword)
@@ -447,7 +448,7 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _floats(ds: Dataset | None, keyword: str, count: int) -> tuple[float, ...] | None:
+def _floats(ds: Dataset | PlainHeader | None, keyword: str, count: int) -> tuple[float, ...] | None:
     if ds is None:
         return None
     values = [_float(v) for v in _multi(ds.get(keyword))]

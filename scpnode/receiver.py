@@ -13,10 +13,11 @@ C-STORE handler (one thread per association, as pynetdicom runs them):
 1. take the data set bytes exactly as the peer sent them (no re-encoding),
 2. check them: complete encoding, SOP Class and Instance UIDs present and
    equal to the request's, study/series UIDs usable, pixel data present
-   for image objects,
+   for image objects (:mod:`scpnode.header_scan` reads plain data sets in a
+   single pass, pydicom all others),
 3. write them with a File Meta header to ``store/<study>/<series>/<sop>.dcm``
-   (temp name, fsync, rename; the write and its fsync start before step 2,
-   the fsync running in a background thread, and the rename waits for both),
+   (temp name, fsync, rename; the fsync runs in a background thread while
+   the content hash and the index are looked up, and the rename waits for it),
 4. index the instance in SQLite,
 
 and answers Success only after step 4. Statuses on failure (PS3.4 B.2.3):
@@ -54,10 +55,11 @@ from pynetdicom import AE, PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTAT
 from pynetdicom.transport import ThreadedAssociationServer
 
 from scpnode import index
+from scpnode.header_scan import PlainHeader, scan_plain_header
 from scpnode.config import PeerSettings, Settings, TlsSettings
 from scpnode.db import ThreadDatabases
 from scpnode.logs import log_event, uid_ref
-from scpnode.store import InstanceStore, StagedFile, StoreError, is_valid_uid
+from scpnode.store import InstanceStore, StoreError, is_valid_uid
 
 LOGGER = logging.getLogger(__name__)
 
@@ -304,64 +306,61 @@ class Receiver:
         """
         request = event.request
         calling_ae = event.assoc.requestor.ae_title
-        sop_class_uid, sop_instance_uid = str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID)
         transfer_syntax = UID(event.context.transfer_syntax)
         encoded = event.encoded_dataset(include_meta=False)
-        ds = _decode(encoded, transfer_syntax)
-        header = file_meta_header(sop_class_uid, sop_instance_uid, transfer_syntax, calling_ae)
-        # Written and flushed in the background while the data set is checked (the
-        # fsync is the slowest step); it gets its final name only once it is accepted,
-        # and is removed when refused or a duplicate (rare: the cost of the overlap).
-        staged = self._stage(ds, b"".join((header, encoded)))
+        meta, study = checked_attributes(encoded, transfer_syntax, str(request.AffectedSOPClassUID),
+                                         str(request.AffectedSOPInstanceUID))
+        folder = self.store.series_folder(meta.study_instance_uid, meta.series_instance_uid)
+        path = self.store.instance_path(meta.study_instance_uid, meta.series_instance_uid, meta.sop_instance_uid)
+        header = file_meta_header(meta.sop_class_uid, meta.sop_instance_uid, transfer_syntax, calling_ae)
+        # Flushed in the background while the content hash and the index are
+        # looked up (the fsync is the slowest step); it gets its final name only
+        # at commit, and is removed when it turns out to be a duplicate (rare).
+        staged = self.store.stage(folder, b"".join((header, encoded)))
         try:
-            meta, study, sha256, existing = self._check(ds, encoded, transfer_syntax, sop_class_uid,
-                                                        sop_instance_uid)
-            if existing is not None and existing["sha256"] == sha256:
-                if staged is not None:
-                    self.store.discard(staged)
-                return StoredInstance(meta, index.RecordOutcome.DUPLICATE, int(existing["size"]))
-            folder = self.store.series_folder(meta.study_instance_uid, meta.series_instance_uid)
-            path = self.store.instance_path(meta.study_instance_uid, meta.series_instance_uid,
-                                            meta.sop_instance_uid)
+            sha256 = hashlib.sha256(encoded).hexdigest()
+            existing = index.find_instance(self.databases.get(), meta.sop_instance_uid)
         except BaseException:
-            if staged is not None:
-                self.store.discard(staged)
+            self.store.discard(staged)
             raise
-        assert staged is not None and staged.temp.parent == folder  # the checks refuse what _stage cannot place
-        size = staged.size
+        if existing is not None and existing["sha256"] == sha256:
+            self.store.discard(staged)
+            return StoredInstance(meta, index.RecordOutcome.DUPLICATE, int(existing["size"]))
         self.store.commit(staged, path)
         try:
             outcome = index.record_instance(
-                self.databases.get(), meta, study, path=path, folder=folder, size=size,
+                self.databases.get(), meta, study, path=path, folder=folder, size=staged.size,
                 sha256=sha256, transfer_syntax_uid=str(transfer_syntax), calling_ae_title=calling_ae)
         except Exception as exc:
             raise StoreError(f"cannot index ({exc}): {meta.sop_instance_uid}") from exc
         if existing is not None and existing["path"] != str(path):  # moved to another series: drop the old copy
             Path(existing["path"]).unlink(missing_ok=True)
-        return StoredInstance(meta, outcome, size)
+        return StoredInstance(meta, outcome, staged.size)
 
-    def _stage(self, ds: Dataset, file_bytes: bytes) -> StagedFile | None:
-        """Start writing the file into the folder its study and series UIDs name; None when they are unusable."""
-        try:
-            folder = self.store.series_folder(str(ds.get("StudyInstanceUID", "") or ""),
-                                              str(ds.get("SeriesInstanceUID", "") or ""))
-        except Exception:  # noqa: BLE001 - invalid or undecodable UIDs: the checks refuse the instance
-            return None
-        return self.store.stage(folder, file_bytes)
 
-    def _check(self, ds: Dataset, encoded: bytes, transfer_syntax: UID, sop_class_uid: str,
-               sop_instance_uid: str) -> tuple[index.InstanceMeta, index.PatientStudy, str, dict | None]:
-        """Check the data set; return its index attributes, content hash and the index row of its UID."""
-        try:
-            meta = index.InstanceMeta.from_dataset(ds)
-            study = index.PatientStudy.from_dataset(ds)
-        except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily; malformed ones raise here
-            raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"undecodable attribute: {exc}") from None
-        _check_identity(meta, sop_class_uid, sop_instance_uid)
-        if meta.sop_class_uid not in NON_IMAGE_SOP_CLASSES:
-            _check_pixel_data(ds, transfer_syntax)
-        sha256 = hashlib.sha256(encoded).hexdigest()
-        return meta, study, sha256, index.find_instance(self.databases.get(), meta.sop_instance_uid)
+def checked_attributes(encoded: bytes, transfer_syntax: UID, sop_class_uid: str,
+                       sop_instance_uid: str) -> tuple[index.InstanceMeta, index.PatientStudy]:
+    """Check a received data set against its request; return its index attributes.
+
+    Plain data sets are read by :func:`scan_plain_header`, all others by pydicom.
+
+    Raises:
+        RejectedInstance: undecodable or incomplete, UIDs missing, invalid or not
+            those of the request, image without (enough) pixel data.
+    """
+    source: Dataset | PlainHeader | None = scan_plain_header(encoded, transfer_syntax)
+    if source is None:
+        source = _decode(encoded, transfer_syntax)
+    try:
+        meta = index.InstanceMeta.from_dataset(source)
+        study = index.PatientStudy.from_dataset(source)
+        pixels = _pixel_data_shape(source)
+    except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily; malformed ones raise here
+        raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"undecodable attribute: {exc}") from None
+    _check_identity(meta, sop_class_uid, sop_instance_uid)
+    if meta.sop_class_uid not in NON_IMAGE_SOP_CLASSES:
+        _check_pixel_data(*pixels, transfer_syntax)
+    return meta, study
 
 
 def _status(code: int, comment: str) -> Dataset:
@@ -452,20 +451,27 @@ def _check_identity(meta: index.InstanceMeta, sop_class_uid: str, sop_instance_u
             raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, f"{name} UID missing or invalid")
 
 
-def _check_pixel_data(ds: Dataset, transfer_syntax: UID) -> None:
-    if "PixelData" not in ds:
+def _pixel_data_shape(source: Dataset | PlainHeader) -> tuple[int | None, tuple]:
+    """Bytes in Pixel Data (None without it) and (frames, rows, columns, samples, bits allocated) as found."""
+    if isinstance(source, PlainHeader):
+        length = source.pixel_data_length
+    else:
+        length = len(source.PixelData or b"") if "PixelData" in source else None
+    keywords = ("NumberOfFrames", "Rows", "Columns", "SamplesPerPixel", "BitsAllocated")
+    return length, tuple(source.get(keyword) for keyword in keywords)
+
+
+def _check_pixel_data(length: int | None, shape: tuple, transfer_syntax: UID) -> None:
+    if length is None:
         raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, "image without Pixel Data")
-    pixel_data = ds.PixelData  # pydicom gives None for a zero-length value
-    if not pixel_data:
+    if length == 0:
         raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, "Pixel Data is empty")
     if transfer_syntax.is_encapsulated:
         return
+    frames, rows, columns, samples, bits_allocated = shape
     try:
-        frames = int(ds.get("NumberOfFrames") or 1)
-        expected = (int(ds.Rows) * int(ds.Columns) * frames * int(ds.get("SamplesPerPixel") or 1)
-                    * int(ds.BitsAllocated) + 7) // 8
-    except (AttributeError, TypeError, ValueError):
+        expected = (int(frames or 1) * int(rows) * int(columns) * int(samples or 1) * int(bits_allocated) + 7) // 8
+    except (TypeError, ValueError):
         raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, "image without Rows/Columns/Bits Allocated") from None
-    if len(pixel_data) < expected:
-        raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS,
-                               f"Pixel Data has {len(pixel_data)} bytes, {expected} expected")
+    if length < expected:
+        raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, f"Pixel Data has {length} bytes, {expected} expected")
