@@ -301,11 +301,37 @@ def record_instance(
                        " WHERE series_instance_uid = ?", [size, meta.series_instance_uid])
         else:  # replaced, possibly moved from another series: recount both
             for series_uid in {meta.series_instance_uid, existing["series_instance_uid"]}:
-                db.execute(
-                    "UPDATE series SET instance_count = (SELECT COUNT(*) FROM instances WHERE series_instance_uid = ?1),"
-                    " total_bytes = (SELECT COALESCE(SUM(size), 0) FROM instances WHERE series_instance_uid = ?1)"
-                    " WHERE series_instance_uid = ?1", [series_uid])
+                _recount(db, series_uid)
     return RecordOutcome.NEW if existing is None else RecordOutcome.CHANGED
+
+
+def is_stored_duplicate(existing: dict[str, Any], sha256: str) -> bool:
+    """Whether an instance with content hash ``sha256`` is already stored as the index row ``existing`` says.
+
+    Same content whose file is gone is not a duplicate (a power loss between
+    the index commit and the folder fsync can leave such a row), unless the
+    retention purge removed it: a resend of a purged instance is not stored again.
+    """
+    if existing["sha256"] != sha256:
+        return False
+    return existing.get("purged_at") is not None or Path(existing["path"]).exists()
+
+
+def forget_instance(db: sqlite_utils.Database, sop_instance_uid: str) -> None:
+    """Remove an instance from the index (its file could not be made durable; the peer is asked to resend)."""
+    with transaction(db):
+        existing = find_instance(db, sop_instance_uid)
+        if existing is None:
+            return
+        db.execute("DELETE FROM instances WHERE sop_instance_uid = ?", [sop_instance_uid])
+        _recount(db, existing["series_instance_uid"])
+
+
+def _recount(db: sqlite_utils.Database, series_instance_uid: str) -> None:
+    db.execute(
+        "UPDATE series SET instance_count = (SELECT COUNT(*) FROM instances WHERE series_instance_uid = ?1),"
+        " total_bytes = (SELECT COALESCE(SUM(size), 0) FROM instances WHERE series_instance_uid = ?1)"
+        " WHERE series_instance_uid = ?1", [series_instance_uid])
 
 
 def _upsert_study(db: sqlite_utils.Database, study: PatientStudy, now: float) -> None:

@@ -315,7 +315,7 @@ class Receiver:
         header = file_meta_header(meta.sop_class_uid, meta.sop_instance_uid, transfer_syntax, calling_ae)
         # Flushed in the background while the content hash and the index are
         # looked up (the fsync is the slowest step); it gets its final name only
-        # at commit, and is removed when it turns out to be a duplicate (rare).
+        # once on disk, and is removed when it turns out to be a duplicate (rare).
         staged = self.store.stage(folder, b"".join((header, encoded)))
         try:
             sha256 = hashlib.sha256(encoded).hexdigest()
@@ -323,16 +323,24 @@ class Receiver:
         except BaseException:
             self.store.discard(staged)
             raise
-        if existing is not None and existing["sha256"] == sha256:
+        if existing is not None and index.is_stored_duplicate(existing, sha256):
             self.store.discard(staged)
             return StoredInstance(meta, index.RecordOutcome.DUPLICATE, int(existing["size"]))
-        self.store.commit(staged, path)
+        published = self.store.publish(staged, path)
+        # Indexed while the folder fsync makes the new name durable; a kill -9 in
+        # between leaves a file the index does not know (the peer resends it), never
+        # an index row without its file.
         try:
             outcome = index.record_instance(
                 self.databases.get(), meta, study, path=path, folder=folder, size=staged.size,
                 sha256=sha256, transfer_syntax_uid=str(transfer_syntax), calling_ae_title=calling_ae)
         except Exception as exc:
             raise StoreError(f"cannot index ({exc}): {meta.sop_instance_uid}") from exc
+        try:
+            published.wait()
+        except StoreError:
+            index.forget_instance(self.databases.get(), meta.sop_instance_uid)  # so that a resend stores it again
+            raise
         if existing is not None and existing["path"] != str(path):  # moved to another series: drop the old copy
             Path(existing["path"]).unlink(missing_ok=True)
         return StoredInstance(meta, outcome, staged.size)

@@ -11,11 +11,12 @@ returns the file survives a crash of the node, and of the machine too with
 ``[node] sync_writes`` (the default). Only UIDs made of digits and dots
 (PS3.5 9.1) become path components, so a peer cannot write outside the store.
 
-The receiver writes in two steps, :meth:`InstanceStore.stage` then
-:meth:`InstanceStore.commit`, so that the file's fsync (the slowest part of
-a durable write: a journal commit) runs in a background thread while the
-receiver checks and indexes the data set; the file becomes visible under its
-final name only at commit, after its fsync has finished.
+The receiver writes in steps, :meth:`InstanceStore.stage`, then
+:meth:`InstanceStore.publish` and :meth:`PublishedFile.wait`, so that the
+two fsyncs of a durable write (the file's, then its folder's after the
+rename: each a journal commit, the slowest part of storing an instance) run
+in a background thread while the receiver hashes the data and indexes it.
+The file becomes visible under its final name only after its own fsync.
 """
 
 from __future__ import annotations
@@ -51,6 +52,28 @@ class StagedFile:
     size: int
     synced: Future | None
     """The background fsync, or None when the store does not sync."""
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    """A file under its final name whose folder entry is being flushed to disk (see :meth:`InstanceStore.publish`)."""
+
+    path: Path
+    folder_synced: Future | None
+    """The background fsync of the folder, or None when the store does not sync."""
+
+    def wait(self) -> None:
+        """Return once the file's name is durable.
+
+        Raises:
+            StoreError: the folder could not be flushed; the file may not survive a power loss.
+        """
+        if self.folder_synced is None:
+            return
+        try:
+            self.folder_synced.result()
+        except OSError as exc:
+            raise StoreError(f"cannot store ({exc.strerror or exc}): {self.path.name}") from exc
 
 
 def is_valid_uid(uid: str | None) -> bool:
@@ -118,16 +141,27 @@ class InstanceStore:
             StoreError: the bytes are not safely on disk; the temporary file is removed
                 and nothing is left at ``path`` that was not there before.
         """
+        self.publish(staged, path).wait()
+
+    def publish(self, staged: StagedFile, path: Path) -> "PublishedFile":
+        """Wait until ``staged`` is on disk and rename it to ``path`` (same folder).
+
+        The folder fsync that makes the new name durable starts in a background
+        thread, so that the caller can index the file meanwhile;
+        :meth:`PublishedFile.wait` for it before saying the file is stored.
+
+        Raises:
+            StoreError: the bytes are not safely on disk; the temporary file is removed.
+        """
         try:
             if staged.synced is not None:
                 staged.synced.result()
             os.replace(staged.temp, path)
-            if self.sync:
-                _fsync_folder(path.parent)
         except OSError as exc:
             with contextlib.suppress(OSError):  # the folder itself may be what failed
                 staged.temp.unlink(missing_ok=True)
             raise StoreError(f"cannot store ({exc.strerror or exc}): {path.name}") from exc
+        return PublishedFile(path, self._in_background(_fsync_folder, path.parent) if self.sync else None)
 
     def discard(self, staged: StagedFile) -> None:
         """Remove a staged file that is not to be stored (refused or duplicate instance)."""
@@ -169,10 +203,13 @@ class InstanceStore:
         if not self.sync:
             os.close(fd)
             return None
+        return self._in_background(_fsync_and_close, fd)
+
+    def _in_background(self, function: Callable[..., None], *args: object) -> Future:
         with self._pool_lock:
             if self._sync_pool is None:
                 self._sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="store-fsync")
-        return self._sync_pool.submit(_fsync_and_close, fd)
+            return self._sync_pool.submit(function, *args)
 
     def _make_folder(self, folder: Path) -> None:
         # A new folder's entry is durable only once its parent is fsynced:

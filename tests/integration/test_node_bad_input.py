@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 from pynetdicom import AE
 
 from scpnode import index
+from scpnode import store as store_module
 from scpnode.index import SeriesState
 from scpnode.node import Node
 from scpnode.receiver import STORAGE_SOP_CLASSES
@@ -120,3 +122,27 @@ def test_node_keeps_serving_after_bad_input(node, tmp_path, require_tool, raw_se
                            str(node.port)], capture_output=True, text=True, timeout=30)
     assert echo.returncode == 0, echo.stderr
     assert send(node.port, good) == [(0x0000, "")]
+
+
+def test_failed_folder_fsync_is_a_failure_and_a_resend_stores_it(node, monkeypatch):
+    ds = ct_slice(generate_uid(), generate_uid(), 0)
+
+    def failing_fsync(folder):
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "_fsync_folder", failing_fsync)
+        status, comment = send(node.port, ds)[0]
+    assert status == 0xA700 and comment.startswith("cannot store (Input/output error)")
+    assert node.database()["instances"].count == 0  # not indexed: the resend is not taken for a duplicate
+    assert send(node.port, ds) == [(0x0000, "")]
+    assert node.database()["instances"].count == 1
+
+
+def test_indexed_instance_whose_file_is_gone_is_stored_again(node):
+    ds = ct_slice(generate_uid(), generate_uid(), 0)
+    assert send(node.port, ds) == [(0x0000, "")]
+    path = Path(index.find_instance(node.database(), ds.SOPInstanceUID)["path"])
+    path.unlink()  # as a power loss between the index commit and the folder fsync could leave it
+    assert send(node.port, ds) == [(0x0000, "")]
+    assert path.is_file() and node.database()["instances"].count == 1

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 
 import pytest
 
+from scpnode import store as store_module
 from scpnode.store import InstanceStore, StoreError
 
 
@@ -52,3 +54,18 @@ def test_stage_where_no_folder_can_be_made_raises_store_error(tmp_path):
     with pytest.raises(StoreError, match="cannot store"):
         store.stage(store.series_folder("9.9", "1"), b"x")
     assert [p.name for p in (tmp_path / "store").iterdir()] == ["9.9"]
+
+
+def test_published_file_reports_a_failed_folder_fsync(tmp_path, monkeypatch):
+    store = InstanceStore(tmp_path / "store")
+    path = store.instance_path("1.2.3", "1.2.3.4", "1.2.3.4.5")
+    staged = store.stage(path.parent, b"dicom bytes")
+
+    def failing_fsync(folder):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(store_module, "_fsync_folder", failing_fsync)
+    published = store.publish(staged, path)
+    assert path.read_bytes() == b"dicom bytes"  # visible, complete, but its name may not survive a power loss
+    with pytest.raises(StoreError, match="Input/output error"):
+        published.wait()
