@@ -308,23 +308,13 @@ def record_instance(
 def is_stored_duplicate(existing: dict[str, Any], sha256: str) -> bool:
     """Whether an instance with content hash ``sha256`` is already stored as the index row ``existing`` says.
 
-    Same content whose file is gone is not a duplicate (a power loss between
-    the index commit and the folder fsync can leave such a row), unless the
-    retention purge removed it: a resend of a purged instance is not stored again.
+    Same content whose file is gone (deleted by hand, lost with a disk) is not a
+    duplicate, unless the retention purge removed it: a resend of a purged
+    instance is not stored again.
     """
     if existing["sha256"] != sha256:
         return False
     return existing.get("purged_at") is not None or Path(existing["path"]).exists()
-
-
-def forget_instance(db: sqlite_utils.Database, sop_instance_uid: str) -> None:
-    """Remove an instance from the index (its file could not be made durable; the peer is asked to resend)."""
-    with transaction(db):
-        existing = find_instance(db, sop_instance_uid)
-        if existing is None:
-            return
-        db.execute("DELETE FROM instances WHERE sop_instance_uid = ?", [sop_instance_uid])
-        _recount(db, existing["series_instance_uid"])
 
 
 def _recount(db: sqlite_utils.Database, series_instance_uid: str) -> None:

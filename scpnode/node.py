@@ -108,7 +108,6 @@ class Node:
                 service.stop()
             except Exception:  # noqa: BLE001 - stop the others anyway
                 LOGGER.exception("service stop failed", extra={"event": "stop_failed"})
-        self.store.close()
         log_event(LOGGER, "node_stopped")
 
     def __enter__(self) -> "Node":

@@ -15,9 +15,9 @@ C-STORE handler (one thread per association, as pynetdicom runs them):
    equal to the request's, study/series UIDs usable, pixel data present
    for image objects (:mod:`scpnode.header_scan` reads plain data sets in a
    single pass, pydicom all others),
-3. write them with a File Meta header to ``store/<study>/<series>/<sop>.dcm``
-   (temp name, fsync, rename; the fsync runs in a background thread while
-   the content hash and the index are looked up, and the rename waits for it),
+3. unless the same content is already stored, write them with a File Meta
+   header to ``store/<study>/<series>/<sop>.dcm`` (temp name, fsync, rename,
+   fsync of the folder),
 4. index the instance in SQLite,
 
 and answers Success only after step 4. Statuses on failure (PS3.4 B.2.3):
@@ -310,40 +310,24 @@ class Receiver:
         encoded = event.encoded_dataset(include_meta=False)
         meta, study = checked_attributes(encoded, transfer_syntax, str(request.AffectedSOPClassUID),
                                          str(request.AffectedSOPInstanceUID))
+        sha256 = hashlib.sha256(encoded).hexdigest()
+        existing = index.find_instance(self.databases.get(), meta.sop_instance_uid)
+        if existing is not None and index.is_stored_duplicate(existing, sha256):
+            return StoredInstance(meta, index.RecordOutcome.DUPLICATE, int(existing["size"]))
         folder = self.store.series_folder(meta.study_instance_uid, meta.series_instance_uid)
         path = self.store.instance_path(meta.study_instance_uid, meta.series_instance_uid, meta.sop_instance_uid)
         header = file_meta_header(meta.sop_class_uid, meta.sop_instance_uid, transfer_syntax, calling_ae)
-        # Flushed in the background while the content hash and the index are
-        # looked up (the fsync is the slowest step); it gets its final name only
-        # once on disk, and is removed when it turns out to be a duplicate (rare).
-        staged = self.store.stage(folder, b"".join((header, encoded)))
-        try:
-            sha256 = hashlib.sha256(encoded).hexdigest()
-            existing = index.find_instance(self.databases.get(), meta.sop_instance_uid)
-        except BaseException:
-            self.store.discard(staged)
-            raise
-        if existing is not None and index.is_stored_duplicate(existing, sha256):
-            self.store.discard(staged)
-            return StoredInstance(meta, index.RecordOutcome.DUPLICATE, int(existing["size"]))
-        published = self.store.publish(staged, path)
-        # Indexed while the folder fsync makes the new name durable; a kill -9 in
-        # between leaves a file the index does not know (the peer resends it), never
-        # an index row without its file.
+        self.store.write(path, b"".join((header, encoded)))
+        size = len(header) + len(encoded)
         try:
             outcome = index.record_instance(
-                self.databases.get(), meta, study, path=path, folder=folder, size=staged.size,
+                self.databases.get(), meta, study, path=path, folder=folder, size=size,
                 sha256=sha256, transfer_syntax_uid=str(transfer_syntax), calling_ae_title=calling_ae)
         except Exception as exc:
             raise StoreError(f"cannot index ({exc}): {meta.sop_instance_uid}") from exc
-        try:
-            published.wait()
-        except StoreError:
-            index.forget_instance(self.databases.get(), meta.sop_instance_uid)  # so that a resend stores it again
-            raise
         if existing is not None and existing["path"] != str(path):  # moved to another series: drop the old copy
             Path(existing["path"]).unlink(missing_ok=True)
-        return StoredInstance(meta, outcome, staged.size)
+        return StoredInstance(meta, outcome, size)
 
 
 def checked_attributes(encoded: bytes, transfer_syntax: UID, sop_class_uid: str,

@@ -1,8 +1,9 @@
-"""The store's two-step write (stage, then commit or discard) used by the receiver."""
+"""The store's atomic, durable write."""
 
 from __future__ import annotations
 
 import errno
+import os
 import threading
 
 import pytest
@@ -12,33 +13,30 @@ from scpnode.store import InstanceStore, StoreError
 
 
 @pytest.mark.parametrize("sync", [True, False])
-def test_staged_file_gets_its_name_only_at_commit(tmp_path, sync):
+def test_file_appears_whole_under_its_name_and_nothing_else_remains(tmp_path, monkeypatch, sync):
     store = InstanceStore(tmp_path / "store", sync=sync)
     path = store.instance_path("1.2.3", "1.2.3.4", "1.2.3.4.5")
-    staged = store.stage(path.parent, b"dicom bytes")
-    assert not path.exists()
-    assert list(path.parent.glob("*.dcm")) == []
-    store.commit(staged, path)
+    seen_before_rename = []
+    real_replace = os.replace
+
+    def replace(source, target):
+        seen_before_rename.append((path.exists(), [p.name for p in path.parent.iterdir()]))
+        real_replace(source, target)
+
+    monkeypatch.setattr(store_module.os, "replace", replace)
+    store.write(path, b"dicom bytes")
     assert path.read_bytes() == b"dicom bytes"
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+    (existed, names), = seen_before_rename
+    assert not existed and len(names) == 1 and names[0].endswith(".part")  # written under a temporary name
 
 
-def test_discarded_file_leaves_nothing(tmp_path):
-    store = InstanceStore(tmp_path / "store")
-    folder = store.series_folder("1.2.3", "1.2.3.4")
-    store.discard(store.stage(folder, b"refused"))
-    assert list(folder.iterdir()) == []
-
-
-def test_concurrent_stages_into_one_folder_all_land(tmp_path):
+def test_concurrent_writes_into_one_folder_all_land(tmp_path):
     store = InstanceStore(tmp_path / "store")
     folder = store.series_folder("1.2.3", "1.2.3.4")
     paths = [store.instance_path("1.2.3", "1.2.3.4", f"1.2.3.4.{i}") for i in range(32)]
-
-    def write(i: int) -> None:
-        store.commit(store.stage(folder, str(i).encode() * 1000), paths[i])
-
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(paths))]
+    threads = [threading.Thread(target=store.write, args=(paths[i], str(i).encode() * 1000))
+               for i in range(len(paths))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -47,25 +45,24 @@ def test_concurrent_stages_into_one_folder_all_land(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in paths)
 
 
-def test_stage_where_no_folder_can_be_made_raises_store_error(tmp_path):
+def test_write_where_no_folder_can_be_made_raises_store_error(tmp_path):
     store = InstanceStore(tmp_path / "store")
     (tmp_path / "store").mkdir()
     (tmp_path / "store" / "9.9").write_text("not a folder")
     with pytest.raises(StoreError, match="cannot store"):
-        store.stage(store.series_folder("9.9", "1"), b"x")
+        store.write(store.instance_path("9.9", "1", "2"), b"x")
     assert [p.name for p in (tmp_path / "store").iterdir()] == ["9.9"]
 
 
-def test_published_file_reports_a_failed_folder_fsync(tmp_path, monkeypatch):
+def test_failed_fsync_raises_store_error_and_leaves_no_temporary_file(tmp_path, monkeypatch):
     store = InstanceStore(tmp_path / "store")
     path = store.instance_path("1.2.3", "1.2.3.4", "1.2.3.4.5")
-    staged = store.stage(path.parent, b"dicom bytes")
+    path.parent.mkdir(parents=True)
 
-    def failing_fsync(folder):
+    def failing_fsync(fd):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(store_module, "_fsync_folder", failing_fsync)
-    published = store.publish(staged, path)
-    assert path.read_bytes() == b"dicom bytes"  # visible, complete, but its name may not survive a power loss
+    monkeypatch.setattr(store_module.os, "fsync", failing_fsync)
     with pytest.raises(StoreError, match="Input/output error"):
-        published.wait()
+        store.write(path, b"dicom bytes")
+    assert not path.exists() and not list(tmp_path.rglob("*.part"))
