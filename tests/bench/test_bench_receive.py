@@ -6,8 +6,17 @@ machine. The bare pynetdicom SCP only writes the received bytes to a file
 (and, as a second reference, fsyncs it); the node also checks them, writes
 under a temporary name, fsyncs file and folder (unless ``sync_writes =
 false``), renames and indexes in SQLite before it answers. The ratios compare
-like with like: node vs bare+fsync, node without sync vs bare. DCMTK storescp runs with TCP_NODELAY=1 and ``--fork`` (one process
-per association). Figures are printed, never asserted.
+like with like: node vs bare+fsync, node without sync vs bare. DCMTK storescp
+runs with TCP_NODELAY=1 and ``--fork`` (one process per association).
+Figures are printed, never asserted.
+
+Where the time goes (2-core VM, one 256 x 256 slice, ~4 ms in all): pynetdicom
+itself (PDUs, DIMSE, its polling threads) ~3 ms, the same for the bare SCP;
+the node's check (``scpnode.header_scan``) 0.17 ms, SHA-256 0.09 ms, SQLite
+index 0.25 ms, file create and write ~0.3 ms, fsyncs ~0.4 (file) + ~0.2 ms
+(folder). With 4 associations the 2 cores are shared with 4 storescu
+processes and pynetdicom's polling threads, and the node's extra CPU per
+instance weighs more.
 """
 
 from __future__ import annotations
