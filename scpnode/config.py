@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 AE_TITLE_MAX = 16
 
@@ -76,15 +76,49 @@ class PeerSettings(_Section):
 
 
 class DestinationSettings(_Section):
-    """A DICOM node the results (SEG, SR, visual report) are sent to."""
+    """Where the results (SEG, SR, visual report) are sent: a DICOM node by C-STORE, or a DICOMweb server by STOW-RS."""
 
     name: str
-    ae_title: str
-    host: str
-    port: int = Field(ge=1, le=65535)
+    protocol: Literal["dimse", "stow-rs"] = "dimse"
+    ae_title: str = ""
+    """dimse: the destination's AE title."""
+    host: str = ""
+    """dimse: its host name or IP address."""
+    port: int = Field(104, ge=1, le=65535)
+    """dimse: its port."""
     tls: bool = False
+    """dimse: DICOM TLS with the [tls] certificates (stow-rs: use an https URL)."""
+    url: str = ""
+    """stow-rs: the DICOMweb base URL (PS3.18), e.g. "https://pacs.example.org/dicom-web"."""
+    username: str = ""
+    """stow-rs: HTTP Basic user, with ``password_file``."""
+    password_file: Path | None = None
+    """stow-rs: file holding the Basic password (kept out of the configuration)."""
+    token_file: Path | None = None
+    """stow-rs: file holding an OAuth bearer token (instead of Basic)."""
 
-    _ae = field_validator("ae_title")(_check_ae_title)
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title_if_given(cls, value: str) -> str:
+        return _check_ae_title(value) if value.strip() else ""
+
+    @model_validator(mode="after")
+    def _complete_for_protocol(self) -> "DestinationSettings":
+        if self.protocol == "dimse":
+            if not self.ae_title or not self.host:
+                raise ValueError("a dimse destination needs ae_title and host")
+            if self.url or self.username or self.password_file or self.token_file:
+                raise ValueError("url, username, password_file and token_file apply to protocol 'stow-rs'")
+            return self
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError("a stow-rs destination needs url = \"http(s)://.../dicom-web\"")
+        if self.tls:
+            raise ValueError("tls applies to protocol 'dimse'; for stow-rs use an https:// url")
+        if bool(self.username) != (self.password_file is not None):
+            raise ValueError("username and password_file go together")
+        if self.username and self.token_file is not None:
+            raise ValueError("use either username/password_file or token_file")
+        return self
 
 
 class CompletionSettings(_Section):
@@ -190,7 +224,8 @@ class Settings(_Section):
         node.database = _under(base, node.database)
         node.results_dir = _under(base, node.results_dir)
         for section, names in ((self.tls, ("cert_file", "key_file", "ca_file")),
-                               (self.pipeline, ("model_dir", "segmentation_model_dir")), (self.logging, ("file",))):
+                               (self.pipeline, ("model_dir", "segmentation_model_dir")), (self.logging, ("file",)),
+                               *((d, ("password_file", "token_file")) for d in self.destinations)):
             for name in names:
                 value = getattr(section, name)
                 if value is not None:
