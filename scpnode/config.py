@@ -186,6 +186,10 @@ class WebSettings(_Section):
     session_hours: float = Field(8.0, gt=0)
     pacs_viewer_url: str = ""
     """Template for a viewer link, e.g. ``https://pacs/viewer?StudyInstanceUIDs={study_uid}``."""
+    login_max_failures: int = Field(5, ge=1)
+    """Failed logins per user name, and per client address, within the window before logins are refused."""
+    login_window_minutes: float = Field(15.0, gt=0)
+    """The sliding window over which failed logins are counted (and so the longest a lockout lasts)."""
 
 
 class RetentionSettings(_Section):
