@@ -250,6 +250,8 @@ MIGRATIONS = [
     );
     CREATE INDEX instances_series ON instances(series_instance_uid);
     """,
+    # When each peer last sent an instance (node status page): one index seek per peer.
+    "CREATE INDEX instances_peer_received ON instances(calling_ae_title, received_at);",
 ]
 
 

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import sqlite_utils
 
-from scpnode import index, outbox
+from scpnode import index, outbox, retention
 from scpnode.completion import CompletionScheduler
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases, open_database
@@ -87,6 +87,7 @@ class Node:
         db = open_database(self.settings.node.database)
         index.create_tables(db)
         outbox.create_tables(db)
+        retention.create_tables(db)  # the purged_at columns exist from the first run, not the first purge
         db.conn.close()
         removed = self.store.remove_partial_files()
         if removed:
