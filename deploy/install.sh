@@ -57,12 +57,13 @@ extras=""
 say "installing the project$extras"
 "${pip[@]}" install "${pip_c[@]}" -e ".$extras"
 
-# 4. Debian test peers: Orthanc (PACS), DCMTK, dicom3tools, Chromium.
+# 4. Debian test peers: Orthanc (PACS) with its DICOMweb plugin, DCMTK, dicom3tools, Chromium.
 if [ "$with_test" = 1 ]; then
   missing=()
   for tool in storescu:dcmtk Orthanc:orthanc dciodvfy:dicom3tools chromium:chromium; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
   done
+  [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing Debian test peers: ${missing[*]}"
     sudo_cmd=()

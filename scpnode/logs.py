@@ -79,3 +79,6 @@ def configure_logging(level: str = "INFO", file: Path | None = None) -> None:
     # APScheduler logs each job run. Keep them at WARNING unless debugging.
     for noisy in ("pynetdicom", "highdicom", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    # dicomweb-client logs study UIDs at INFO and each refused SOP Instance UID
+    # at ERROR; the outbox logs the same events with UID digests.
+    logging.getLogger("dicomweb_client").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)

@@ -9,6 +9,7 @@ the node free of an HTTP client dependency for this one use.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import socket
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 ORTHANC_BINARY = "Orthanc"
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+"""Orthanc's DICOMweb plugin (Debian package ``orthanc-dicomweb``)."""
 
 
 class OrthancError(RuntimeError):
@@ -49,6 +52,8 @@ class LocalOrthanc:
         modalities: DICOM peers it may send to / accept, ``{name: (aet, host, port)}``.
         lua_scripts: Lua files loaded at start (e.g. routing scripts).
         extra_config: more Orthanc configuration keys.
+        dicomweb: load the DICOMweb plugin (QIDO-RS, WADO-RS, STOW-RS under ``/dicom-web``).
+        credentials: (user, password) that its HTTP server requires (Basic), or None for none.
     """
 
     workdir: Path
@@ -56,6 +61,8 @@ class LocalOrthanc:
     modalities: dict[str, tuple[str, str, int]] = field(default_factory=dict)
     lua_scripts: list[Path] = field(default_factory=list)
     extra_config: dict[str, Any] = field(default_factory=dict)
+    dicomweb: bool = False
+    credentials: tuple[str, str] | None = None
     host: str = "127.0.0.1"
     dicom_port: int = 0
     http_port: int = 0
@@ -64,6 +71,11 @@ class LocalOrthanc:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def dicomweb_url(self) -> str:
+        """The DICOMweb base URL (with ``dicomweb=True``)."""
+        return f"{self.url}/dicom-web"
 
     def config(self) -> dict[str, Any]:
         """The Orthanc configuration this instance runs with."""
@@ -75,9 +87,11 @@ class LocalOrthanc:
             "DicomPort": self.dicom_port,
             "DicomAet": self.aet,
             "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
+            "AuthenticationEnabled": self.credentials is not None,
+            "RegisteredUsers": dict([self.credentials]) if self.credentials else {},
             "HttpServerEnabled": True,
-            "Plugins": [],
+            "Plugins": [str(DICOMWEB_PLUGIN)] if self.dicomweb else [],
+            "DicomWeb": {"Enable": self.dicomweb, "Root": "/dicom-web/"},
             "DicomCheckCalledAet": False,
             "DicomAlwaysAllowEcho": True,
             "DicomAlwaysAllowStore": True,
@@ -94,6 +108,8 @@ class LocalOrthanc:
         """Write the configuration, start Orthanc and wait until its REST API answers."""
         if not orthanc_available():
             raise OrthancError("Orthanc is not installed (Debian package 'orthanc')")
+        if self.dicomweb and not DICOMWEB_PLUGIN.is_file():
+            raise OrthancError("Orthanc's DICOMweb plugin is not installed (Debian package 'orthanc-dicomweb')")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.dicom_port = self.dicom_port or free_port(self.host)
         self.http_port = self.http_port or free_port(self.host)
@@ -146,6 +162,9 @@ class LocalOrthanc:
         """Call the REST API; JSON answers are decoded, others returned as bytes."""
         data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
         req = urllib.request.Request(self.url + path, data=data, method=method)
+        if self.credentials is not None:
+            token = base64.b64encode(":".join(self.credentials).encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
         if data is not None:
             req.add_header("Content-Type", content_type)
         try:

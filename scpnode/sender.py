@@ -1,7 +1,9 @@
-"""The outbox sender: a thread that delivers pending outbox items by C-STORE (PS3.4 Annex B).
+"""The outbox sender: a thread that delivers pending outbox items by C-STORE (PS3.4 Annex B) or STOW-RS.
 
 Every ``poll_seconds`` it takes the due items, groups them by destination and
-sends each group over one association. Failures are sorted in two kinds:
+sends each group over one association (``protocol = "dimse"``), or POSTs them
+one by one to a DICOMweb server (``protocol = "stow-rs"``, see
+:mod:`scpnode.stow`). Failures are sorted in two kinds:
 
 - the destination cannot be reached (refused connection, rejected or aborted
   association, no response): the item stays ``pending`` and is retried with
@@ -23,6 +25,7 @@ import time
 from collections import defaultdict
 
 import pydicom
+from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
@@ -32,6 +35,7 @@ from scpnode.db import ThreadDatabases
 from scpnode.logs import log_event
 from scpnode.outbox import OutboxItem
 from scpnode.receiver import client_ssl_context
+from scpnode.stow import Outcome, StowSender
 
 LOGGER = logging.getLogger(__name__)
 
@@ -40,7 +44,11 @@ MAX_CONTEXTS = 128
 
 
 class OutboxSender:
-    """Delivers the outbox to ``[[destinations]]`` in a background thread."""
+    """Delivers the outbox to ``[[destinations]]`` in a background thread.
+
+    Raises:
+        ConfigError: a STOW-RS destination's credentials file cannot be read.
+    """
 
     def __init__(self, databases: ThreadDatabases, destinations: list[DestinationSettings], ae_title: str,
                  tls: TlsSettings, *, poll_seconds: float = 1.0, retry_base_seconds: float = 5.0,
@@ -56,6 +64,7 @@ class OutboxSender:
         self.max_refusals = max_refusals
         self.batch_size = batch_size
         self.timeout_seconds = timeout_seconds
+        self._stow = {d.name: StowSender(d, tls, timeout_seconds) for d in destinations if d.protocol == "stow-rs"}
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -106,18 +115,28 @@ class OutboxSender:
         return delivered
 
     def _send_batch(self, destination: DestinationSettings, batch: list[OutboxItem]) -> int:
-        datasets, contexts = {}, {}
+        datasets = {}
         for item in batch:
             try:
-                dataset = pydicom.dcmread(item.path)
+                datasets[item.id] = pydicom.dcmread(item.path)
             except (OSError, pydicom.errors.InvalidDicomError) as exc:
                 self._failed(item, f"cannot read {item.path.name}: {exc}", refused=True, final=True)
-                continue
-            datasets[item.id] = dataset
-            syntax = str(dataset.file_meta.TransferSyntaxUID)
-            contexts.setdefault(item.sop_class_uid, {syntax, ExplicitVRLittleEndian, ImplicitVRLittleEndian}).add(syntax)
-        if not datasets:
+        batch = [item for item in batch if item.id in datasets]
+        if not batch:
             return 0
+        if destination.protocol == "stow-rs":
+            delivered = self._send_stow(self._stow[destination.name], batch, datasets)
+        else:
+            delivered = self._send_dimse(destination, batch, datasets)
+        log_event(LOGGER, "outbox_sent", destination=destination.name, sent=delivered, tried=len(batch))
+        return delivered
+
+    def _send_dimse(self, destination: DestinationSettings, batch: list[OutboxItem],
+                    datasets: dict[int, Dataset]) -> int:
+        contexts: dict[str, set[str]] = {}
+        for item in batch:
+            syntax = str(datasets[item.id].file_meta.TransferSyntaxUID)
+            contexts.setdefault(item.sop_class_uid, {syntax, ExplicitVRLittleEndian, ImplicitVRLittleEndian}).add(syntax)
         ae = AE(ae_title=self.ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_seconds
         for sop_class, syntaxes in list(contexts.items())[:MAX_CONTEXTS]:
@@ -126,17 +145,12 @@ class OutboxSender:
         assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls_args)
         if not assoc.is_established:
             reason = "association rejected" if assoc.is_rejected else "destination not reachable"
-            for item in batch:
-                if item.id in datasets:
-                    self._failed(item, f"{reason} ({destination.ae_title}@{destination.host}:{destination.port})")
-            log_event(LOGGER, "destination_unavailable", logging.WARNING, destination=destination.name,
-                      reason=reason, pending=len(datasets))
+            self._unavailable(destination, batch, f"{reason} ({destination.ae_title}@{destination.host}:"
+                                                  f"{destination.port})")
             return 0
         delivered = 0
         try:
             for item in batch:
-                if item.id not in datasets:
-                    continue
                 if not assoc.is_established:
                     self._failed(item, "association lost during sending")
                     continue
@@ -158,8 +172,29 @@ class OutboxSender:
         finally:
             if assoc.is_established:
                 assoc.release()
-        log_event(LOGGER, "outbox_sent", destination=destination.name, sent=delivered, tried=len(datasets))
         return delivered
+
+    def _send_stow(self, stow: StowSender, batch: list[OutboxItem], datasets: dict[int, Dataset]) -> int:
+        delivered = 0
+        for position, item in enumerate(batch):
+            if self._stop.is_set():
+                break
+            delivery = stow.store(datasets[item.id])
+            if delivery.outcome == Outcome.STORED:
+                outbox.mark_sent(self.databases.get(), item.id)
+                delivered += 1
+            elif delivery.outcome == Outcome.REFUSED:
+                self._failed(item, delivery.detail, refused=True)
+            else:  # the server is down or busy: the rest of the batch waits too
+                self._unavailable(stow.destination, batch[position:], delivery.detail)
+                break
+        return delivered
+
+    def _unavailable(self, destination: DestinationSettings, items: list[OutboxItem], reason: str) -> None:
+        for item in items:
+            self._failed(item, reason)
+        log_event(LOGGER, "destination_unavailable", logging.WARNING, destination=destination.name,
+                  reason=reason, pending=len(items))
 
     def _failed(self, item: OutboxItem, error: str, refused: bool = False, final: bool = False) -> None:
         attempts = item.attempts + 1

@@ -3,7 +3,8 @@
 - ``shared_data``: the real data in ../shared/data (the one way tests find it).
 - ``require_tool``: a real peer program (Orthanc, DCMTK, dicom3tools, Chromium).
   Outside CI a missing peer skips the test; with ``CI=true`` it fails it.
-- ``orthanc``: a private Orthanc on free loopback ports, torn down after the test.
+- ``orthanc``: a private Orthanc on free loopback ports, torn down after the test;
+  ``orthanc_dicomweb`` the same with its DICOMweb plugin.
 - ``output_dir``: tests/output/<test name>, kept after the run for figures and
   pictures that a person looks at.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from scpnode.orthanc import LocalOrthanc
+from scpnode.orthanc import DICOMWEB_PLUGIN, LocalOrthanc
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
@@ -57,6 +58,19 @@ def orthanc(tmp_path: Path, require_tool: Callable[[str], str]) -> Iterator[Loca
     """A running private Orthanc (AE title ORTHANC) on free loopback ports."""
     require_tool("Orthanc")
     server = LocalOrthanc(workdir=tmp_path / "orthanc").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def orthanc_dicomweb(tmp_path: Path, require_tool: Callable[[str], str]) -> Iterator[LocalOrthanc]:
+    """A running private Orthanc with its DICOMweb plugin (``orthanc_dicomweb.dicomweb_url``)."""
+    require_tool("Orthanc")
+    if not DICOMWEB_PLUGIN.is_file():
+        _missing(f"Orthanc DICOMweb plugin {DICOMWEB_PLUGIN} (Debian package orthanc-dicomweb)")
+    server = LocalOrthanc(workdir=tmp_path / "orthanc-dicomweb", dicomweb=True).start()
     try:
         yield server
     finally:

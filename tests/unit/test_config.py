@@ -62,3 +62,31 @@ def test_bad_config_gives_one_line_naming_the_key(tmp_path, text, key):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "absent.toml")
+
+
+def test_stow_rs_destination_with_secrets_beside_the_file(tmp_path):
+    settings = load_settings(write(tmp_path, """
+[[destinations]]
+name = "archive"
+protocol = "stow-rs"
+url = "https://vna.example.org/dicom-web"
+username = "scpnode"
+password_file = "secrets/vna-password"
+"""))
+    [destination] = settings.destinations
+    assert destination.protocol == "stow-rs" and destination.password_file == tmp_path / "secrets" / "vna-password"
+
+
+@pytest.mark.parametrize("table, message", [
+    ('name = "p"\nhost = "10.0.0.5"', "a dimse destination needs ae_title and host"),
+    ('name = "p"\nae_title = "PACS"\nhost = "h"\nurl = "http://h/dicom-web"', "apply to protocol 'stow-rs'"),
+    ('name = "p"\nprotocol = "stow-rs"', "needs url"),
+    ('name = "p"\nprotocol = "stow-rs"\nurl = "ftp://h"', "needs url"),
+    ('name = "p"\nprotocol = "stow-rs"\nurl = "http://h"\ntls = true', "use an https:// url"),
+    ('name = "p"\nprotocol = "stow-rs"\nurl = "http://h"\nusername = "u"', "username and password_file go together"),
+    ('name = "p"\nprotocol = "smtp"\nurl = "http://h"', "protocol"),
+])
+def test_incomplete_destinations_are_refused_in_one_line(tmp_path, table, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        load_settings(write(tmp_path, f"[[destinations]]\n{table}\n"))
+    assert "\n" not in str(error.value)
