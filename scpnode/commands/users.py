@@ -1,4 +1,5 @@
-"""``scpnode users``: manage the web UI's users (add, list, disable, enable, password)."""
+"""``scpnode users``: manage the web UI's users (add, list, disable, enable, password), end every session
+(rotate-session-key) and read the security audit log (audit)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from scpnode.errors import UsageError
 from scpnode.users import (
     Role, UserError, add_user, check_password_rules, ensure_schema, list_users, set_disabled, set_password,
 )
+from scpnode.web import security_audit, tables as web_tables
+from scpnode.web.session_key import rotate_session_key
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action.add_argument("username")
         if name == "password":
             action.add_argument("--password-stdin", action="store_true")
+    actions.add_parser("rotate-session-key", help="replace the key that signs session cookies: "
+                                                  "everyone is logged out at their next click")
+    audit = actions.add_parser("audit", help="show the security audit log (login lockouts, key rotations)")
+    audit.add_argument("--limit", type=int, default=50, help="how many of the latest events (default 50)")
     parser.set_defaults(run=run)
 
 
@@ -49,6 +56,14 @@ def run(args: argparse.Namespace) -> int:
         elif args.action in ("disable", "enable"):
             set_disabled(db, args.username, args.action == "disable")
             print(f"{args.action}d {args.username}")
+        elif args.action == "rotate-session-key":
+            rotate_session_key(db, by=_operator())
+            print("session key replaced: every web UI session has ended")
+        elif args.action == "audit":
+            web_tables.ensure_schema(db)
+            print(f"{'at (UTC)':<26} {'event':<20} {'user':<24} {'client':<16} detail")
+            for event in security_audit.recent(db, args.limit):
+                print(f"{event.at:<26} {event.event:<20} {event.username:<24} {event.client:<16} {event.detail}")
         else:
             set_password(db, args.username, _read_password(args.password_stdin))
             print(f"new password set for {args.username}")
@@ -57,6 +72,14 @@ def run(args: argparse.Namespace) -> int:
     finally:
         db.conn.close()
     return 0
+
+
+def _operator() -> str:
+    """The operating-system account running the command, for the audit log."""
+    try:
+        return "os:" + getpass.getuser()
+    except (KeyError, OSError):  # no name in the environment nor the password database (Python 3.11: KeyError)
+        return "os:unknown"
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
-import secrets
+import math
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +30,6 @@ import sqlite_utils
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
@@ -43,12 +42,15 @@ from scpnode import worklist
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
 from scpnode.logs import log_event
+from scpnode.web import tables as web_tables
 from scpnode.web.health import health_endpoint
+from scpnode.web.login_throttle import LoginThrottle
 from scpnode.web.node_status import DatabaseNodeStatus, NodeStatusProvider
 from scpnode.web.security import (
     SESSION_COOKIE, LoginRequired, SecurityHeaders, check_csrf, csrf_token, current_user, log_in, log_out,
     pop_next_path, require_user,
 )
+from scpnode.web.session_key import RotatingSessionMiddleware, ensure_session_key
 from scpnode.worklist import FlagReason, Status, WorklistError
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,8 @@ NodeStatusFactory = Callable[[sqlite_utils.Database], NodeStatusProvider]
 """Makes the node-status provider for one thread's database connection."""
 
 
-def create_app(settings: Settings, db: ThreadDatabases, node_status: NodeStatusFactory | None = None) -> Starlette:
+def create_app(settings: Settings, db: ThreadDatabases, node_status: NodeStatusFactory | None = None,
+               login_throttle: LoginThrottle | None = None) -> Starlette:
     """The web UI application.
 
     Args:
@@ -66,12 +69,18 @@ def create_app(settings: Settings, db: ThreadDatabases, node_status: NodeStatusF
         db: per-thread connections to the node database.
         node_status: provider of the admin status page; default
             :class:`~scpnode.web.node_status.DatabaseNodeStatus` on the node database.
+        login_throttle: failed-login limits; default from ``[web] login_max_failures``
+            and ``login_window_minutes``.
     """
     startup_db = db.get()
     users_table.ensure_schema(startup_db)
     worklist.ensure_schema(startup_db)
+    web_tables.ensure_schema(startup_db)
+    ensure_session_key(startup_db)
     make_status = node_status or (lambda conn: DatabaseNodeStatus(settings, conn))
-    pages = _Pages(settings, db, make_status)
+    throttle = login_throttle or LoginThrottle(settings.web.login_max_failures,
+                                               settings.web.login_window_minutes * 60)
+    pages = _Pages(settings, db, make_status, throttle)
     routes = [
         Route("/", pages.home),
         Route("/login", pages.login, methods=["GET", "POST"]),
@@ -89,7 +98,7 @@ def create_app(settings: Settings, db: ThreadDatabases, node_status: NodeStatusF
     ]
     middleware = [
         Middleware(SecurityHeaders),
-        Middleware(SessionMiddleware, secret_key=secrets.token_urlsafe(48), session_cookie=SESSION_COOKIE,
+        Middleware(RotatingSessionMiddleware, databases=db, session_cookie=SESSION_COOKIE,
                    max_age=int(settings.web.session_hours * 3600), same_site="strict",
                    https_only=settings.web.secure_cookies),
     ]
@@ -100,10 +109,12 @@ def create_app(settings: Settings, db: ThreadDatabases, node_status: NodeStatusF
 class _Pages:
     """The request handlers, sharing settings, templates and database access."""
 
-    def __init__(self, settings: Settings, db: ThreadDatabases, make_status: NodeStatusFactory):
+    def __init__(self, settings: Settings, db: ThreadDatabases, make_status: NodeStatusFactory,
+                 throttle: LoginThrottle):
         self.settings = settings
         self.db = db
         self.make_status = make_status
+        self.throttle = throttle
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.globals.update(Status=Status, FlagReason=FlagReason,
                                           risk_categories=worklist.RISK_CATEGORIES,
@@ -111,10 +122,11 @@ class _Pages:
                                           uncalibrated=worklist.UNCALIBRATED)
         self.templates.env.filters.update(number=_number, person_name=_person_name)
 
-    def render(self, request: Request, template: str, status_code: int = 200, **context) -> Response:
+    def render(self, request: Request, template: str, status_code: int = 200, headers: dict[str, str] | None = None,
+               **context) -> Response:
         context.setdefault("user", None)
         context.update(csrf=csrf_token(request), flash=request.session.pop("flash", ""))
-        return self.templates.TemplateResponse(request, template, context, status_code=status_code)
+        return self.templates.TemplateResponse(request, template, context, status_code=status_code, headers=headers)
 
     # ------------------------------------------------------------ login
 
@@ -126,12 +138,22 @@ class _Pages:
             return self.render(request, "login.html", no_users=not users_table.list_users(self.db.get()))
         form = _form(request)
         check_csrf(request, form)
+        db = self.db.get()
         username = str(form.get("username", ""))
-        user = users_table.authenticate(self.db.get(), username, str(form.get("password", "")))
+        attempt = self.throttle.begin(db, username, request.client.host if request.client else "unknown")
+        if attempt.refused:
+            # The same answer for every user name, existing or not.
+            return self.render(request, "login.html", status_code=429, username=username,
+                               error=f"Too many failed logins. Try again in {attempt.retry_after_minutes} "
+                                     f"minute{'s' if attempt.retry_after_minutes > 1 else ''}.",
+                               headers={"retry-after": str(math.ceil(attempt.retry_after_seconds))})
+        user = users_table.authenticate(db, username, str(form.get("password", "")))
         if user is None:
-            log_event(log, "web_login_failed", logging.WARNING, username=username[:64])
+            self.throttle.failed(db, attempt)
+            log_event(log, "web_login_failed", logging.WARNING, username=attempt.username)
             return self.render(request, "login.html", status_code=401, error="Unknown user or wrong password.",
                                username=username)
+        self.throttle.succeeded(db, attempt)
         log_in(request, user)
         log_event(log, "web_login", username=user.username, role=user.role.value)
         return RedirectResponse(pop_next_path(request), status_code=303)

@@ -2,12 +2,14 @@
 
 Sessions are Starlette's signed cookies (itsdangerous HMAC): HttpOnly,
 SameSite=Strict, ``Secure`` unless ``[web] secure_cookies = false``, expiring
-after ``[web] session_hours``. The signing key is made fresh at each start,
-so a restart logs everyone out and no key sits on disk. The session holds the
-user id (looked up again on every request, so disabling a user takes effect
-at once), the CSRF token and the worklist search term: a patient ID typed
-into the search box travels in a POST body and this cookie, never in a URL
-that access logs or proxies record.
+after ``[web] session_hours``. They are signed with the installation's key
+from the node database (:mod:`scpnode.web.session_key`), so a restart keeps
+users logged in and ``scpnode users rotate-session-key`` logs everyone out.
+The session holds the user id (looked up again on every request, so
+disabling a user takes effect at once), the CSRF token and the worklist
+search term: a patient ID typed into the search box travels in a POST body
+and this cookie, never in a URL that access logs or proxies record. Failed
+logins are rate limited (:mod:`scpnode.web.login_throttle`).
 
 CSRF: the synchroniser-token pattern (OWASP CSRF Prevention Cheat Sheet):
 every form carries the session's random token, compared in constant time on
