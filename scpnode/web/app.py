@@ -3,7 +3,9 @@
 Pages: login, worklist (filters, sort, search, paging, counts per status, CSV
 export), study detail (identifiers, per-level table, risk, overlay, PACS
 viewer link, review actions with audit log) and, for admins, node status
-(jobs with retry, disk use). No JavaScript: every action is a plain form.
+(jobs with retry, outbox, peers, disk use, security audit log). No
+JavaScript: every action is a plain form. Failed logins are rate limited
+(:mod:`scpnode.web.login_throttle`).
 ``/healthz`` answers monitoring without a login (:mod:`scpnode.web.health`).
 
 URLs carry only row ids and filter values (status, categories, dates, sort);
@@ -42,7 +44,7 @@ from scpnode import worklist
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
 from scpnode.logs import log_event
-from scpnode.web import tables as web_tables
+from scpnode.web import security_audit, tables as web_tables
 from scpnode.web.health import health_endpoint
 from scpnode.web.login_throttle import LoginThrottle
 from scpnode.web.node_status import DatabaseNodeStatus, NodeStatusProvider
@@ -56,6 +58,8 @@ from scpnode.worklist import FlagReason, Status, WorklistError
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
+SECURITY_EVENTS_SHOWN = 20
+"""Latest security audit events on the admin's status page."""
 NodeStatusFactory = Callable[[sqlite_utils.Database], NodeStatusProvider]
 """Makes the node-status provider for one thread's database connection."""
 
@@ -252,7 +256,7 @@ class _Pages:
         db = self.db.get()
         user = require_user(request, db, admin=True)
         return self.render(request, "status.html", user=user, status=self.make_status(db).snapshot(),
-                           settings=self.settings)
+                           settings=self.settings, security_events=security_audit.recent(db, SECURITY_EVENTS_SHOWN))
 
     def retry_job(self, request: Request) -> Response:
         db = self.db.get()

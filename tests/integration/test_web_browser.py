@@ -4,7 +4,9 @@ A real node database, a real uvicorn server on a free loopback port, a real
 browser: log in, see the flagged study first, filter, open the detail page
 with its overlay, refer with a note, see the audit entry, export the CSV, and
 be refused without a login; an admin retries a failed job from the ``jobs``
-table of :mod:`scpnode.jobs`. Screenshots go to ``output_dir``.
+table of :mod:`scpnode.jobs`; a session outlives a server restart but not a
+key rotation, and password guessing meets the lockout page. Screenshots go
+to ``output_dir``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from datetime import date
 import pytest
 
 from scpnode.config import Settings
-from scpnode.db import ThreadDatabases
+from scpnode.db import ThreadDatabases, database_path
 from scpnode.jobs import FAILED, QUEUED, JobQueue
 from scpnode.orthanc import free_port
 from scpnode.users import Role, add_user, ensure_schema
 from scpnode.web import WebServer, create_app
+from scpnode.web.session_key import rotate_session_key
 from scpnode.worklist import Status, audit_log, get_row
 from tests.unit.worklist_samples import add_study, draw_overlay
 
@@ -175,3 +178,48 @@ def test_admin_retries_a_failed_job(node, browser, output_dir):
     assert f"Job {ids['job']} is queued again" in page.locator("p.flash").inner_text()
     assert page.locator("table.jobs tbody tr.failed").count() == 0
     assert JobQueue(db).get(ids["job"]).state == QUEUED
+
+
+def test_sessions_survive_a_restart_until_the_key_is_rotated_and_guessing_is_locked_out(
+        node, browser, output_dir):
+    server, db, _ = node
+    base = server.url
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    log_in(page, base, "root")
+
+    # a new server process on the same database (an upgrade, a restart) keeps the coordinator logged in
+    server.stop()
+    settings = Settings.model_validate({"node": {"database": str(database_path(db))},
+                                        "web": {"secure_cookies": False, "port": server.port}})
+    restarted = WebServer(create_app(settings, ThreadDatabases(settings.node.database)), server.host,
+                          server.port).start()
+    try:
+        assert page.goto(f"{base}/worklist").status == 200 and page.url == f"{base}/worklist"
+
+        rotate_session_key(db, by="test")
+        page.goto(f"{base}/worklist")
+        assert page.url == f"{base}/login"
+
+        for attempt in range(5):
+            page.fill("input[name=username]", "root")
+            page.fill("input[name=password]", f"guess number {attempt}")
+            with page.expect_response(f"{base}/login") as answer:
+                page.click("button:has-text('Log in')")
+            assert answer.value.status == 401
+        page.fill("input[name=password]", PASSWORD)
+        with page.expect_response(f"{base}/login") as answer:
+            page.click("button:has-text('Log in')")
+        assert answer.value.status == 429
+        assert "Too many failed logins. Try again in 15 minutes." in page.locator("p.error").inner_text()
+        page.screenshot(path=output_dir / "login_locked.png", full_page=True)
+
+        admin = browser.new_page(viewport={"width": 1400, "height": 900})
+        db.execute("delete from login_failures")  # as if the window had passed
+        db.conn.commit()
+        log_in(admin, base, "root")
+        admin.goto(f"{base}/admin/status")
+        events = admin.locator("table.security tbody tr").all_inner_texts()
+        assert "login locked out" in events[0] and "root" in events[0] and "session key rotated" in events[1]
+        admin.screenshot(path=output_dir / "node_status_security.png", full_page=True)
+    finally:
+        restarted.stop()
