@@ -42,7 +42,7 @@ pytestmark = pytest.mark.bench
 
 SLICES = 240
 SIZE = 256
-ROUNDS = 3
+ROUNDS = 5
 
 
 @contextmanager
