@@ -262,8 +262,10 @@ def create_tables(db: sqlite_utils.Database) -> None:
 
 def find_instance(db: sqlite_utils.Database, sop_instance_uid: str) -> dict[str, Any] | None:
     """The ``instances`` row of a SOP Instance UID, or None."""
-    rows = list(db.query("SELECT * FROM instances WHERE sop_instance_uid = ?", [sop_instance_uid]))
-    return rows[0] if rows else None
+    # a plain cursor: sqlite-utils' query() costs ~40 us more, on every received instance
+    cursor = db.execute("SELECT * FROM instances WHERE sop_instance_uid = ?", [sop_instance_uid])
+    row = cursor.fetchone()
+    return dict(zip((column[0] for column in cursor.description), row)) if row else None
 
 
 def record_instance(

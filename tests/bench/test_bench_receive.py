@@ -69,7 +69,9 @@ def bare_pynetdicom(folder: Path, sync: bool = False) -> Iterator[int]:
 
 @contextmanager
 def our_node(folder: Path, sync: bool = True) -> Iterator[int]:
-    settings = node_settings(folder, node={"sync_writes": sync}, completion={"quiet_seconds": 60.0})
+    # completion checks at the production interval (the test helper's 0.2 s would add load)
+    settings = node_settings(folder, node={"sync_writes": sync},
+                             completion={"quiet_seconds": 60.0, "check_interval_seconds": 2.0})
     with Node(settings) as node:
         yield node.port
 
