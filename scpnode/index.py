@@ -292,7 +292,8 @@ def record_instance(
         if existing is not None and existing["sha256"] == sha256:
             return RecordOutcome.DUPLICATE
         _upsert_study(db, study, now)
-        _open_series(db, meta, folder, now)
+        # a new instance is counted incrementally (a recount per instance grows with the series)
+        _open_series(db, meta, folder, now, new_instance_bytes=size if existing is None else None)
         row = meta.to_row() | {
             "transfer_syntax_uid": transfer_syntax_uid, "path": str(path), "size": size,
             "sha256": sha256, "received_at": now, "calling_ae_title": calling_ae_title,
@@ -300,10 +301,7 @@ def record_instance(
         # a plain statement: sqlite-utils' insert() introspects the table on every call (~0.5 ms)
         db.execute(f"INSERT OR REPLACE INTO instances ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                    list(row.values()))
-        if existing is None:  # counted incrementally: a recount per instance grows with the series
-            db.execute("UPDATE series SET instance_count = instance_count + 1, total_bytes = total_bytes + ?"
-                       " WHERE series_instance_uid = ?", [size, meta.series_instance_uid])
-        else:  # replaced, possibly moved from another series: recount both
+        if existing is not None:  # replaced, possibly moved from another series: recount both
             for series_uid in {meta.series_instance_uid, existing["series_instance_uid"]}:
                 _recount(db, series_uid)
     return RecordOutcome.NEW if existing is None else RecordOutcome.CHANGED
@@ -338,19 +336,23 @@ def _upsert_study(db: sqlite_utils.Database, study: PatientStudy, now: float) ->
          study.patient_sex, study.accession_number, study.study_date, study.study_description, now, now])
 
 
-def _open_series(db: sqlite_utils.Database, meta: InstanceMeta, folder: Path, now: float) -> None:
+def _open_series(db: sqlite_utils.Database, meta: InstanceMeta, folder: Path, now: float,
+                 new_instance_bytes: int | None) -> None:
+    """Create or reopen the instance's series; count a new instance (its size in ``new_instance_bytes``) in."""
     received = SeriesState.RECEIVED.value
+    added, added_bytes = (0, 0) if new_instance_bytes is None else (1, new_instance_bytes)
     db.execute(
         "INSERT INTO series (series_instance_uid, study_instance_uid, folder, modality, series_description,"
-        " body_part_examined, state, first_received_at, opened_at, last_received_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " body_part_examined, state, first_received_at, opened_at, last_received_at, instance_count, total_bytes)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT(series_instance_uid) DO UPDATE SET"
         "  last_received_at = excluded.last_received_at,"
         "  revision = revision + (state != ?),"
         "  opened_at = CASE WHEN state = ? THEN opened_at ELSE excluded.opened_at END,"
-        "  state = ?, reason = NULL, completed_at = NULL, decided_at = NULL, handed_off_at = NULL",
+        "  state = ?, reason = NULL, completed_at = NULL, decided_at = NULL, handed_off_at = NULL,"
+        "  instance_count = instance_count + excluded.instance_count, total_bytes = total_bytes + excluded.total_bytes",
         [meta.series_instance_uid, meta.study_instance_uid, str(folder), meta.modality, meta.series_description,
-         meta.body_part_examined, received, now, now, now, received, received, received])
+         meta.body_part_examined, received, now, now, now, added, added_bytes, received, received, received])
 
 
 def series_ref(db: sqlite_utils.Database, series_instance_uid: str) -> SeriesRef | None:
