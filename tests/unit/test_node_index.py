@@ -171,3 +171,18 @@ def test_scheduler_decides_with_reasons_and_re_offers_unacknowledged_series_at_s
     again.start()
     again.stop()
     assert [s.series_instance_uid for s in restarted] == ["1.1"]
+
+
+def test_series_counts_follow_new_changed_and_moved_instances(db):
+    def counts(series_uid: str) -> tuple[int, int]:
+        row = db.execute("SELECT instance_count, total_bytes FROM series WHERE series_instance_uid = ?",
+                         [series_uid]).fetchone()
+        return tuple(row)
+
+    for i in range(3):
+        record(db, meta("1.1", sop=f"1.1.{i}"))
+    assert counts("1.1") == (3, 30)
+    record(db, meta("1.1", sop="1.1.0"), sha="b")  # changed content: replaced, not added
+    assert counts("1.1") == (3, 30)
+    record(db, meta("2.2", sop="1.1.1"), sha="c")  # the same SOP Instance UID now in another series
+    assert counts("1.1") == (2, 20) and counts("2.2") == (1, 10)
