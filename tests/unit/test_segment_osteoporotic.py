@@ -26,6 +26,14 @@ CASES = {
     "chest-3mm-vbmd55-seed4-T12-wedge2": chest_ct(
         4, shape=(200, 200, 125), vbmd_mg_cm3=55.0, fractures={"T12": (2, "wedge")}),
     "chest-3mm-vbmd75-seed6": chest_ct(6, shape=(200, 200, 125), vbmd_mg_cm3=75.0),
+    # 3 mm slices cut the tilted endplates of T12 obliquely: its top endplate lay off the body
+    # centre line, dropped out of the mask and gave T12 a false grade 2 (L1 graded 1)
+    "abdominal-3mm-vbmd55-seed7-L1-biconcave2": abdominal_ct(
+        7, shape=(200, 200, 125), vbmd_mg_cm3=55.0, fractures={"L1": (2, "biconcave")}),
+    "abdominal-3mm-vbmd55-seed13-L1-biconcave2": abdominal_ct(
+        13, shape=(200, 200, 125), vbmd_mg_cm3=55.0, fractures={"L1": (2, "biconcave")}),
+    "chest-3mm-vbmd55-seed14-L1-biconcave2": chest_ct(
+        14, shape=(200, 200, 125), vbmd_mg_cm3=55.0, fractures={"L1": (2, "biconcave")}),
 }
 
 MIN_BODY_DICE = 0.90

@@ -59,6 +59,10 @@ DISC_HALF_MM = 4.0
 MAX_REPAIR_REACH_MM = 12.0
 """A faint slice borrows the outline of a good slice at most this far away."""
 
+WITHIN_ADJACENT_BODY = 0.5
+"""A component of a slice with at least this share of its area inside the body of an adjacent
+slice is part of that body (an obliquely cut endplate, see :func:`_body_mask`)."""
+
 BODY_RADIUS_MM = 32.0
 """No part of a thoracolumbar body lies farther than this from its centre in an axial slice."""
 
@@ -377,11 +381,21 @@ def _segment_index(shape: tuple[int, ...], discs: list[DiscPlane], spacing_zyx) 
 
 
 def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn, spacing_zyx) -> np.ndarray:
-    """Vertebral bodies and discs region in front of the canal (bodies only where denser than ``threshold``)."""
-    n, ny, nx = smoothed.shape
+    """Vertebral bodies and discs region in front of the canal (bodies only where denser than ``threshold``).
+
+    In each slice the dense component at the body centre line is body (the
+    largest one where the centre line is not dense). A slice that cuts an
+    endplate obliquely (a lordotic or kyphotic segment, thick slices) holds
+    the endplate off-centre, next to disc at the centre line, so a component
+    lying mostly (:data:`WITHIN_ADJACENT_BODY`) within the body of an adjacent
+    slice is body as well: an endplate caps its own body. A vessel or a
+    crus against the front of the body lies mostly outside it.
+    """
+    _, ny, nx = smoothed.shape
     _, sy, sx = spacing_zyx
     yy, xx = np.mgrid[0:ny, 0:nx]
     mask = np.zeros(smoothed.shape, dtype=bool)
+    components_of: dict[int, np.ndarray] = {}
     opening = _disk(3.0, sy, sx)
     for z in column.extended_range(COLUMN_MARGIN_MM, spacing_zyx[0]):
         cy, cx = column.body_center_yx[z]
@@ -398,6 +412,17 @@ def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn,
         sizes[0] = 0
         centre_label = components[int(round(cy)), int(round(cx))]
         mask[z] = components == (centre_label if centre_label else int(np.argmax(sizes)))
+        components_of[z] = components
+    centred = mask.copy()
+    for z, components in components_of.items():
+        adjacent = np.zeros((ny, nx), dtype=bool)
+        for neighbour in (z - 1, z + 1):
+            if 0 <= neighbour < len(centred):
+                adjacent |= centred[neighbour]
+        inside = np.bincount(components[adjacent], minlength=components.max() + 1)
+        total = np.bincount(components.ravel())
+        within = np.nonzero(inside[1:] >= WITHIN_ADJACENT_BODY * total[1:])[0] + 1
+        mask[z] |= np.isin(components, within)
     return mask
 
 
