@@ -59,9 +59,11 @@ DISC_HALF_MM = 4.0
 MAX_REPAIR_REACH_MM = 12.0
 """A faint slice borrows the outline of a good slice at most this far away."""
 
-WITHIN_ADJACENT_BODY = 0.5
+WITHIN_ADJACENT_BODY = 0.9
 """A component of a slice with at least this share of its area inside the body of an adjacent
-slice is part of that body (an obliquely cut endplate, see :func:`_body_mask`)."""
+slice is part of that body (an obliquely cut endplate, see :func:`_body_mask`). At 0.5 the
+contrast-filled aorta against the front of T12 leaked in (body Dice 0.837 -> 0.797 on the
+enhanced phantom); at 0.9 it stays out (0.813) and the endplates are kept all the same."""
 
 BODY_RADIUS_MM = 32.0
 """No part of a thoracolumbar body lies farther than this from its centre in an axial slice."""
@@ -387,9 +389,9 @@ def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn,
     largest one where the centre line is not dense). A slice that cuts an
     endplate obliquely (a lordotic or kyphotic segment, thick slices) holds
     the endplate off-centre, next to disc at the centre line, so a component
-    lying mostly (:data:`WITHIN_ADJACENT_BODY`) within the body of an adjacent
-    slice is body as well: an endplate caps its own body. A vessel or a
-    crus against the front of the body lies mostly outside it.
+    lying (nearly) all within the body of an adjacent slice
+    (:data:`WITHIN_ADJACENT_BODY`) is body as well: an endplate caps its own
+    body. A vessel or a crus against the front of the body lies partly outside it.
     """
     _, ny, nx = smoothed.shape
     _, sy, sx = spacing_zyx
