@@ -1,5 +1,5 @@
 """``scpnode users``: manage the web UI's users (add, list, disable, enable, password), end every session
-(rotate-session-key) and read the security audit log (audit)."""
+(rotate-session-key), lift a login lockout (unlock) and read the security audit log (audit)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from scpnode.users import (
     Role, UserError, add_user, check_password_rules, ensure_schema, list_users, set_disabled, set_password,
 )
 from scpnode.web import security_audit, tables as web_tables
+from scpnode.web.login_throttle import unlock
 from scpnode.web.session_key import rotate_session_key
 
 
@@ -35,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             action.add_argument("--password-stdin", action="store_true")
     actions.add_parser("rotate-session-key", help="replace the key that signs session cookies: "
                                                   "everyone is logged out at their next click")
+    unlock = actions.add_parser("unlock", help="clear the failed logins that lock a user name or client out")
+    unlock.add_argument("username", nargs="?", default="", help="the locked-out user name")
+    unlock.add_argument("--client", default="", help="a locked-out client address (e.g. a shared workstation)")
     audit = actions.add_parser("audit", help="show the security audit log (login lockouts, key rotations)")
     audit.add_argument("--limit", type=int, default=50, help="how many of the latest events (default 50)")
     parser.set_defaults(run=run)
@@ -59,6 +63,13 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "rotate-session-key":
             rotate_session_key(db, by=_operator())
             print("session key replaced: every web UI session has ended")
+        elif args.action == "unlock":
+            web_tables.ensure_schema(db)
+            try:
+                cleared = unlock(db, username=args.username, client=args.client, by=_operator())
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            print(f"cleared {cleared} failed login(s)")
         elif args.action == "audit":
             web_tables.ensure_schema(db)
             print(f"{'at (UTC)':<26} {'event':<20} {'user':<24} {'client':<16} detail")

@@ -1,4 +1,4 @@
-"""The security audit log: login lockouts and session-key rotations, with time, user name and client.
+"""The security audit log: login lockouts and unlocks, session-key rotations, with time, user name and client.
 
 Review actions on studies have their own audit trail (``worklist_audit``, one
 per worklist entry); these events concern the UI as a whole, so they live in
@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 import sqlite_utils
 
 LOGIN_LOCKED_OUT = "login_locked_out"
+LOGIN_UNLOCKED = "login_unlocked"
 SESSION_KEY_ROTATED = "session_key_rotated"
 
 

@@ -6,13 +6,14 @@ import re
 import pytest
 from starlette.testclient import TestClient
 
+from scpnode.cli import main
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases, open_database
 from scpnode.users import Role, add_user, ensure_schema
 from scpnode.web import create_app
 from scpnode.web import tables as web_tables
 from scpnode.web.login_throttle import LoginThrottle
-from scpnode.web.security_audit import LOGIN_LOCKED_OUT, recent
+from scpnode.web.security_audit import LOGIN_LOCKED_OUT, LOGIN_UNLOCKED, recent
 
 PASSWORD = "correct horse battery"
 WINDOW = 15 * 60
@@ -139,3 +140,30 @@ def test_the_login_page_answers_429_after_too_many_failures(app, caplog):
 
 def error_message(response) -> str:
     return re.search(r'<p class="error" role="alert">([^<]*)</p>', response.text).group(1)
+
+
+def test_an_admin_unlocks_a_user_name_or_a_client(tmp_path, capsys):
+    config = tmp_path / "node.toml"
+    config.write_text(f'[node]\ndatabase = "{tmp_path / "node.db"}"\n')
+    db = open_database(tmp_path / "node.db")
+    web_tables.ensure_schema(db)
+    clock = Clock()
+    throttle = LoginThrottle(5, WINDOW, clock)
+    for n in range(5):
+        fail(throttle, db, "carol", client=f"10.0.0.{n}")
+        fail(throttle, db, f"guess{n}", client="10.0.0.50")
+    assert throttle.begin(db, "carol", "10.0.0.99").refused
+    assert throttle.begin(db, "dave", "10.0.0.50").refused
+
+    assert main(["--config", str(config), "users", "unlock", "carol"]) == 0
+    assert "cleared 5 failed login(s)" in capsys.readouterr().out
+    assert not throttle.begin(db, "carol", "10.0.0.99").refused
+    assert throttle.begin(db, "dave", "10.0.0.50").refused  # the guessing client stays locked
+    assert main(["--config", str(config), "users", "unlock", "--client", "10.0.0.50"]) == 0
+    assert not throttle.begin(db, "dave", "10.0.0.50").refused
+    events = [event for event in recent(db) if event.event == LOGIN_UNLOCKED]
+    assert [(e.username, e.client) for e in events] == [("", "10.0.0.50"), ("carol", "")]
+    assert events[0].detail.startswith("5 failed logins cleared by os:")
+    capsys.readouterr()
+    assert main(["--config", str(config), "users", "unlock"]) == 2
+    assert "name a user name, a client address or both" in capsys.readouterr().err
