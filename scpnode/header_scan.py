@@ -59,6 +59,8 @@ _CHARACTER_SET = tag_for_keyword("SpecificCharacterSet")
 _PIXEL_DATA = tag_for_keyword("PixelData")
 _FUNCTIONAL_GROUPS = frozenset({tag_for_keyword("SharedFunctionalGroupsSequence"),
                                 tag_for_keyword("PerFrameFunctionalGroupsSequence")})
+_RECORDED = frozenset(_WANTED) | {_CHARACTER_SET, _PIXEL_DATA} | _FUNCTIONAL_GROUPS
+"""Top-level elements :func:`_walk` notes the place of."""
 _PRINTABLE = bytes(range(0x20, 0x7F))
 _PRINTABLE_SINGLE = _PRINTABLE.replace(b"\\", b"")
 
@@ -151,7 +153,7 @@ def _walk(data: bytes, pos: int, end: int, implicit: bool, found: dict | None, d
             pos += length
             if pos > end:
                 raise _NotPlain
-        if found is not None and (tag in _WANTED or tag in (_CHARACTER_SET, _PIXEL_DATA, *_FUNCTIONAL_GROUPS)):
+        if found is not None and tag in _RECORDED:
             found[tag] = (vr, value_start, length)
     if found is None and pos == end:
         raise _NotPlain  # a nested data set of undefined length must end with an Item Delimitation

@@ -317,8 +317,9 @@ class Receiver:
         folder = self.store.series_folder(meta.study_instance_uid, meta.series_instance_uid)
         path = self.store.instance_path(meta.study_instance_uid, meta.series_instance_uid, meta.sop_instance_uid)
         header = file_meta_header(meta.sop_class_uid, meta.sop_instance_uid, transfer_syntax, calling_ae)
-        self.store.write(path, b"".join((header, encoded)))
-        size = len(header) + len(encoded)
+        data = b"".join((header, encoded))
+        self.store.write(path, data)
+        size = len(data)
         try:
             outcome = index.record_instance(
                 self.databases.get(), meta, study, path=path, folder=folder, size=size,

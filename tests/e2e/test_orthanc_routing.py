@@ -38,6 +38,13 @@ def routing_orthanc(workdir: Path, node_port: int) -> LocalOrthanc:
     })
 
 
+def send_as_modality(storescu: str, pacs: LocalOrthanc, folder: Path, timeout: float) -> None:
+    """Send a series folder to Orthanc with DCMTK storescu, as the CT scanner would."""
+    sent = subprocess.run([storescu, "-aet", "CTSCANNER", "-aec", pacs.aet, "+sd", "127.0.0.1",
+                           str(pacs.dicom_port), str(folder)], capture_output=True, text=True, timeout=timeout)
+    assert sent.returncode == 0, sent.stderr
+
+
 def test_ct_sent_to_orthanc_comes_back_with_seg_sr_and_report(tmp_path, require_tool):
     require_tool("Orthanc")
     storescu = require_tool("storescu")
@@ -49,10 +56,7 @@ def test_ct_sent_to_orthanc_comes_back_with_seg_sr_and_report(tmp_path, require_
         node = assemble_node(settings, web=False, poll_seconds=0.3, sender_options={"poll_seconds": 0.3})
         node.start()
         try:
-            sent = subprocess.run([storescu, "-aet", "CTSCANNER", "-aec", pacs.aet, "+sd", "127.0.0.1",
-                                   str(pacs.dicom_port), str(study.series.files[0].parent)],
-                                  capture_output=True, text=True, timeout=120)
-            assert sent.returncode == 0, sent.stderr
+            send_as_modality(storescu, pacs, study.series.files[0].parent, timeout=120)
 
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline and not {"SEG", "SR", "OT"} <= set(series_of_study(pacs, study_uid)):
@@ -83,10 +87,7 @@ def test_routing_criteria_keep_a_derived_series_off_the_node(tmp_path, require_t
         node = assemble_node(settings, web=False)
         node.start()
         try:
-            sent = subprocess.run([storescu, "-aet", "CTSCANNER", "-aec", pacs.aet, "+sd", "127.0.0.1",
-                                   str(pacs.dicom_port), str(study.series.files[0].parent)],
-                                  capture_output=True, text=True, timeout=60)
-            assert sent.returncode == 0, sent.stderr
+            send_as_modality(storescu, pacs, study.series.files[0].parent, timeout=60)
             log = pacs.workdir / "orthanc.log"
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and "not sent" not in log.read_text(errors="replace"):
