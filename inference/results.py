@@ -18,6 +18,23 @@ import SimpleITK as sitk
 
 
 @dataclass(frozen=True)
+class LevelAnchor:
+    """An anatomical landmark in view that names one vertebra; the others are counted from it."""
+
+    kind: str
+    """``"first_rib"`` (T1), ``"lowest_rib"`` (T12), ``"sacrum"`` (S) or ``"given"`` (stated by the user)."""
+    level: str
+    """The level the landmark names."""
+    agrees: bool = True
+    """The labels given agree with this anchor's count (False: it disagrees, and the study needs review)."""
+    detail: str = ""
+    """What was seen, in plain language."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "level": self.level, "agrees": self.agrees, "detail": self.detail}
+
+
+@dataclass(frozen=True)
 class LevelSegmentation:
     """What segmentation found for one vertebral level."""
 
@@ -34,6 +51,8 @@ class LevelSegmentation:
     """0..1, how sure the labelling of this level is."""
     reason: str = ""
     """Why the level is incomplete, or other remarks; empty when none."""
+    anchors: tuple[str, ...] = ()
+    """Kinds of the anchors (:class:`LevelAnchor`) this level's label rests on."""
 
 
 @dataclass
@@ -57,6 +76,9 @@ class SegmentationResult:
     warnings: list[str] = field(default_factory=list)
     levels_not_in_view: list[str] = field(default_factory=list)
     """Target levels (T11-L2) that were not found in the field of view."""
+    anchors: list[LevelAnchor] = field(default_factory=list)
+    """Every anatomical anchor the backend saw, agreeing or not (empty for backends that label
+    from image context alone)."""
 
     def complete_levels(self, wanted: tuple[str, ...]) -> list[str]:
         """Names of ``wanted`` levels that were found and are completely in view."""
@@ -72,6 +94,7 @@ class SegmentationResult:
                     "voxels": lv.voxels,
                     "centroid_lps": list(lv.centroid_lps),
                     "confidence": lv.confidence,
+                    "anchors": list(lv.anchors),
                     **({"reason": lv.reason} if lv.reason else {}),
                 }
                 for name, lv in self.levels.items()
@@ -82,6 +105,7 @@ class SegmentationResult:
             "needs_review": self.needs_review,
             "warnings": list(self.warnings),
             "levels_not_in_view": list(self.levels_not_in_view),
+            "anchors": [anchor.to_json() for anchor in self.anchors],
         }
 
 

@@ -33,6 +33,12 @@ RIB_REACH_RAD: dict[int, float] = {1: 2.6, 2: 2.75, 3: 2.85, 4: 2.9, 5: 2.9, 6: 
 """How far round the chest each rib reaches, as the angle from the back (pi = front midline)."""
 RIB_DROP_MM: dict[int, float] = {1: 25.0, 2: 45.0, 11: 50.0, 12: 30.0, 13: 25.0}
 """How far a rib descends from its head to its anterior end (75 mm when not listed)."""
+RIB_HEAD_HEIGHT: dict[int, float] = {1: 0.25, 10: 0.3, 11: 0.15, 12: 0.05, 13: 0.0}
+"""Height of a rib's head above the centre of its vertebral body, in body heights (0.45 when
+not listed): ribs 2-9 articulate across the disc above their vertebra (demifacets), ribs
+1 and 10-12 with their own body only, the lowest ones at mid-body (Gray's Anatomy)."""
+STEEP_RIBS = frozenset({11, 12, 13})
+"""The floating ribs run steeply down from their heads; the others leave the spine nearly level."""
 RIB_HALF_WIDTH_MM = 3.5
 RIB_HALF_HEIGHT_MM = 6.0
 
@@ -173,7 +179,7 @@ def paint_ribs(tissue: np.ndarray, vertebrae: np.ndarray, grid: Grid, torso: Tor
         placed = torso.axis.level(name)
         number = 13 if name in ("T13", "L1") else int(name[1:])
         shape = PosteriorShape.of(name, placed.size)
-        z_head = float(torso.axis.z_of_s(placed.s + 0.12 * placed.size.height))
+        z_head = float(torso.axis.z_of_s(placed.s + RIB_HEAD_HEIGHT.get(number, 0.45) * placed.size.height))
         drop = RIB_DROP_MM.get(number, 75.0)
         if z_head < grid.z[0] - 10 or z_head - drop > grid.z[-1] + 10:
             continue
@@ -197,7 +203,7 @@ def paint_ribs(tissue: np.ndarray, vertebrae: np.ndarray, grid: Grid, torso: Tor
             if iy.size == 0:
                 continue
             along = (angle[iy, ix] - start) / (np.pi - start)
-            z_centre = z_head - drop * along ** 1.2
+            z_centre = z_head - drop * along ** (0.7 if number in STEEP_RIBS else 1.2)
             across = radial[iy, ix] / RIB_HALF_WIDTH_MM
             half = RIB_HALF_HEIGHT_MM * np.sqrt(1.0 - across ** 2)
             _paint_runs(tissue, vertebrae, iy, ix, z_centre, half, across, z0, dz)

@@ -158,7 +158,7 @@ def paint_torso(tissue: np.ndarray, grid: Grid, torso: Torso,
         if torso.z("T5") < z:
             _paint_ellipse(plane, grid, Tissue.AIR, 0.0, y_spine - depth / 2 - 18.0, 9.0, 8.0)
         if z < torso.z("L5"):
-            _paint_pelvis(plane, grid, torso, z, ca, cy, cb)
+            _paint_pelvis(plane, grid, torso, z, ca, cy, cb, y_spine, width / 2)
         if below_dome:
             field = bowel_field.plane(k)
             bowel = plane == Tissue.BOWEL
@@ -185,8 +185,14 @@ def _paint_vessels(plane: np.ndarray, grid: Grid, torso: Torso, z: float, z_dome
         _paint_ellipse(plane, grid, Tissue.BLOOD, -22.0, y_spine - depth / 2 - 9.0, 13.0, 9.0, only=soft)
 
 
-def _paint_pelvis(plane: np.ndarray, grid: Grid, torso: Torso, z: float, ca: float, cy: float, cb: float) -> None:
-    """Iliac wings: curved bony plates (marrow inside a cortex) growing below L5."""
+def _paint_pelvis(plane: np.ndarray, grid: Grid, torso: Torso, z: float, ca: float, cy: float, cb: float,
+                  y_spine: float, sacrum_half_width: float) -> None:
+    """Iliac wings: curved bony plates (marrow inside a cortex) growing below L5.
+
+    Behind, each wing ends beside the sacrum (the sacroiliac joint), its posterior
+    part reaching back past the sacral canal (posterior iliac crest and spines), as in
+    real pelves.
+    """
     grow = float(np.clip((torso.z("L5") - z) / 40.0, 0.25, 1.0))
     x2d, y2d = grid.x[None, :], grid.y[:, None]
     for side in (-1.0, 1.0):
@@ -196,6 +202,10 @@ def _paint_pelvis(plane: np.ndarray, grid: Grid, torso: Torso, z: float, ca: flo
         thickness = 9.0 / min(ax, by)
         plate = (radius < 1.0) & (radius > 1.0 - thickness) & (y2d > cyy - 0.2 * by) & (side * (x2d - cx) > -0.2 * ax)
         marrow = plate & (radius < 1.0 - 0.2 * thickness) & (radius > 1.0 - 0.8 * thickness)
+        posterior = (((x2d - side * (sacrum_half_width + 22.0)) / 18.0) ** 2
+                     + ((y2d - (y_spine + 24.0)) / 24.0) ** 2)
+        plate |= posterior < 1.0
+        marrow |= posterior < 0.45
         keep = plane != Tissue.AIR
         plane[plate & keep] = Tissue.PELVIS_CORTEX
         plane[marrow & keep] = Tissue.PELVIS_MARROW

@@ -1,8 +1,8 @@
 """Backend registry and :func:`segment_volume`, the one entry point to segmentation.
 
-A backend is a function ``(image, *, device, model_dir) -> BackendOutput`` that
-labels whole vertebrae and vertebral bodies with VerSe ids on the input grid and
-says how sure its level labelling is. Everything after that is shared, so every
+A backend is a function ``(image, *, device, model_dir, lowest_level) -> BackendOutput``
+that labels whole vertebrae and vertebral bodies with VerSe ids on the input grid
+and says how sure its level labelling is and on which anatomical anchors it rests. Everything after that is shared, so every
 backend gives the same kind of result: the cortical/cancellous split
 (:func:`inference.segment.compartments.split_compartments`) and the per-level
 description, completeness included (:func:`inference.segment.levels.describe_levels`).
@@ -20,7 +20,7 @@ from typing import Protocol
 
 import SimpleITK as sitk
 
-from inference.results import SegmentationResult
+from inference.results import LevelAnchor, SegmentationResult
 from inference.segment.compartments import split_compartments
 from inference.segment.levels import describe_levels
 from inference.volume import check_volume
@@ -43,11 +43,21 @@ class BackendOutput:
     """True when the evidence for the labels conflicts and a person should check them."""
     warnings: list[str] = field(default_factory=list)
     """Plain-language remarks for the reader (conflicting evidence, unusual anatomy)."""
+    anchors: list[LevelAnchor] = field(default_factory=list)
+    """The anatomical anchors the labels were counted from (agreeing or not)."""
+    level_anchors: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    """Per VerSe id, the kinds of the agreeing anchors its label rests on."""
 
 class SegmentationBackend(Protocol):
-    """The call signature every backend implements."""
+    """The call signature every backend implements.
 
-    def __call__(self, image: sitk.Image, *, device: str, model_dir: Path | None) -> BackendOutput: ...
+    ``lowest_level``, when given, is the level of the most caudal vertebra in
+    view as the user states it (a crop that shows neither ribs nor sacrum).
+    """
+
+    def __call__(
+        self, image: sitk.Image, *, device: str, model_dir: Path | None, lowest_level: str | None = None
+    ) -> BackendOutput: ...
 
 _BUILTIN_BACKENDS: dict[str, str] = {
     "anatomical": "inference.segment.anatomical:segment_anatomical",
@@ -86,6 +96,7 @@ def segment_volume(
     *,
     device: str = "auto",
     model_dir: Path | None = None,
+    lowest_level: str | None = None,
 ) -> SegmentationResult:
     """Segment the vertebrae of a CT and split T11-L2 bodies into cortical shell and cancellous core.
 
@@ -94,6 +105,8 @@ def segment_volume(
         backend: name of a registered backend (:func:`available_backends`).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; used by backends that run a network.
         model_dir: model folder for backends that load weights.
+        lowest_level: the level of the most caudal vertebra in view, where the user
+            states it (e.g. ``"L3"`` for a spine crop without ribs or sacrum).
 
     Returns:
         A :class:`~inference.results.SegmentationResult` on the input grid. A CT
@@ -102,11 +115,13 @@ def segment_volume(
 
     Raises:
         inference.volume.VolumeError: the image is not a usable CT volume.
-        ValueError: unknown backend.
+        ValueError: unknown backend or level.
     """
     check_volume(image)
     run_backend = get_backend(backend)
-    output = run_backend(image, device=device, model_dir=model_dir)
+    # only when given: backends registered without the keyword keep working
+    hint = {"lowest_level": lowest_level} if lowest_level is not None else {}
+    output = run_backend(image, device=device, model_dir=model_dir, **hint)
     _check_same_grid(image, output.vertebrae, "vertebrae")
     _check_same_grid(image, output.bodies, "bodies")
     compartments = split_compartments(image, output.bodies)
@@ -115,6 +130,7 @@ def segment_volume(
         output.bodies,
         level_confidence=output.level_confidence,
         default_confidence=output.labelling_confidence,
+        level_anchors=output.level_anchors,
     )
     return SegmentationResult(
         vertebrae=output.vertebrae,
@@ -127,6 +143,7 @@ def segment_volume(
         needs_review=output.needs_review,
         warnings=[*output.warnings, *description.warnings],
         levels_not_in_view=description.not_in_view,
+        anchors=list(output.anchors),
     )
 
 def _check_same_grid(reference: sitk.Image, labels: sitk.Image, what: str) -> None:

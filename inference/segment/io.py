@@ -18,7 +18,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from inference.results import LevelSegmentation, SegmentationResult
+from inference.results import LevelAnchor, LevelSegmentation, SegmentationResult
 
 VERTEBRAE_FILE = "vertebrae.nii.gz"
 BODIES_FILE = "bodies.nii.gz"
@@ -66,10 +66,15 @@ def read_segmentation(out_dir: str | Path) -> SegmentationResult:
                 centroid_lps=tuple(float(c) for c in entry["centroid_lps"]),
                 confidence=float(entry.get("confidence", 1.0)),
                 reason=str(entry.get("reason", "")),
+                anchors=tuple(str(kind) for kind in entry.get("anchors", [])),
             )
             for name, entry in document["levels"].items()
         }
         backend = str(document["backend"])
+        anchors = [
+            LevelAnchor(str(a["kind"]), str(a["level"]), bool(a.get("agrees", True)), str(a.get("detail", "")))
+            for a in document.get("anchors", [])
+        ]
     except (ValueError, KeyError, TypeError) as exc:
         raise SegmentationFolderError(f"{out_dir / JSON_FILE}: malformed segmentation document ({exc})") from None
 
@@ -96,4 +101,5 @@ def read_segmentation(out_dir: str | Path) -> SegmentationResult:
         needs_review=bool(document.get("needs_review", False)),
         warnings=[str(w) for w in document.get("warnings", [])],
         levels_not_in_view=[str(n) for n in document.get("levels_not_in_view", [])],
+        anchors=anchors,
     )

@@ -5,41 +5,92 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
-from inference.segment.levels import VertebraEvidence, describe_levels, identify_levels
+from inference.segment.anchors import VertebraEvidence, identify_levels
+from inference.segment.levels import describe_levels
 
 BOTH = frozenset({"left", "right"})
 
 
-def _spine(ribbed: int, lumbar: int, *, sacrum: bool = True, reach: float = 120.0) -> list[VertebraEvidence]:
-    """`ribbed` rib-bearing segments, then `lumbar` rib-free ones, then the sacrum."""
-    segments = [VertebraEvidence(i + 1, BOTH, reach) for i in range(ribbed)]
-    segments += [VertebraEvidence(ribbed + i + 1) for i in range(lumbar)]
+def _spine(ribbed: int, lumbar: int, *, sacrum: bool = True, reach: float = 120.0,
+           cervical: int = 0) -> list[VertebraEvidence]:
+    """`cervical` rib-free segments, `ribbed` rib-bearing ones, `lumbar` rib-free ones, then the sacrum."""
+    segments = [VertebraEvidence(i + 1) for i in range(cervical)]
+    segments += [VertebraEvidence(cervical + i + 1, BOTH, reach) for i in range(ribbed)]
+    segments += [VertebraEvidence(cervical + ribbed + i + 1) for i in range(lumbar)]
     if sacrum:
-        segments.append(VertebraEvidence(ribbed + lumbar + 1, sacrum_like=True))
+        segments.append(VertebraEvidence(cervical + ribbed + lumbar + 1, sacrum_like=True))
     return segments
 
 
 def test_ribs_and_sacrum_agree():
     result = identify_levels(_spine(3, 5))
     assert [result.names[k] for k in (3, 4, 5, 8, 9)] == ["T12", "L1", "L2", "L5", "S"]
-    assert result.evidence == "ribs+sacrum" and not result.needs_review and result.confidence > 0.9
+    assert result.evidence == "sacrum+lowest_rib" and not result.needs_review and result.confidence > 0.9
+    assert result.level_anchors[3] == ("sacrum", "lowest_rib")
+    assert all(anchor.agrees for anchor in result.anchors)
 
 
 def test_eleven_rib_pairs_or_lumbar_rib_are_flagged_for_review():
     six_free = identify_levels(_spine(2, 6))  # T12 without ribs (11 pairs), or L6
-    assert six_free.needs_review and "disagree" in six_free.warnings[0]
+    assert six_free.needs_review and "anchors disagree" in six_free.warnings[0]
+    assert "6 rib-free vertebrae above the sacrum instead of 5" in six_free.warnings[0]
     assert six_free.names[3] == "T12"  # counted from the sacrum
+    assert [a.kind for a in six_free.anchors if not a.agrees] == ["lowest_rib"]
     four_free = identify_levels(_spine(4, 4))  # lumbar rib on L1, or sacralised L5
     assert four_free.needs_review and four_free.names[4] == "L1"
 
 
-def test_ribs_only_label_at_lower_confidence_and_say_why():
+def test_first_and_lowest_rib_pairs_agree_without_the_sacrum():
+    """A chest CT from the neck: C7 rib-free above the first rib pair, 12 rib pairs, L1-L2 below."""
+    result = identify_levels(_spine(12, 2, sacrum=False, cervical=3))
+    assert result.names[4] == "T1" and result.names[15] == "T12" and result.names[17] == "L2"
+    assert result.evidence == "lowest_rib+first_rib" and not result.needs_review and result.confidence > 0.9
+
+
+def test_first_and_lowest_rib_pairs_that_disagree_say_so():
+    result = identify_levels(_spine(11, 2, sacrum=False, cervical=2))  # 11 rib-bearing vertebrae
+    assert result.needs_review and result.confidence <= 0.5
+    assert any("11 rib-bearing vertebrae instead of 12" in w for w in result.warnings)
+    assert result.names[13] == "T12"  # the lowest rib is the shorter count to the junction
+
+
+def test_the_majority_of_anchors_decides_and_the_odd_one_is_named():
+    segments = _spine(13, 5, cervical=2)  # 13 rib-bearing vertebrae, sacrum agrees with the lowest rib
+    result = identify_levels(segments)
+    assert result.needs_review and result.names[15] == "T12" and result.names[21] == "S"
+    disagreeing = [a for a in result.anchors if not a.agrees]
+    assert [a.kind for a in disagreeing] == ["first_rib"]
+    assert any("the first rib pair (T1) lies 1 vertebra higher than expected" in w for w in result.warnings)
+
+
+def test_ribs_only_label_at_lower_confidence_and_ask_for_review():
+    """One rib anchor and nothing to check it against: labelled, never a confident count."""
     result = identify_levels(_spine(3, 3, sacrum=False))
     assert result.names[3] == "T12" and result.names[6] == "L3"
-    assert not result.needs_review and result.confidence < 0.8
-    assert any("sacrum not in view" in w for w in result.warnings)
+    assert result.needs_review and result.confidence <= 0.5
+    assert any("rest on the lowest rib pair only" in w for w in result.warnings)
+
+
+def test_sacrum_only_labels_without_review():
+    result = identify_levels(_spine(0, 5))
+    assert result.names[5] == "L5" and not result.needs_review and result.confidence == 0.85
+    assert any("rest on the sacrum only" in w for w in result.warnings)
+
+
+def test_a_given_lowest_level_names_a_crop_without_ribs_or_sacrum():
+    segments = [VertebraEvidence(i + 1) for i in range(6)]
+    result = identify_levels(segments, lowest_level="L3")
+    assert [result.names[k] for k in range(1, 7)] == ["T10", "T11", "T12", "L1", "L2", "L3"]
+    assert not result.needs_review and result.evidence == "given"
+
+
+def test_a_given_level_that_contradicts_the_image_is_kept_but_flagged():
+    result = identify_levels(_spine(3, 5), lowest_level="L5")  # the image says S
+    assert result.names[9] == "L5" and result.needs_review
+    assert any("anchors disagree" in w for w in result.warnings)
 
 
 def test_short_lowest_rib_is_flagged():
@@ -99,6 +150,11 @@ def test_no_evidence_names_nothing():
     result = identify_levels([VertebraEvidence(1), VertebraEvidence(2), VertebraEvidence(3)])
     assert result.names == {} and result.needs_review
     assert "cannot be identified" in result.warnings[-1]
+
+
+def test_an_unknown_given_level_is_refused():
+    with pytest.raises(ValueError, match="unknown level"):
+        identify_levels([VertebraEvidence(1)], lowest_level="L9")
 
 
 def test_ribs_on_the_last_vertebra_in_view_are_inconclusive():

@@ -26,15 +26,19 @@ from inference.segment.anatomical.grid import CanonicalGrid, working_image
 from inference.segment.anatomical.refine import refine_labels
 from inference.segment.anatomical.vertebrae import split_vertebrae
 from inference.segment.api import BackendOutput
-from inference.segment.levels import identify_levels
+from inference.segment.anchors import identify_levels
 
 VERSION = "anatomical-1"
 
 
-def segment_anatomical(image: sitk.Image, *, device: str = "cpu", model_dir: Path | None = None) -> BackendOutput:
+def segment_anatomical(
+    image: sitk.Image, *, device: str = "cpu", model_dir: Path | None = None, lowest_level: str | None = None
+) -> BackendOutput:
     """Segment and name the vertebrae of a CT without a trained model.
 
-    ``device`` and ``model_dir`` are accepted for the common backend signature and unused.
+    ``lowest_level`` is the user's statement of the most caudal vertebra in view, an anchor
+    like the others. ``device`` and ``model_dir`` are accepted for the common backend
+    signature and unused.
     """
     grid = CanonicalGrid.of(image)
     working = working_image(grid.canonical)
@@ -52,8 +56,8 @@ def segment_anatomical(image: sitk.Image, *, device: str = "cpu", model_dir: Pat
             warnings=[f"no vertebral column found ({exc})"],
         )
     segments = split_vertebrae(hu, smoothed, column, spacing_zyx)
-    evidence = measure_evidence(smoothed, segments.bodies, segments.vertebrae, segments.segment_index, column, spacing_zyx)
-    assignment = identify_levels(evidence)
+    evidence = measure_evidence(smoothed, segments.bodies, segments.segment_index, segments.discs, column, spacing_zyx)
+    assignment = identify_levels(evidence, lowest_level=lowest_level)
 
     lookup = np.zeros(int(segments.vertebrae.max()) + 1, dtype=np.uint8)
     for segment, name in assignment.names.items():
@@ -68,4 +72,6 @@ def segment_anatomical(image: sitk.Image, *, device: str = "cpu", model_dir: Pat
         labelling_confidence=assignment.confidence,
         needs_review=assignment.needs_review,
         warnings=list(assignment.warnings),
+        anchors=list(assignment.anchors),
+        level_anchors={VERSE_IDS[assignment.names[k]]: kinds for k, kinds in assignment.level_anchors.items()},
     )

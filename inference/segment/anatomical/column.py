@@ -1,18 +1,31 @@
-"""Find the spinal column: vertebral-body centre line and spinal canal, slice by slice.
+"""Find the spinal column: spinal canal track and vertebral-body centre line, slice by slice.
 
 Works on the working-grid array (z inferior -> superior, y anterior -> posterior,
-x right -> left). Three steps:
+x right -> left). The column is found from the one structure that every CT
+shows the same way, whatever the contrast phase, the patient's build or the
+curve of the spine: the **spinal canal**, a tube of soft tissue (cord, CSF,
+epidural fat) walled in by bone - the vertebral body in front, pedicles at the
+sides, laminae behind. Intensity alone is not enough: an enhanced aorta or
+heart (250-600 HU in an arterial phase) is brighter than the vertebral bodies
+and as large, but nothing in it is soft tissue walled in by bone.
 
-1. near the patient's midline, the lateral position where bone (HU above
-   :data:`BONE_HU`) piles up most in the antero-posterior direction gives a
-   first track of the spine - body and spinous process line up there, ribs,
-   pelvis and vessels do not;
-2. in every slice, walking anteriorly from the most posterior bone on that
-   track (spinous process or lamina) must cross the spinal canal (a run of
-   soft-tissue attenuation 6-28 mm long) and then the vertebral body; slices
-   that do not show this sequence (disc levels, gaps) are not used;
-3. the centre line is smoothed along z and interpolated across slices where
-   the column is missing (discs, fractures), so that it follows a curved spine.
+1. *Enclosure*: for every soft-tissue voxel, the share of in-plane
+   directions in which bone lies within :data:`ENCLOSURE_REACH_MM`
+   (:func:`enclosure`). Inside the canal nearly every direction meets bone;
+   the kidneys' medulla inside an enhancing cortex, a papillary muscle in
+   contrast-filled blood or a calcified aortic ring meet it too, so these are
+   only candidates.
+2. *Candidates* per slice: regions of high enclosure, of a canal's size, with
+   bone-like tissue (a body or a disc) right in front of them.
+3. *Track*: the canal runs the whole length of the field of view, shifting
+   little from slice to slice even in kyphosis or scoliosis; the chain of
+   candidates that is longest under that continuity constraint is the canal
+   (:func:`_longest_chain`, dynamic programming). Kidneys, heart and vessels
+   give shorter or broken chains.
+4. *Body*: in each slice with the canal, walking anteriorly from it along the
+   midline of the arch crosses the canal's anterior wall and then the
+   vertebral body (or disc), whose centre is the body centre line; both lines
+   are smoothed along z and interpolated across slices where they were not seen.
 """
 
 from __future__ import annotations
@@ -29,27 +42,70 @@ CANAL_HU = 75.0
 """The canal (CSF, cord, epidural fat) stays below this; cancellous bone, even of an
 osteoporotic body, and the disc lie above it."""
 
-MIDLINE_HALF_WIDTH_MM = 35.0
-"""Half width of the strip around the patient's midline where the column is searched."""
+CANAL_SOFT_HU = (-150.0, 100.0)
+"""Smoothed attenuation of canal contents: epidural fat to cord, with partial volume of the wall."""
+
+ENCLOSURE_REACH_MM = 22.0
+"""A ray from inside the canal meets bone within this distance (the widest lumbar canal
+is about 25 mm across, so from any point inside a wall is at most ~20 mm away)."""
+
+ENCLOSURE_DIRECTIONS = 16
+
+MIN_ENCLOSURE = 0.75
+"""Share of directions that meet bone for a voxel to be a canal candidate: pedicle and
+lamina levels close the ring (1.0); the canal at a disc level is still open only
+through the intervertebral foramina."""
+
+CANAL_AREA_MM2 = (15.0, 900.0)
+"""Cross-section of a candidate region (the enclosed part of the canal can be small on
+thick slices and at disc levels); a body cavity is larger."""
+
+MIDLINE_REACH = 0.35
+"""The canal lies within this share of the trunk's half width from the trunk's midline
+(scoliosis moves an apical vertebra some 3-5 cm off the midline; the kidneys, the iliac
+wings and the scapulae lie farther out)."""
+
+FRONT_BONE_MM = 8.0
+"""In front of the canal, tissue denser than :data:`MARROW_HU` over at least this length (the body or a disc)."""
+
+FRONT_SEARCH_MM = 20.0
+"""... starting within this distance of the candidate's centre."""
 
 MIN_COLUMN_MM = 15.0
 """A column followed over less than this is not usable (a few slices, or not a spine)."""
 
 MAX_GAP_MM = 30.0
-"""The column is followed across at most this many mm without seeing it (a disc and a bit)."""
+"""The canal is followed across at most this many mm without seeing it (a disc and a bit)."""
 
-TRACK_HALF_WIDTH_MM = 12.0
-"""Half width of the strip around the column's track where the spinous process/lamina is looked for."""
+TRACK_SHIFT_MM = 5.0
+TRACK_SLOPE = 0.7
+"""Between slices dz mm apart the canal moves in plane by at most 5 mm + 0.7 dz: about
+35 degrees from the craniocaudal axis, the steepest a lordotic, kyphotic or
+scoliotic segment presents (plus the canal's own width changes)."""
+
+PARTLY_ENCLOSED = 0.5
+"""Where the canal is expected (between and beyond the slices of the chain), half the
+directions meeting bone is enough: disc levels, thick slices, the flat sacral canal."""
+
+FOLLOW_TOLERANCE_MM = 6.0
+"""Where the canal was expected, a candidate this close to the expected position (plus the
+track slope times the distance to the last slice seen) is taken."""
+
+GAP_PENALTY = 0.3
+"""Score lost per slice a chain skips (a chain through an empty slice is still better than a break)."""
 
 MARROW_HU = 60.0
 """Inside the body, attenuation stays above this (fatty osteoporotic marrow included)."""
 
-CANAL_MM = (6.0, 28.0)
-"""Plausible antero-posterior diameter of the spinal canal along the midline."""
-
 BODY_MIN_MM = 14.0
 BODY_MAX_MM = 40.0
 """Antero-posterior depth of a vertebral body: shallower is not a body, deeper is clipped."""
+
+CANAL_MM = (6.0, 28.0)
+"""Plausible antero-posterior diameter of the spinal canal along the midline."""
+
+STRIP_HALF_WIDTH_MM = 3.0
+"""Half width of the strip along which the walk from the canal to the body samples."""
 
 
 class ColumnNotFound(ValueError):
@@ -78,6 +134,24 @@ class SpineColumn:
         return range(max(self.z_range[0] - margin, 0), min(self.z_range[1] + margin, len(self.observed) - 1) + 1)
 
 
+@dataclass(frozen=True)
+class _Observation:
+    """The column in one slice: canal centre, body centre and the canal's anterior edge (voxel units)."""
+
+    canal_y: float
+    x: float
+    body_y: float
+    front_y: float
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    z: int
+    y: float
+    x: float
+    score: float
+
+
 def find_column(hu: np.ndarray, smoothed: np.ndarray, spacing_zyx: tuple[float, float, float]) -> SpineColumn:
     """Locate the spinal column in a working-grid HU array.
 
@@ -87,79 +161,53 @@ def find_column(hu: np.ndarray, smoothed: np.ndarray, spacing_zyx: tuple[float, 
         spacing_zyx: its voxel spacing in mm.
 
     Raises:
-        ColumnNotFound: no bone, or no lamina-canal-body sequence followed over
-            :data:`MIN_COLUMN_MM`.
+        ColumnNotFound: no bone, or no canal followed over :data:`MIN_COLUMN_MM`.
     """
     sz, sy, sx = spacing_zyx
-    patient = _patient_mask(hu)
-    midline_x = _midline_x(patient)
-
-    bone = (smoothed > BONE_HU) & patient
+    trunk = trunk_mask(hu)
+    bone = (smoothed > BONE_HU) & trunk
     if not bone.any():
         raise ColumnNotFound("no bone found")
-    xs = np.arange(hu.shape[2])
-    central = np.abs(xs[None, :] - midline_x[:, None]) <= MIDLINE_HALF_WIDTH_MM / sx  # (z, x)
-    seed_x = _seed_track_x(bone, central, sx, sz)
+    soft = (smoothed > CANAL_SOFT_HU[0]) & (smoothed < CANAL_SOFT_HU[1]) & _where_canal_can_be(trunk)
+    enclosed = enclosure(bone, (sy, sx))
+    candidates = [c for z in range(hu.shape[0])
+                  for c in _canal_candidates(z, soft[z] & (enclosed[z] >= MIN_ENCLOSURE), smoothed[z], (sy, sx))]
+    chain = _longest_chain(candidates, spacing_zyx)
+    if len(chain) < 3:
+        raise ColumnNotFound("spinal canal seen in fewer than 3 slices")
+    seen = {}
+    for candidate in chain:
+        found = _observe(smoothed[candidate.z], candidate.y, candidate.x, sy, sx)
+        if found is not None:
+            seen[candidate.z] = found
+    if not seen:
+        raise ColumnNotFound("no vertebral body seen in front of the spinal canal")
+    partly_enclosed = soft & (enclosed >= PARTLY_ENCLOSED)
+    _follow(seen, partly_enclosed, smoothed, spacing_zyx)
 
     n = hu.shape[0]
-    body = np.full((n, 2), np.nan)
     canal = np.full((n, 2), np.nan)
+    body = np.full((n, 2), np.nan)
     canal_front = np.full(n, np.nan)
-    narrow = np.abs(xs[None, :] - seed_x[:, None]) <= TRACK_HALF_WIDTH_MM / sx
-    for z in range(n):
-        in_strip = bone[z] & narrow[z][None, :]
-        if not in_strip.any():
-            continue
-        ys, xs_z = np.nonzero(in_strip)
-        posterior = int(ys.max())
-        start_x = float(np.median(xs_z[ys >= posterior - 10.0 / sy]))
-        found = _walk_to_body(smoothed[z], posterior, start_x, sy, sx)
-        if found is not None:
-            canal_y, body_y, front_y = found
-            body[z] = (body_y, start_x)  # bodies sit on the midline of their arch
-            canal[z] = (canal_y, start_x)
-            canal_front[z] = front_y
-
-    observed = _longest_track(~np.isnan(body[:, 0]), int(round(MAX_GAP_MM / sz)))
+    for z, found in seen.items():
+        canal[z] = (found.canal_y, found.x)
+        body[z] = (found.body_y, found.x)  # bodies sit on the midline of their arch
+        canal_front[z] = found.front_y
+    observed = ~np.isnan(body[:, 0])
     if observed.sum() < 3:
-        raise ColumnNotFound("vertebral column seen in fewer than 3 slices")
-    if (np.ptp(np.nonzero(observed)[0]) + 1) * sz < MIN_COLUMN_MM:
-        raise ColumnNotFound(f"vertebral column followed over less than {MIN_COLUMN_MM:g} mm")
-    body[~observed] = np.nan
-    canal[~observed] = np.nan
+        raise ColumnNotFound("vertebral bodies seen in front of the canal in fewer than 3 slices")
     z_first, z_last = int(np.argmax(observed)), int(n - 1 - np.argmax(observed[::-1]))
+    if (z_last - z_first + 1) * sz < MIN_COLUMN_MM:
+        raise ColumnNotFound(f"vertebral column followed over less than {MIN_COLUMN_MM:g} mm")
     body_s = _smooth_track(body, observed, sz)
     canal_s = _smooth_track(canal, observed, sz)
     front_s = _smooth_track(canal_front[:, None], observed, sz)[:, 0]
     return SpineColumn(body_s, canal_s, front_s, observed, (z_first, z_last))
 
 
-def _longest_track(observed: np.ndarray, max_gap: int) -> np.ndarray:
-    """Keep the longest run of observed slices, bridging gaps up to ``max_gap`` slices."""
-    bridged = ndi.binary_closing(observed, structure=np.ones(max_gap + 1, bool)) | observed if max_gap > 0 else observed
-    runs, count = ndi.label(bridged)
-    if count == 0:
-        return observed
-    lengths = np.bincount(runs)[1:]
-    return observed & (runs == 1 + int(np.argmax(lengths)))
-
-
-def _seed_track_x(bone: np.ndarray, central: np.ndarray, sx: float, sz: float) -> np.ndarray:
-    """Lateral position of the column per slice: where bone piles up most along y in the
-    midline strip (body and spinous process line up there; ribs and pelvis do not)."""
-    n = bone.shape[0]
-    counts = (bone & central[:, None, :]).sum(axis=1).astype(float)  # (z, x)
-    counts = ndi.uniform_filter1d(counts, size=max(3, int(round(10.0 / sx))), axis=1)
-    track = np.where(counts.max(axis=1) > 0, counts.argmax(axis=1).astype(float), np.nan)
-    valid = ~np.isnan(track)
-    if not valid.any():
-        return np.full(n, bone.shape[2] / 2.0)
-    track = np.interp(np.arange(n), np.nonzero(valid)[0], track[valid])
-    return ndi.median_filter(track, size=max(3, int(round(30.0 / sz)) | 1), mode="nearest")
-
-
-def _patient_mask(hu: np.ndarray) -> np.ndarray:
-    """Largest connected body of tissue denser than fat/air (excludes table and air)."""
+def trunk_mask(hu: np.ndarray) -> np.ndarray:
+    """The patient's trunk: the largest connected body of tissue denser than fat/air
+    (the table, cushions and anything not touching the patient are left out)."""
     tissue = hu > -300
     components, count = ndi.label(tissue)
     if count == 0:
@@ -169,45 +217,257 @@ def _patient_mask(hu: np.ndarray) -> np.ndarray:
     return components == int(np.argmax(sizes))
 
 
-def _midline_x(patient: np.ndarray) -> np.ndarray:
-    """Per slice, x of the patient's centre (centre of the body outline), smoothed along z."""
-    n, _, nx = patient.shape
-    columns = patient.sum(axis=1)  # (z, x)
-    weights = columns.sum(axis=1)
-    centre = np.where(weights > 0, (columns * np.arange(nx)).sum(axis=1) / np.maximum(weights, 1), np.nan)
-    valid = ~np.isnan(centre)
-    if not valid.any():
-        return np.full(n, nx / 2.0)
-    centre = np.interp(np.arange(n), np.nonzero(valid)[0], centre[valid])
-    return ndi.median_filter(centre, size=5, mode="nearest")
+def _where_canal_can_be(trunk: np.ndarray) -> np.ndarray:
+    """Per slice, the posterior half of the trunk within :data:`MIDLINE_REACH` of its midline.
 
-
-def _walk_to_body(slice_hu: np.ndarray, start_y: int, x: float, sy: float, sx: float) -> tuple[float, float, float] | None:
-    """Walk anteriorly along the midline from the posterior elements: lamina, canal, vertebral body.
-
-    Returns (canal centre y, body centre y, canal anterior edge y) or None when
-    the slice does not show that sequence (disc level, no canal).
+    In LPS the back is at high y whatever the patient position (supine or prone);
+    the heart, the great vessels and the bowel lie in the anterior half.
     """
-    half = max(1, int(round(3.0 / sx)))
+    allowed = np.zeros(trunk.shape, bool)
+    ys = np.arange(trunk.shape[1])
+    xs = np.arange(trunk.shape[2])
+    for z in range(trunk.shape[0]):
+        rows = np.nonzero(trunk[z].any(axis=1))[0]
+        columns = np.nonzero(trunk[z].any(axis=0))[0]
+        if rows.size == 0:
+            continue
+        centre_y = 0.5 * (rows[0] + rows[-1])
+        weights = trunk[z].sum(axis=0)
+        centre_x = float((weights * xs).sum() / weights.sum())
+        half_width = 0.5 * (columns[-1] - columns[0] + 1)
+        allowed[z] = (ys[:, None] >= centre_y) & (np.abs(xs - centre_x) <= MIDLINE_REACH * half_width)[None, :]
+    return allowed
+
+
+def enclosure(bone: np.ndarray, spacing_yx: tuple[float, float]) -> np.ndarray:
+    """Per voxel, the share (0..1) of :data:`ENCLOSURE_DIRECTIONS` in-plane directions in which
+    ``bone`` lies within 2 mm to :data:`ENCLOSURE_REACH_MM` (each slice on its own).
+
+    A ray is a union of shifted copies of the bone mask: a few hundred whole-array
+    operations instead of a loop over voxels.
+    """
+    sy, sx = spacing_yx
+    steps_mm = np.arange(2.0, ENCLOSURE_REACH_MM + 1e-6, min(sy, sx) * 0.75)
+    count = np.zeros(bone.shape, np.uint8)
+    for k in range(ENCLOSURE_DIRECTIONS):
+        angle = 2.0 * np.pi * k / ENCLOSURE_DIRECTIONS
+        offsets = {(int(round(r * np.sin(angle) / sy)), int(round(r * np.cos(angle) / sx))) for r in steps_mm}
+        hit = np.zeros(bone.shape, bool)
+        for dy, dx in offsets:
+            hit |= _shifted(bone, dy, dx)
+        count += hit
+    return count / ENCLOSURE_DIRECTIONS
+
+
+def _shifted(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``out[:, y, x] = mask[:, y + dy, x + dx]`` (False beyond the edges)."""
+    out = np.zeros_like(mask)
+    _, ny, nx = mask.shape
+    if abs(dy) >= ny or abs(dx) >= nx:
+        return out
+    out[:, max(-dy, 0): ny - max(dy, 0), max(-dx, 0): nx - max(dx, 0)] = \
+        mask[:, max(dy, 0): ny - max(-dy, 0), max(dx, 0): nx - max(-dx, 0)]
+    return out
+
+
+def _canal_candidates(z: int, enclosed: np.ndarray, slice_hu: np.ndarray, spacing_yx: tuple[float, float]) -> list[_Candidate]:
+    """Regions of one slice that could be the canal: enclosed by bone, of a canal's size,
+    with a body or disc in front of them."""
+    sy, sx = spacing_yx
+    regions, count = ndi.label(enclosed)
+    candidates = []
+    for label, box in enumerate(ndi.find_objects(regions), start=1):
+        if box is None:
+            continue
+        mask = regions[box] == label
+        area = float(mask.sum()) * sy * sx
+        if not CANAL_AREA_MM2[0] <= area <= CANAL_AREA_MM2[1]:
+            continue
+        cy, cx = ndi.center_of_mass(mask)
+        cy, cx = cy + box[0].start, cx + box[1].start
+        if not _tissue_in_front(slice_hu, cy, cx, sy, sx):
+            continue
+        candidates.append(_Candidate(z, float(cy), float(cx), 1.0))
+    return candidates
+
+
+def _tissue_in_front(slice_hu: np.ndarray, cy: float, cx: float, sy: float, sx: float) -> bool:
+    """Anterior of a canal lies a vertebral body or a disc: tissue above :data:`MARROW_HU`
+    over :data:`FRONT_BONE_MM`, starting within :data:`FRONT_SEARCH_MM`."""
+    profile = _anterior_profile(slice_hu, cy, cx, sy, sx)
+    dense = profile[: int(round((FRONT_SEARCH_MM + FRONT_BONE_MM) / sy)) + 1] > MARROW_HU
+    need = max(1, int(round(FRONT_BONE_MM / sy)))
+    return any(last - first + 1 >= need and first * sy <= FRONT_SEARCH_MM for first, last in _runs(dense))
+
+
+def _anterior_profile(slice_hu: np.ndarray, y: float, x: float, sy: float, sx: float) -> np.ndarray:
+    """Mean HU of a :data:`STRIP_HALF_WIDTH_MM` strip from (y, x) anteriorly; index 0 at y."""
+    half = max(1, int(round(STRIP_HALF_WIDTH_MM / sx)))
+    yi, xi = int(round(y)), int(round(x))
+    strip = slice_hu[: yi + 1, max(xi - half, 0): xi + half + 1]
+    return strip.mean(axis=1)[::-1]
+
+
+def _longest_chain(candidates: list[_Candidate], spacing_zyx: tuple[float, float, float]) -> list[_Candidate]:
+    """The best-scoring chain of candidates, at most one per slice, ordered by z, in which
+    consecutive members are close in plane (:data:`TRACK_SHIFT_MM`, :data:`TRACK_SLOPE`) and
+    at most :data:`MAX_GAP_MM` apart along z. Dynamic programming over the slices."""
+    if not candidates:
+        return []
+    sz, sy, sx = spacing_zyx
+    ordered = sorted(candidates, key=lambda c: c.z)
+    max_gap = max(1, int(round(MAX_GAP_MM / sz)))
+    best = np.array([c.score for c in ordered])
+    previous = np.full(len(ordered), -1)
+    for i, current in enumerate(ordered):
+        for j in range(i - 1, -1, -1):
+            before = ordered[j]
+            dz = current.z - before.z
+            if dz == 0:
+                continue
+            if dz > max_gap:
+                break
+            shift = np.hypot((current.y - before.y) * sy, (current.x - before.x) * sx)
+            if shift > TRACK_SHIFT_MM + TRACK_SLOPE * dz * sz:
+                continue
+            total = best[j] + current.score - GAP_PENALTY * (dz - 1)
+            if total > best[i]:
+                best[i], previous[i] = total, j
+    chain = []
+    i = int(np.argmax(best))
+    while i >= 0:
+        chain.append(ordered[i])
+        i = int(previous[i])
+    return chain[::-1]
+
+
+def _observe(slice_hu: np.ndarray, canal_y: float, x: float, sy: float, sx: float) -> _Observation | None:
+    """The column at a canal position, or None where no body follows it anteriorly.
+
+    The canal centre is the middle of the canal's soft-tissue run along the arch's
+    midline, between the back of the body and the laminae: where a region enclosed
+    by bone has its centroid depends on how much of the ring a slice cuts (at a
+    disc level only the part behind the disc), the middle of the run does not, and
+    the disc planes follow the canal's direction.
+    """
+    found = _walk_to_body(slice_hu, canal_y, x, sy, sx)
+    if found is None:
+        return None
+    body_y, front_y = found
+    half = max(1, int(round(STRIP_HALF_WIDTH_MM / sx)))
     xi = int(round(x))
-    profile = slice_hu[: start_y + 1, max(xi - half, 0): xi + half + 1].mean(axis=1)[::-1]  # posterior -> anterior
-    soft = profile < CANAL_HU
-    runs = _runs(soft)
-    for first, last in runs:
-        length_mm = (last - first + 1) * sy
-        if first == 0 or not CANAL_MM[0] <= length_mm <= CANAL_MM[1]:
-            continue
-        # bone must follow: the vertebral body, at least BODY_MIN_MM deep
-        body_first = last + 1
-        body_last = body_first
-        while body_last + 1 < len(profile) and profile[body_last + 1] > MARROW_HU:
-            body_last += 1
-        if body_first >= len(profile) or (body_last - body_first + 1) * sy < BODY_MIN_MM:
-            continue
-        body_last = min(body_last, body_first + int(round(BODY_MAX_MM / sy)))
-        to_y = lambda k: float(start_y - k)  # noqa: E731 - index in the reversed profile -> y
-        return 0.5 * (to_y(first) + to_y(last)), 0.5 * (to_y(body_first) + to_y(body_last)), to_y(last) - 0.5
+    behind = slice_hu[int(round(canal_y)):, max(xi - half, 0): xi + half + 1].mean(axis=1)
+    dense = np.nonzero(behind > CANAL_HU)[0]
+    if behind[0] <= CANAL_HU and dense.size:
+        back_y = int(round(canal_y)) + int(dense[0]) - 0.5
+        if CANAL_MM[0] <= (back_y - front_y) * sy <= CANAL_MM[1]:
+            canal_y = 0.5 * (front_y + back_y)
+    return _Observation(canal_y, _canal_middle_x(slice_hu, canal_y, x, sx), body_y, front_y)
+
+
+def _canal_middle_x(slice_hu: np.ndarray, canal_y: float, x: float, sx: float) -> float:
+    """The middle of the canal between its lateral walls (the pedicles) at row ``canal_y``,
+    or ``x`` where a wall is not within half the widest canal (a level between pedicles)."""
+    row = slice_hu[int(round(canal_y))]
+    xi = int(round(x))
+    reach = int(round(CANAL_MM[1] / 2 / sx))
+    walls = []
+    for step in (-1, 1):
+        k = next((k for k in range(1, reach + 1) if 0 <= xi + step * k < len(row) and row[xi + step * k] > CANAL_HU),
+                 None)
+        if k is None:
+            return x
+        walls.append(xi + step * k)
+    return 0.5 * (walls[0] + walls[1])
+
+
+def _follow(seen: dict[int, _Observation], partly_enclosed: np.ndarray, smoothed: np.ndarray,
+            spacing_zyx: tuple[float, float, float]) -> None:
+    """Look for the column in the slices between and beyond those of the chain (in place).
+
+    Each slice not yet seen is searched around the canal position expected from the
+    slices seen below it (upward pass) or above it (downward pass): a linear trend
+    over the last :data:`TREND_MM`, so the track follows a lordotic or kyphotic
+    curve out of the chain's ends. The search stops :data:`MAX_GAP_MM` past the
+    last slice seen.
+    """
+    sz, sy, sx = spacing_zyx
+    n = smoothed.shape[0]
+    max_gap = max(1, int(round(MAX_GAP_MM / sz)))
+    for step in (1, -1):
+        start = min(seen) if step == 1 else max(seen)
+        z, last = start + step, start
+        while 0 <= z < n and abs(z - last) <= max_gap:
+            if z not in seen:
+                expected = _expected(seen, z, step, sz)
+                tolerance = (FOLLOW_TOLERANCE_MM + TRACK_SLOPE * abs(z - last) * sz) / min(sy, sx)
+                found = _search(smoothed[z], partly_enclosed[z], expected, tolerance, sy, sx)
+                if found is not None:
+                    seen[z] = found
+            if z in seen:
+                last = z
+            z += step
+
+
+TREND_MM = 30.0
+"""The expected canal position continues the trend of the last 30 mm of the track."""
+
+
+def _expected(seen: dict[int, _Observation], z: int, step: int, sz: float) -> tuple[float, float]:
+    """Canal (y, x) expected at slice ``z`` from the slices seen on the far side of ``step``."""
+    behind = sorted((k for k in seen if (z - k) * step > 0), key=lambda k: abs(z - k))
+    recent = [k for k in behind if abs(z - k) * sz <= abs(z - behind[0]) * sz + TREND_MM]
+    ys = np.array([seen[k].canal_y for k in recent])
+    xs = np.array([seen[k].x for k in recent])
+    zs = np.array(recent, dtype=float)
+    if len(recent) >= 3 and np.ptp(zs) * sz >= 0.5 * TREND_MM:
+        return float(np.polyval(np.polyfit(zs, ys, 1), z)), float(np.polyval(np.polyfit(zs, xs, 1), z))
+    return float(ys[0]), float(xs[0])
+
+
+def _search(slice_hu: np.ndarray, partly_enclosed: np.ndarray, expected: tuple[float, float], tolerance: float,
+            sy: float, sx: float) -> _Observation | None:
+    """The column in one slice near an expected canal position: a partly enclosed soft-tissue
+    region there, or the expected point itself, with a body in front (nearest first)."""
+    points = []
+    regions, _ = ndi.label(partly_enclosed)
+    for label, box in enumerate(ndi.find_objects(regions), start=1):
+        if box is not None:
+            cy, cx = ndi.center_of_mass(regions[box] == label)
+            points.append((cy + box[0].start, cx + box[1].start))
+    ey, ex = expected
+    if 0 <= int(round(ey)) < slice_hu.shape[0] and 0 <= int(round(ex)) < slice_hu.shape[1] \
+            and slice_hu[int(round(ey)), int(round(ex))] < CANAL_HU:
+        points.append(expected)
+    for y, x in sorted(points, key=lambda p: np.hypot((p[0] - ey) * sy, (p[1] - ex) * sx)):
+        if np.hypot((y - ey) * sy / min(sy, sx), (x - ex) * sx / min(sy, sx)) > tolerance:
+            break
+        found = _observe(slice_hu, y, x, sy, sx)
+        if found is not None:
+            return found
     return None
+
+
+def _walk_to_body(slice_hu: np.ndarray, canal_y: float, x: float, sy: float, sx: float) -> tuple[float, float] | None:
+    """Walk anteriorly from the canal centre: across the canal's anterior wall into the body.
+
+    Returns (body centre y, canal anterior edge y), or None when no body or
+    disc at least :data:`BODY_MIN_MM` deep follows.
+    """
+    profile = _anterior_profile(slice_hu, canal_y, x, sy, sx)
+    start = 0
+    while start < len(profile) and profile[start] <= CANAL_HU:
+        start += 1
+    if start >= len(profile) or start * sy > FRONT_SEARCH_MM:
+        return None
+    last = start
+    while last + 1 < len(profile) and profile[last + 1] > MARROW_HU:
+        last += 1
+    if (last - start + 1) * sy < BODY_MIN_MM:
+        return None
+    last = min(last, start + int(round(BODY_MAX_MM / sy)))
+    origin = int(round(canal_y))
+    return float(origin - 0.5 * (start + last)), origin - start + 0.5
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:

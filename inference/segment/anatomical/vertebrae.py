@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,10 +211,13 @@ def find_discs(axis: SpineAxis, core: np.ndarray, rim: np.ndarray) -> tuple[list
     """Disc planes along the axis, superior first, and the disc score profile.
 
     The score is the depth of narrow valleys of both profiles. Discs are taken
-    greedily by score, each at least 0.6 of the typical vertebra period from
+    greedily by score, each at least 0.6 of the local vertebra period from
     the ones already taken, so that a dip in the middle of a body (half a
     period from its discs) is not mistaken for a disc, while a fractured,
-    shortened body (period down to ~0.7) is still separated.
+    shortened body (period down to ~0.7) is still separated. The period is
+    local (a lumbar vertebra is half as tall again as a mid-thoracic one).
+    Last, a weak valley that would cut a vertebra into two short halves is
+    dropped (:func:`_drop_splitting_discs`).
     """
     window = max(3, int(round(DISC_WINDOW_MM / PROFILE_STEP_MM)) | 1)
     score = sum(ndi.grey_closing(p, size=window, mode="nearest") - p for p in (core, rim))
@@ -224,17 +228,37 @@ def find_discs(axis: SpineAxis, core: np.ndarray, rim: np.ndarray) -> tuple[list
     # where the followed column ends the profile ends too; a valley there is an edge effect
     end = int(round(AXIS_END_MARGIN_MM / PROFILE_STEP_MM))
     peaks = peaks[(peaks >= end) & (peaks < len(score) - end)]
+    raw = score
     score = score * _narrowness(score, peaks)
-    chosen = _greedy_separated(peaks, score, 20.0 / PROFILE_STEP_MM)
+    chosen = _greedy_separated(peaks, score, lambda _: 20.0 / PROFILE_STEP_MM)
     if len(chosen) >= 3:
-        period = float(np.median(np.diff(sorted(chosen))))
-        chosen = _greedy_separated(peaks, score, 0.6 * period)
+        first_pass = sorted(chosen)
+        chosen = _greedy_separated(peaks, score, lambda at: 0.6 * _period_near(first_pass, at))
         typical = float(np.median(score[chosen]))
         chosen = [c for c in chosen if score[c] >= RELATIVE_DISC_SCORE * typical]
+        chosen = _drop_splitting_discs(sorted(chosen), score, typical)
+    chosen = [_valley_centre(raw, c) for c in chosen]
     chosen = _fill_gaps(sorted(chosen), core, len(score))
     chosen = _drop_weak_inferior(sorted(chosen), score)
     discs = [DiscPlane(axis.points_mm[i], axis.tangents[i], float(score[i])) for i in sorted(chosen, reverse=True)]
     return discs, score
+
+
+PLATEAU = 0.9
+"""A disc valley whose score stays within 0.9 of its peak over several samples is flat (a thick
+disc, or a disc next to a depressed endplate); its centre is the middle of that plateau."""
+
+
+def _valley_centre(score: np.ndarray, peak: int) -> int:
+    """The middle of the plateau of ``score`` around ``peak`` (see :data:`PLATEAU`)."""
+    high = score >= PLATEAU * score[peak]
+    low = peak
+    while low > 0 and high[low - 1]:
+        low -= 1
+    top = peak
+    while top + 1 < len(score) and high[top + 1]:
+        top += 1
+    return (low + top) // 2
 
 
 def _narrowness(score: np.ndarray, peaks: np.ndarray) -> np.ndarray:
@@ -265,24 +289,36 @@ def _fill_gaps(discs: list[int], core: np.ndarray, length: int) -> list[int]:
     """Add discs the score missed where the spacing says one must be.
 
     Vertebral height changes slowly along the spine, so a gap of more than 1.6
-    typical (median) periods between two discs, or more than 1.3 periods above
-    the most superior disc, holds an undetected disc (a degenerated or thin disc, or one
+    local periods between two discs, or more than 1.3 periods above the most
+    superior disc, holds an undetected disc (a degenerated or thin disc, or one
     blurred by thick slices). It is placed at the lowest core attenuation within
-    0.75-1.25 periods of its neighbour. The inferior end is left alone: below the
-    last disc may lie the sacrum, whose fused segments have no discs.
+    0.75-1.25 periods of its neighbour. The period is the median of the
+    neighbouring intervals (:func:`_local_period`): a lumbar vertebra is half as
+    tall again as a mid-thoracic one, so one period for a whole chest-to-pelvis
+    field of view would see a gap in every lumbar vertebra. The inferior end is
+    left alone: below the last disc may lie the sacrum, whose fused segments have no discs.
     """
     if len(discs) < 2:
         return discs
     discs = list(discs)
-    period = float(np.median(np.diff(discs)))
     k = 0
     while k < len(discs) - 1:
+        period = _local_period(discs, k)
         if discs[k + 1] - discs[k] > 1.6 * period:
             discs.insert(k + 1, _lowest(core, discs[k] + 0.75 * period, discs[k] + 1.25 * period))
         k += 1
-    while length - 1 - discs[-1] > 1.3 * period:
+    while length - 1 - discs[-1] > 1.3 * (period := _local_period(discs, len(discs) - 1)):
         discs.append(_lowest(core, discs[-1] + 0.75 * period, min(discs[-1] + 1.25 * period, length - 4)))
     return discs
+
+
+def _local_period(discs: list[int], k: int, neighbours: int = 4) -> float:
+    """Median of the (up to) ``neighbours`` disc intervals nearest to interval k (k, k + 1),
+    that interval itself excluded when there are others."""
+    intervals = np.diff(discs)
+    others = [i for i in range(len(intervals)) if i != k] or list(range(len(intervals)))
+    nearest = sorted(others, key=lambda i: abs(i - k))[:neighbours]
+    return float(np.median(intervals[nearest]))
 
 
 def _lowest(profile: np.ndarray, start: float, stop: float) -> int:
@@ -290,12 +326,46 @@ def _lowest(profile: np.ndarray, start: float, stop: float) -> int:
     return first + int(np.argmin(profile[first:last]))
 
 
-def _greedy_separated(peaks: np.ndarray, score: np.ndarray, min_distance: float) -> list[int]:
+def _greedy_separated(peaks: np.ndarray, score: np.ndarray, min_distance: Callable[[float], float]) -> list[int]:
+    """Peaks by decreasing score, each kept at least ``min_distance(midpoint)`` from those kept."""
     chosen: list[int] = []
     for peak in sorted(peaks, key=lambda i: -score[i]):
-        if all(abs(peak - c) >= min_distance for c in chosen):
+        if all(abs(peak - c) >= min_distance(0.5 * (peak + c)) for c in chosen):
             chosen.append(int(peak))
     return chosen
+
+
+def _period_near(discs: list[int], at: float, neighbours: int = 4) -> float:
+    """Median of the ``neighbours`` disc intervals whose middles lie nearest to ``at``."""
+    intervals = np.diff(discs)
+    middles = (np.asarray(discs[:-1]) + np.asarray(discs[1:])) / 2.0
+    nearest = np.argsort(np.abs(middles - at))[:neighbours]
+    return float(np.median(intervals[nearest]))
+
+
+SPLIT_INTERVAL = 0.65
+STRONG_DISC = 0.85
+"""A disc whose intervals above and below are both shorter than 0.65 of the local period cuts
+one vertebra in two (a biconcave fracture of osteoporotic bone looks like a disc in the middle
+of the body), unless it scores at least 0.85 of the typical disc: two adjacent crushed
+vertebrae are short too, but the disc between them is a real, deep valley."""
+
+
+def _drop_splitting_discs(discs: list[int], score: np.ndarray, typical: float) -> list[int]:
+    """Remove weak discs that cut a vertebra into two short halves (see :data:`SPLIT_INTERVAL`)."""
+    discs = list(discs)
+    k = 1
+    while k < len(discs) - 1 and len(discs) >= 5:
+        intervals = np.diff(discs)
+        middles = (np.asarray(discs[:-1]) + np.asarray(discs[1:])) / 2.0
+        others = [i for i in range(len(intervals)) if i not in (k - 1, k)]
+        nearest = sorted(others, key=lambda i: abs(middles[i] - discs[k]))[:4]
+        period = float(np.median(intervals[nearest]))
+        if max(intervals[k - 1], intervals[k]) < SPLIT_INTERVAL * period and score[discs[k]] < STRONG_DISC * typical:
+            del discs[k]
+            continue
+        k += 1
+    return discs
 
 
 def split_vertebrae(
@@ -391,7 +461,8 @@ def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn,
     the endplate off-centre, next to disc at the centre line, so a component
     lying (nearly) all within the body of an adjacent slice
     (:data:`WITHIN_ADJACENT_BODY`) is body as well: an endplate caps its own
-    body. A vessel or a crus against the front of the body lies partly outside it.
+    body. A vessel or a crus against the front of the body lies partly outside it,
+    and what bulges out of the body's outline is trimmed (:func:`_trim_to_outline`).
     """
     _, ny, nx = smoothed.shape
     _, sy, sx = spacing_zyx
@@ -413,7 +484,8 @@ def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn,
         sizes = np.bincount(components.ravel())
         sizes[0] = 0
         centre_label = components[int(round(cy)), int(round(cx))]
-        mask[z] = components == (centre_label if centre_label else int(np.argmax(sizes)))
+        body = components == (centre_label if centre_label else int(np.argmax(sizes)))
+        mask[z] = _trim_to_outline(body, _cut_at_cortex(body, smoothed[z], (cy, cx), sy, sx), sy, sx)
         components_of[z] = components
     centred = mask.copy()
     for z, components in components_of.items():
@@ -426,6 +498,136 @@ def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn,
         within = np.nonzero(inside[1:] >= WITHIN_ADJACENT_BODY * total[1:])[0] + 1
         mask[z] |= np.isin(components, within)
     return mask
+
+
+CORTEX_RISE_HU = 60.0
+CORTEX_DROP_HU = 50.0
+CORTEX_SEARCH_MM = (6.0, 34.0)
+"""Along a ray from the body centre the cortex is the first peak at least 60 HU above the marrow,
+followed within 6 mm by a fall of at least 50 HU (fat, or a vessel fainter than bone)."""
+
+
+def _cut_at_cortex(mask: np.ndarray, slice_hu: np.ndarray, centre: tuple[float, float], sy: float, sx: float
+                   ) -> np.ndarray:
+    """``mask`` (one slice of a body) cut just outside the body's cortex, ray by ray.
+
+    Whatever lies beyond the cortical shell is not body, however dense: an enhanced
+    vena cava, the crura and a portal-venous aorta pressed against the front of the
+    body join its component at CT resolution, but the cortex between them is a ridge
+    of attenuation. Rays where no such ridge is seen (an arterial aorta brighter
+    than bone, a faint cortex) are left to :func:`_trim_to_outline`.
+    """
+    cy, cx = centre
+    angles = np.deg2rad(np.arange(0.0, 360.0, 10.0))
+    radii = np.arange(0.0, CORTEX_SEARCH_MM[1] + 6.0, 1.0)
+    ys = cy + np.outer(np.sin(angles), radii) / sy
+    xs = cx + np.outer(np.cos(angles), radii) / sx
+    profiles = ndi.map_coordinates(slice_hu, [ys, xs], order=1, mode="nearest")
+    marrow = float(np.median(profiles[:, radii <= CORTEX_SEARCH_MM[0]]))
+    limit = np.full(len(angles), np.inf)
+    for k, profile in enumerate(profiles):
+        if np.sin(angles[k]) > 0.3:
+            continue  # the posterior wall faces the canal: nothing dense lies against it
+        for r in range(int(CORTEX_SEARCH_MM[0]), int(CORTEX_SEARCH_MM[1])):
+            if profile[r] < marrow + CORTEX_RISE_HU or profile[r] < profile[r - 1] or profile[r] < profile[r + 1]:
+                continue
+            if profile[r + 1: r + 7].min() <= profile[r] - CORTEX_DROP_HU:
+                limit[k] = radii[r] + 1.5
+            break
+    if np.isinf(limit).all():
+        return mask
+    yy, xx = np.nonzero(mask)
+    theta = np.mod(np.arctan2((yy - cy) * sy, (xx - cx) * sx), 2 * np.pi)
+    ray = np.round(theta / np.deg2rad(10.0)).astype(int) % len(angles)
+    beyond = np.hypot((yy - cy) * sy, (xx - cx) * sx) > limit[ray]
+    cut = mask.copy()
+    cut[yy[beyond], xx[beyond]] = False
+    components, count = ndi.label(cut)
+    if count > 1:  # keep the piece at the centre (or the largest)
+        sizes = np.bincount(components.ravel())
+        sizes[0] = 0
+        at_centre = components[int(round(cy)), int(round(cx))]
+        cut = components == (at_centre if at_centre else int(np.argmax(sizes)))
+    return cut
+
+
+OUTLINE_FIT = 1.08
+OUTLINE_INSIDE = 1.1
+OUTLINE_KEEP = 1.15
+"""A body's cross-section is close to an ellipse (a superellipse departs from one by under
+5 %); boundary points beyond 1.08 (or within 0.92) of the fitted ellipse are left out of
+the next fit. The mask keeps what lies within 1.1 of the final ellipse, and what lies within
+1.15 and inside the cortex (see :func:`_trim_to_outline`)."""
+
+MIN_OUTLINE_MM2 = 250.0
+OUTLINE_SEMI_AXES_MM = (8.0, 35.0)
+
+
+def _trim_to_outline(mask: np.ndarray, outline: np.ndarray, sy: float, sx: float) -> np.ndarray:
+    """``mask`` (one slice of a body) without what bulges out of the elliptic outline of ``outline``.
+
+    An enhanced aorta or vena cava, a crus or a bridging osteophyte pressed against
+    the body is as dense as the body and joins its component; it shows as a bump on
+    an otherwise elliptic outline. An axis-aligned ellipse is fitted to the outline
+    (least squares on the conic ``A x2 + C y2 + D x + E y = 1``), leaving out the
+    points that lie off it by more than :data:`OUTLINE_FIT` until the fit settles;
+    the posterior wall, cut straight at the canal, is not used. ``outline`` is the
+    mask already cut at the cortex where the cortex was seen (:func:`_cut_at_cortex`),
+    which keeps a broad cap of vessels out of the fit and out of the result; where that
+    cut went wrong (an endplate ridge inside the body) its points are off the ellipse,
+    left out of the fit, and the ellipse gives back what the cut took.
+    Small masks (endplate caps, discs) and implausible fits are left as they are.
+    """
+    if outline.sum() * sy * sx < MIN_OUTLINE_MM2:
+        return mask
+    edge = outline & ~ndi.binary_erosion(outline)
+    ys, xs = np.nonzero(edge)
+    keep = ys < ys.max() - 1  # not the posterior wall
+    centre_y, centre_x = (float(c) for c in ndi.center_of_mass(outline))
+    y_mm, x_mm = (ys - centre_y) * sy, (xs - centre_x) * sx  # origin inside the outline
+    fit = None
+    for _ in range(4):
+        if keep.sum() < 12:
+            return mask
+        design = np.stack([x_mm[keep] ** 2, y_mm[keep] ** 2, x_mm[keep], y_mm[keep]], axis=1)
+        coefficients = np.linalg.lstsq(design, np.ones(int(keep.sum())), rcond=None)[0]
+        fit = _ellipse(coefficients)
+        if fit is None:
+            return mask
+        radius = _elliptic_radius(fit, y_mm, x_mm)
+        on = (radius <= OUTLINE_FIT) & (radius >= 2.0 - OUTLINE_FIT)
+        if np.array_equal(on | ~keep, np.ones_like(keep)) or on[keep].mean() < 0.6:
+            break
+        keep &= on
+    if fit is None:
+        return mask
+    yy, xx = np.nonzero(mask)
+    radius = _elliptic_radius(fit, (yy - centre_y) * sy, (xx - centre_x) * sx)
+    kept = (radius <= OUTLINE_INSIDE) | (outline[yy, xx] & (radius <= OUTLINE_KEEP))
+    trimmed = np.zeros_like(mask)
+    trimmed[yy[kept], xx[kept]] = True
+    return trimmed
+
+
+def _ellipse(coefficients: np.ndarray) -> tuple[float, float, float, float] | None:
+    """(y0, x0, semi-axis y, semi-axis x) of the conic, or None when it is no plausible body outline."""
+    a, c, d, e = coefficients
+    if a <= 0 or c <= 0:
+        return None
+    x0, y0 = -d / (2 * a), -e / (2 * c)
+    scale = 1.0 + a * x0 ** 2 + c * y0 ** 2
+    if scale <= 0:
+        return None
+    half_x, half_y = np.sqrt(scale / a), np.sqrt(scale / c)
+    low, high = OUTLINE_SEMI_AXES_MM
+    if not (low <= half_x <= high and low <= half_y <= high):
+        return None
+    return float(y0), float(x0), float(half_y), float(half_x)
+
+
+def _elliptic_radius(fit: tuple[float, float, float, float], y_mm: np.ndarray, x_mm: np.ndarray) -> np.ndarray:
+    y0, x0, half_y, half_x = fit
+    return np.sqrt(((y_mm - y0) / half_y) ** 2 + ((x_mm - x0) / half_x) ** 2)
 
 
 def _mirrored(region: np.ndarray, axis_x: float, tolerance: int) -> np.ndarray:

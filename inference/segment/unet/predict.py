@@ -12,8 +12,11 @@ import torch
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
-from inference.levels import LEVEL_NAMES
+from inference.levels import LEVEL_NAMES, VERSE_IDS
+from inference.results import LevelAnchor
+from inference.segment.anchors import SPINE_SEQUENCE
 from inference.segment.api import BackendOutput
+from inference.segment.relabel import shift_levels, steps_to_lowest
 from inference.segment.unet.network import load_model
 from inference.segment.unet.preprocess import network_input
 from inference.segment.unet.spec import ModelDirError
@@ -26,7 +29,9 @@ SLAB_SLICES = 32
 """Slices of logits turned into labels at a time, which bounds the memory of softmax on big label sets."""
 
 
-def segment_unet(image: sitk.Image, *, device: str = "auto", model_dir: Path | None = None) -> BackendOutput:
+def segment_unet(
+    image: sitk.Image, *, device: str = "auto", model_dir: Path | None = None, lowest_level: str | None = None
+) -> BackendOutput:
     """Label whole vertebrae and vertebral bodies (VerSe ids) with a trained U-Net.
 
     The CT is resampled onto the model's axis-aligned grid and windowed as in
@@ -36,6 +41,8 @@ def segment_unet(image: sitk.Image, *, device: str = "auto", model_dir: Path | N
     input grid. A level's confidence is the mean softmax probability of its
     label over its voxels; labels out of cranio-caudal order mark the study
     for review (the network has no rib count to check itself against).
+    ``lowest_level``, when given, renames the labels so that the most caudal
+    vertebra found is that level (the user's statement overrides the network's count).
 
     Raises:
         ModelDirError: no or an unusable model directory.
@@ -70,15 +77,33 @@ def segment_unet(image: sitk.Image, *, device: str = "auto", model_dir: Path | N
     warnings = _order_warnings(vertebrae, reference)
     if not level_confidence:
         warnings.append("the U-Net found no vertebra in this image")
+    vertebrae_image = _as_image(vertebrae_in, image)
+    bodies_image = _as_image(np.where(body_in, vertebrae_in, 0).astype(np.uint8), image)
+    anchors: list[LevelAnchor] = []
+    if lowest_level is not None and level_confidence:
+        steps = steps_to_lowest(vertebrae_image, lowest_level)
+        vertebrae_image, bodies_image = shift_levels(vertebrae_image, steps), shift_levels(bodies_image, steps)
+        level_confidence = {_shifted_id(k, steps): v for k, v in level_confidence.items()}
+        anchors = [LevelAnchor("given", lowest_level, True, f"the lowest vertebra in view stated to be {lowest_level}")]
+        if steps:
+            warnings.append(f"labels moved {abs(steps)} level{'s' if abs(steps) > 1 else ''} "
+                            f"{'caudally' if steps > 0 else 'cranially'} to the level given by the user")
     return BackendOutput(
-        vertebrae=_as_image(vertebrae_in, image),
-        bodies=_as_image(np.where(body_in, vertebrae_in, 0).astype(np.uint8), image),
+        vertebrae=vertebrae_image,
+        bodies=bodies_image,
         version=model.version,
         labelling_confidence=min(level_confidence.values(), default=0.0),
         level_confidence=level_confidence,
-        needs_review=bool(warnings) and bool(level_confidence),
+        needs_review=bool(warnings) and bool(level_confidence) and not anchors,
         warnings=warnings,
+        anchors=anchors,
+        level_anchors={k: ("given",) for k in level_confidence} if anchors else {},
     )
+
+
+def _shifted_id(verse_id: int, steps: int) -> int:
+    name = SPINE_SEQUENCE[SPINE_SEQUENCE.index(LEVEL_NAMES[verse_id]) + steps]
+    return VERSE_IDS[name]
 
 
 def predict_logits(
