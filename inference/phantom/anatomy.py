@@ -129,12 +129,14 @@ class SpineAxis:
         return upper.s + upper.size.height / 2, lower.s - lower.size.height / 2
 
 
-def layout_spine(names: tuple[str, ...], *, top_s: float, y_shift: float, size_scale: float) -> SpineAxis:
+def layout_spine(names: tuple[str, ...], *, top_s: float, y_shift: float, size_scale: float,
+                 curvature: float = 1.0) -> SpineAxis:
     """Place the vertebrae ``names`` (head to sacrum) on a curved axis.
 
     The superior endplate of the first lies at arc length ``top_s`` (mm);
     ``y_shift`` moves the curve antero-posteriorly and ``size_scale`` scales
-    every dimension (patient build). Arc length and z coincide at ``top_s``.
+    every dimension (patient build), ``curvature`` the sagittal curve (kyphosis and
+    lordosis). Arc length and z coincide at ``top_s``.
     """
     placed: list[PlacedLevel] = []
     s = top_s
@@ -148,7 +150,7 @@ def layout_spine(names: tuple[str, ...], *, top_s: float, y_shift: float, size_s
     table_index = {name: i for i, name in enumerate(LEVEL_SIZES)}
     curve = CubicSpline([table_index[n] for n in SAGITTAL_OFFSET_MM], list(SAGITTAL_OFFSET_MM.values()))
     centres = np.array([p.s for p in placed])[::-1]
-    offsets = curve([table_index[p.name] for p in placed])[::-1] * size_scale + y_shift
+    offsets = curve([table_index[p.name] for p in placed])[::-1] * size_scale * curvature + y_shift
     s_knots = np.linspace(centres[0] - 120.0, centres[-1] + 120.0, 1200)
     y_knots = CubicSpline(centres, offsets, bc_type="natural")(np.clip(s_knots, centres[0], centres[-1]))  # flat beyond the ends
     # z advances by the component of each arc step along z

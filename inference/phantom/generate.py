@@ -11,6 +11,7 @@ import SimpleITK as sitk
 
 from inference.levels import Compartment, verse_id
 from inference.phantom.anatomy import SpineAxis, layout_spine
+from inference.phantom.deform import bend, lateral_curve
 from inference.phantom.grid import Grid
 from inference.phantom.physics import VBMD_MG_CM3_PER_HU, Tissue, acquire, cupping, hu_from_vbmd, tissue_hu
 from inference.phantom.skeleton import (
@@ -59,18 +60,19 @@ def place_spine(spec: PhantomSpec, grid: Grid) -> SpineAxis:
     """Lay out the whole spine so that top_level..bottom_level is centred in the field of view."""
     names = spec.spine_levels()
     scale = spec.body_scale ** 0.25  # bigger people have somewhat bigger vertebrae
-    probe = layout_spine(names, top_s=0.0, y_shift=SPINE_CENTRE_Y_MM, size_scale=scale)
+    probe = layout_spine(names, top_s=0.0, y_shift=SPINE_CENTRE_Y_MM, size_scale=scale, curvature=spec.kyphosis)
     upper, lower = probe.span(spec.top_level, spec.bottom_level)
     middle = float(probe.z_of_s((upper + lower) / 2))
     field_centre = float(grid.z[0] + grid.z[-1]) / 2
-    return layout_spine(names, top_s=field_centre - middle, y_shift=SPINE_CENTRE_Y_MM, size_scale=scale)
+    return layout_spine(names, top_s=field_centre - middle, y_shift=SPINE_CENTRE_Y_MM, size_scale=scale,
+                        curvature=spec.kyphosis)
 
 
 def generate_phantom(spec: PhantomSpec) -> Phantom:
     """Generate a synthetic CT study with ground truth from ``spec`` (deterministic for a seed)."""
     grid = Grid.centred(spec.shape, spec.spacing_mm)
     axis = place_spine(spec, grid)
-    torso = Torso.of(axis, spec.body_scale, spec.contrast)
+    torso = Torso.of(axis, spec.body_scale, spec.contrast, spec.arms_down, spec.transition == "sacralized-L5")
     tissue = np.zeros(grid.shape_zyx, np.uint8)
     outlines = paint_torso(tissue, grid, torso, _rng(spec, 1))
     spine = paint_spine(tissue, grid, axis, spec)
@@ -80,16 +82,22 @@ def generate_phantom(spec: PhantomSpec) -> Phantom:
     ribs = ribbed_levels(spec)
     paint_ribs(tissue, vertebrae, grid, torso, ribs)
     hu = _attenuation(tissue, spine, spec, grid)
-    tissues = grid.to_image(tissue)
-    del tissue
-    bias = _cupping(grid, outlines, spec.beam_hardening_hu) if spec.beam_hardening_hu else None
-    image = acquire(hu, grid.spacing_xyz, spec.slice_thickness_mm, spec.noise_hu, _rng(spec, 3), bias)
-    del hu
     bodies = np.zeros(grid.shape_zyx, np.uint8)
     bodies[:, ys, xs] = spine.bodies
     compartments = np.zeros(grid.shape_zyx, np.uint8)
     compartments[:, ys, xs] = spine.compartments
     truth = _truth(spec, grid, axis, spine, ribs)
+    if spec.scoliosis_deg > 0:
+        hu, tissue, vertebrae, bodies, compartments = bend(
+            [hu, tissue, vertebrae, bodies, compartments], [1, 0, 0, 0, 0], grid, axis, spec.scoliosis_deg)
+        z_knots, offset = lateral_curve(axis, spec.scoliosis_deg)
+        for level in truth["levels"].values():
+            level["centre_lps"][0] = round(float(np.interp(level["centre_lps"][2], z_knots, offset)), 3)
+    tissues = grid.to_image(tissue)
+    del tissue
+    bias = _cupping(grid, outlines, spec.beam_hardening_hu) if spec.beam_hardening_hu else None
+    image = acquire(hu, grid.spacing_xyz, spec.slice_thickness_mm, spec.noise_hu, _rng(spec, 3), bias)
+    del hu
     return Phantom(spec, grid.to_image(image), grid.to_image(vertebrae), grid.to_image(bodies),
                    grid.to_image(compartments), truth, tissues)
 
@@ -97,7 +105,7 @@ def generate_phantom(spec: PhantomSpec) -> Phantom:
 def _attenuation(tissue: np.ndarray, spine: SpineVolumes, spec: PhantomSpec, grid: Grid) -> np.ndarray:
     """Noise-free HU per voxel: the tissue table with a slow variation of soft tissue,
     then per-level bone values with trabecular texture."""
-    lut = tissue_hu(spec.contrast)
+    lut = tissue_hu(spec.contrast, spec.contrast_phase)
     soft = np.zeros(lut.shape, np.float32)
     soft[list(SOFT_TISSUES)] = SOFT_TISSUE_VARIATION_HU
     extent = [len(axis) * spacing for axis, spacing in zip((grid.z, grid.y, grid.x), grid.spacing_xyz[::-1])]

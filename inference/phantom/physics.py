@@ -1,7 +1,7 @@
 """CT physics of the phantom: tissue attenuation, vBMD -> HU, blur, noise, cupping.
 
-Tissue values are typical unenhanced (and portal-venous where ``contrast``)
-attenuation at 120 kVp. Cancellous bone HU is tied to vBMD by a linear
+Tissue values are typical unenhanced (and portal-venous or arterial where
+``contrast``) attenuation at 120 kVp. Cancellous bone HU is tied to vBMD by a linear
 calibration like the one of asynchronous QCT (slope about 0.8 mg/cm3
 K2HPO4-equivalent per HU; e.g. Brown et al., J Clin Densitom 2017); it is the
 only HU <-> vBMD relation the phantom uses, so measurement code can invert it.
@@ -58,8 +58,19 @@ class Tissue(IntEnum):
     HEART = 22
 
 
-def tissue_hu(contrast: bool) -> np.ndarray:
-    """Look-up table Tissue -> mean HU (cancellous is set per vertebra from vBMD)."""
+ARTERIAL_HU: dict[Tissue, float] = {
+    Tissue.AORTA: 420.0, Tissue.HEART: 340.0, Tissue.BLOOD: 95.0, Tissue.KIDNEY: 230.0,
+    Tissue.LIVER: 75.0, Tissue.SPLEEN: 160.0, Tissue.BOWEL: 40.0,
+}
+"""Arterial phase (CT angiography, arterial chest or abdomen): the aorta and the left heart
+brighter than cancellous bone, the cortex of the kidneys enhancing, veins and liver barely."""
+
+
+def tissue_hu(contrast: bool, phase: str = "portal") -> np.ndarray:
+    """Look-up table Tissue -> mean HU (cancellous is set per vertebra from vBMD).
+
+    ``phase`` ("portal" or "arterial") applies where ``contrast``.
+    """
     table = {
         Tissue.AIR: -1000.0, Tissue.FAT: -100.0, Tissue.MUSCLE: 50.0, Tissue.LUNG: -860.0,
         Tissue.SOFT_TISSUE: 35.0, Tissue.LIVER: 110.0 if contrast else 58.0,
@@ -71,6 +82,8 @@ def tissue_hu(contrast: bool) -> np.ndarray:
         Tissue.STERNUM: 300.0, Tissue.PELVIS_CORTEX: 700.0, Tissue.PELVIS_MARROW: 200.0,
         Tissue.HEART: 140.0 if contrast else 40.0,
     }
+    if contrast and phase == "arterial":
+        table.update(ARTERIAL_HU)
     lut = np.zeros(max(Tissue) + 1, dtype=np.float32)
     for tissue, value in table.items():
         lut[tissue] = value

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from inference.levels import Compartment, verse_id
 from inference.phantom.anatomy import SpineAxis
@@ -108,7 +109,8 @@ def paint_spine(tissue: np.ndarray, grid: Grid, axis: SpineAxis, spec: PhantomSp
     for upper, lower in zip(axis.levels, axis.levels[1:]):
         if (found := frame.evaluate(disc_part(upper.size, lower.size), lower.s)) is not None:
             box, mask = found
-            crop[box][mask] = Tissue.DISC
+            fused = spec.transition == "sacralized-L5" and (upper.name, lower.name) == ("L5", "S")
+            crop[box][mask] = Tissue.CANCELLOUS if fused else Tissue.DISC  # a sacralised L5 has bone for a disc
     for placed in axis.levels:
         if (found := frame.evaluate(canal_part(placed.size, PosteriorShape.of(placed.name, placed.size)),
                                     placed.s)) is not None:
@@ -146,7 +148,24 @@ def paint_spine(tissue: np.ndarray, grid: Grid, axis: SpineAxis, spec: PhantomSp
         boundary = _label_boundary(bodies[grown])
         compartments[grown][boundary] = Compartment.CORTICAL
         crop[grown][boundary] = Tissue.CORTICAL
+    if spec.transition == "sacralized-L5":
+        _fuse(crop, compartments, bodies, frame, axis)
     return SpineVolumes(window, vertebrae, bodies, compartments, crop, body_boxes)
+
+
+def _fuse(crop: np.ndarray, compartments: np.ndarray, bodies: np.ndarray, frame: _LocalFrame, axis: SpineAxis) -> None:
+    """A sacralised L5: the bone that replaces the L5/S1 disc joins the two bodies without endplates."""
+    l5, sacrum = axis.level("L5"), axis.level("S")
+    found = frame.evaluate(disc_part(l5.size, sacrum.size), sacrum.s)
+    if found is None:
+        return
+    box, mask = found
+    near = np.zeros(crop.shape, bool)
+    near[box] = mask
+    near = ndimage.binary_dilation(near, iterations=2)
+    endplates = near & np.isin(bodies, (verse_id("L5"), verse_id("S"))) & (crop == Tissue.CORTICAL)
+    crop[endplates] = Tissue.CANCELLOUS
+    compartments[endplates] = Compartment.CANCELLOUS
 
 
 def _label_boundary(labels: np.ndarray) -> np.ndarray:
@@ -179,7 +198,12 @@ def paint_ribs(tissue: np.ndarray, vertebrae: np.ndarray, grid: Grid, torso: Tor
         placed = torso.axis.level(name)
         number = 13 if name in ("T13", "L1") else int(name[1:])
         shape = PosteriorShape.of(name, placed.size)
-        z_head = float(torso.axis.z_of_s(placed.s + RIB_HEAD_HEIGHT.get(number, 0.45) * placed.size.height))
+        # the head sits on its vertebra, behind the body centre: in the vertebra's own frame,
+        # so a tilted (kyphotic, lordotic) vertebra carries its ribs up or down with it
+        behind = shape.canal_centre + 3.0 + 0.3 * shape.process_length
+        u_head = placed.s + RIB_HEAD_HEIGHT.get(number, 0.45) * placed.size.height
+        tilt = float(torso.axis.tilt_of_z(np.array(torso.axis.z_of_s(u_head))))
+        z_head = float(torso.axis.z_of_s(u_head - behind * np.sin(tilt)))
         drop = RIB_DROP_MM.get(number, 75.0)
         if z_head < grid.z[0] - 10 or z_head - drop > grid.z[-1] + 10:
             continue

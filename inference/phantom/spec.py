@@ -14,6 +14,8 @@ from inference.levels import VERSE_IDS
 
 FractureType = Literal["wedge", "biconcave", "crush"]
 PatientPosition = Literal["HFS", "FFS"]
+ContrastPhase = Literal["portal", "arterial"]
+Transition = Literal["none", "sacralized-L5"]
 
 SPINE_ORDER: tuple[str, ...] = (
     *(f"C{i}" for i in range(1, 8)),
@@ -49,7 +51,16 @@ class PhantomSpec:
     ``rib_pairs`` 12 is the usual spine; 11 leaves T12 without ribs; 13 adds a
     thirteenth thoracic vertebra (VerSe id 28, T13) with ribs between T12 and
     L1. ``lumbar_rib`` adds short ribs on L1. ``contrast`` fills the aorta and
-    enhances the kidneys and liver as in a portal-venous phase.
+    enhances the kidneys and liver; ``contrast_phase`` "portal" is a portal-venous
+    phase, "arterial" an arterial one (aorta and heart at 300-450 HU, brighter than
+    the vertebral bodies). ``transition`` "sacralized-L5" fuses L5 with the sacrum (a
+    lumbosacral transitional vertebra: four free lumbar vertebrae above the sacrum).
+
+    Spine shape: ``kyphosis`` scales the sagittal curve (1 typical; 1.6 a marked
+    thoracic kyphosis and lumbar lordosis), ``scoliosis_deg`` bends the trunk and spine
+    into a thoracolumbar curve of that Cobb angle (apex at L1, convex to the left).
+    ``arms_down`` puts the arms beside the trunk (humeri in the field of view), as when
+    a patient cannot raise them.
 
     ``noise_hu`` is the image noise (standard deviation), ``beam_hardening_hu``
     the depth of a cupping bias at the body centre (0: none),
@@ -74,6 +85,11 @@ class PhantomSpec:
     rib_pairs: int = 12
     lumbar_rib: bool = False
     contrast: bool = False
+    contrast_phase: ContrastPhase = "portal"
+    transition: Transition = "none"
+    kyphosis: float = 1.0
+    scoliosis_deg: float = 0.0
+    arms_down: bool = False
     cortical_thickness_mm: float = 1.0
     body_scale: float = 1.0
     age: int = 65
@@ -95,6 +111,16 @@ class PhantomSpec:
                              "must lie within 0.5-8 mm and 0.3-8 mm (more slices for this field of view?)")
         if self.patient_position not in ("HFS", "FFS"):
             raise ValueError(f"patient_position must be HFS or FFS, got {self.patient_position!r}")
+        if self.contrast_phase not in ("portal", "arterial"):
+            raise ValueError(f"contrast_phase must be portal or arterial, got {self.contrast_phase!r}")
+        if self.transition not in ("none", "sacralized-L5"):
+            raise ValueError(f"transition must be none or sacralized-L5, got {self.transition!r}")
+        if not 0.0 <= self.kyphosis <= 2.5:
+            raise ValueError("kyphosis must lie within 0-2.5")
+        if not 0.0 <= self.scoliosis_deg <= 45.0:
+            raise ValueError("scoliosis_deg must lie within 0-45")
+        if not 0.6 <= self.body_scale <= 1.6:
+            raise ValueError("body_scale must lie within 0.6-1.6")
         if self.rib_pairs not in (11, 12, 13):
             raise ValueError(f"rib_pairs must be 11, 12 or 13, got {self.rib_pairs}")
         if not 0.0 <= self.trabecular_heterogeneity <= 1.0:

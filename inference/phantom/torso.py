@@ -34,10 +34,14 @@ class Torso:
     level_z: dict[str, float]
     body_scale: float
     contrast: bool
+    arms_down: bool = False
+    sacralized_l5: bool = False
 
     @classmethod
-    def of(cls, axis: SpineAxis, body_scale: float, contrast: bool) -> Torso:
-        return cls(axis, {p.name: float(axis.z_of_s(p.s)) for p in axis.levels}, body_scale, contrast)
+    def of(cls, axis: SpineAxis, body_scale: float, contrast: bool, arms_down: bool = False,
+           sacralized_l5: bool = False) -> Torso:
+        return cls(axis, {p.name: float(axis.z_of_s(p.s)) for p in axis.levels}, body_scale, contrast, arms_down,
+                   sacralized_l5)
 
     def z(self, level: str) -> float:
         return self.level_z[level]
@@ -138,9 +142,9 @@ def paint_torso(tissue: np.ndarray, grid: Grid, torso: Torso,
         for side, shift in ((1.0, 5.0), (-1.0, -12.0)):
             kidney = _ellipsoid_scale(z, torso.z("L1") + shift, 55.0)
             if kidney:
-                _paint_ellipse(plane, grid, Tissue.FAT, side * (width / 2 + 42.0), y_spine + 6.0,
+                _paint_ellipse(plane, grid, Tissue.FAT, side * (width / 2 + 42.0), y_spine - 2.0,
                                34.0 * kidney, 38.0 * kidney, only=(Tissue.BOWEL, Tissue.LIVER, Tissue.SPLEEN))
-                _paint_ellipse(plane, grid, Tissue.KIDNEY, side * (width / 2 + 42.0), y_spine + 6.0,
+                _paint_ellipse(plane, grid, Tissue.KIDNEY, side * (width / 2 + 42.0), y_spine - 2.0,
                                26.0 * kidney, 30.0 * kidney, only=(Tissue.FAT,))
         _paint_vessels(plane, grid, torso, z, z_dome, y_spine, width, depth)
         for side in (-1.0, 1.0):
@@ -157,8 +161,11 @@ def paint_torso(tissue: np.ndarray, grid: Grid, torso: Torso,
             plane[ys, xs][plane[ys, xs] != Tissue.AIR] = Tissue.STERNUM
         if torso.z("T5") < z:
             _paint_ellipse(plane, grid, Tissue.AIR, 0.0, y_spine - depth / 2 - 18.0, 9.0, 8.0)
-        if z < torso.z("L5"):
+        pelvis_top = torso.z("L5") + (torso.axis.level("L5").size.height / 2 if torso.sacralized_l5 else 0.0)
+        if z < pelvis_top:
             _paint_pelvis(plane, grid, torso, z, ca, cy, cb, y_spine, width / 2)
+        if torso.arms_down and torso.z("L4") < z < torso.z("T1") + 20.0:
+            _paint_arms(plane, grid, a, cy, b)
         if below_dome:
             field = bowel_field.plane(k)
             bowel = plane == Tissue.BOWEL
@@ -167,11 +174,40 @@ def paint_torso(tissue: np.ndarray, grid: Grid, torso: Torso,
     return outlines
 
 
+ARM_RADIUS_MM = 42.0
+HUMERUS_RADIUS_MM = 11.0
+
+
+def _paint_arms(plane: np.ndarray, grid: Grid, a: float, cy: float, b: float) -> None:
+    """Arms beside the trunk (skin, muscle, humerus with marrow), outside its outline only."""
+    for side in (-1.0, 1.0):
+        cx = side * (a + ARM_RADIUS_MM + 4.0)
+        where = plane == Tissue.AIR
+        _paint_ellipse(plane, grid, Tissue.FAT, cx, cy + 0.1 * b, ARM_RADIUS_MM, ARM_RADIUS_MM, where=where)
+        _paint_ellipse(plane, grid, Tissue.MUSCLE, cx, cy + 0.1 * b, ARM_RADIUS_MM - 8.0, ARM_RADIUS_MM - 8.0,
+                       where=where)
+        _paint_ellipse(plane, grid, Tissue.RIB_CORTEX, cx, cy + 0.1 * b, HUMERUS_RADIUS_MM, HUMERUS_RADIUS_MM,
+                       where=where)
+        _paint_ellipse(plane, grid, Tissue.RIB_MARROW, cx, cy + 0.1 * b, HUMERUS_RADIUS_MM - 3.0,
+                       HUMERUS_RADIUS_MM - 3.0, where=where)
+
+
 def _paint_vessels(plane: np.ndarray, grid: Grid, torso: Torso, z: float, z_dome: float, y_spine: float,
                    width: float, depth: float) -> None:
+    """Aorta (ascending, arch, descending, iliac arteries) and inferior vena cava."""
     soft = (Tissue.FAT, Tissue.BOWEL, Tissue.LUNG, Tissue.LIVER, Tissue.MUSCLE)
     bifurcation = torso.z("L4")
-    if z > bifurcation:
+    arch = torso.z("T4")
+    descending = (0.5 * width + 8.0, y_spine - 0.25 * depth)
+    ascending = (-12.0, y_spine - depth / 2 - 55.0)
+    if torso.z("T8") + 25.0 < z < arch + 8.0:
+        _paint_ellipse(plane, grid, Tissue.AORTA, *ascending, 14.0, 14.0, only=soft + (Tissue.HEART,))
+    if abs(z - arch) < 9.0:  # the arch joins the ascending and the descending aorta
+        for t in np.linspace(0.0, 1.0, 12):
+            x = (1 - t) * ascending[0] + t * descending[0]
+            y = (1 - t) * ascending[1] + t * descending[1]
+            _paint_ellipse(plane, grid, Tissue.AORTA, x, y, 12.0, 12.0, only=soft)
+    if bifurcation < z < arch:
         # descending aorta: left of the spine in the chest, in front of it in the abdomen
         t = float(np.clip((torso.z("T10") - z) / (torso.z("T10") - torso.z("T12")), 0.0, 1.0))
         cx = (1 - t) * (0.5 * width + 8.0) + t * 12.0

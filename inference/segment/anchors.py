@@ -20,9 +20,9 @@ spine has a numbering variant (11 or 13 rib pairs, a lumbar rib, a
 lumbosacral transitional vertebra) or the separation into vertebrae is wrong
 (a missed disc); image evidence cannot tell which, so the labels are counted
 from the anchors that agree best (the user's word first, then the majority,
-then the sacrum, the lowest rib, the first rib: the shorter count to the
-thoracolumbar junction first), the disagreement is named, and the study is
-marked for review - never shown as a confident count. With one anchor the
+then the sacrum - the convention of lumbar-spine reporting -, the lowest rib,
+the first rib), the disagreement is named, and the study is marked for
+review - never shown as a confident count. With one anchor the
 labels are kept at a lower confidence, and a count resting on ribs alone is
 marked for review: rib evidence is what fails in practice (hypoplastic 12th
 ribs, 11 or 13 pairs in about 5-8 % of people), and there is nothing to check it.
@@ -169,7 +169,8 @@ def identify_levels(segments: list[VertebraEvidence], *, lowest_level: str | Non
         kind = chosen[0].kind
         confidence = CONFIDENCE_SINGLE[kind]
         review = review or kind in SINGLE_ANCHOR_NEEDS_REVIEW
-        warnings.append(_single_anchor_note(kind))
+        if not others:
+            warnings.append(_single_anchor_note(kind))
     size_warnings = _body_size_warnings(order, names)
     warnings.extend(size_warnings)
     review = review or bool(size_warnings)

@@ -48,8 +48,9 @@ in front of it."""
 RIB_HEAD_MM = 5.0
 """The medial end of a rib: the part within this distance of its most medial point."""
 
-RIB_REACH_MM = 75.0
-"""A rib reaches at least this far from the canal laterally; a transverse process does not ..."""
+RIB_REACH_MM = 60.0
+"""A rib reaches at least this far from the canal laterally; a transverse process (50 mm at
+most, at L3) does not ..."""
 
 FIRST_RIB_REACH_MM = 45.0
 FIRST_RIB_FORWARD_MM = 40.0
@@ -61,6 +62,15 @@ RIB_MAX_SECTION_MM2 = 300.0
 """A rib is slender: within 50 mm of its medial end its volume per length stays below this
 (only the part near the spine counts: a first rib can be joined to the clavicle and the
 sternum in front)."""
+
+RIB_MAX_WIDTH_RATIO = 0.6
+"""Near its medial end a rib is a tube: the spread of its points across its course is at most
+0.6 of the spread along it (principal axes; a short piece of a broken rib is still this
+elongated); a speckle of bright voxels is not."""
+
+RIB_MAX_STEEPNESS = 0.8
+"""... and runs round the trunk: its main axis is at most about 53 degrees from the axial plane
+(the steep floating ribs run some 30-45 degrees down); a kidney or a vessel runs head to foot."""
 
 PELVIS_MIN_ML = 60.0
 """Lateral bone larger than this is pelvis (iliac bone), not rib ..."""
@@ -130,27 +140,11 @@ def measure_evidence(
     canal_y = column.canal_center_yx[:, 0]
     lateral_mm = (np.arange(nx)[None, :] - canal_x[:, None]) * sx  # (z, x), signed: + = patient left
     trunk_centre_y = _trunk_centre_y(smoothed)
-    components, _ = ndi.label((smoothed > BONE_HU) & (np.abs(lateral_mm)[:, None, :] >= RIB_CUT_MM))
-
+    lateral_bone = (smoothed > BONE_HU) & (np.abs(lateral_mm)[:, None, :] >= RIB_CUT_MM)
+    pelvis, pelvis_sides_by_slice = _pelvis(lateral_bone, smoothed, lateral_mm, canal_y, spacing_zyx)
     ribs: list[Rib] = []
-    pelvis_sides_by_slice: dict[int, set[str]] = {}
-    for label, box in enumerate(ndi.find_objects(components), start=1):
-        if box is None:
-            continue
-        mask = components[box] == label
-        volume = mask.sum() * voxel_ml
-        zz, yy, xx = np.nonzero(mask)
-        zz, yy, xx = zz + box[0].start, yy + box[1].start, xx + box[2].start
-        lat = lateral_mm[zz, xx]
-        side = "left" if np.median(lat) > 0 else "right"
-        if volume >= PELVIS_MIN_ML:
-            behind_mm = float(((yy - canal_y[zz]) * sy).max())
-            if np.percentile(smoothed[zz, yy, xx], 90) >= PELVIS_CORTEX_HU and behind_mm >= PELVIS_BEHIND_CANAL_MM:
-                for z in np.unique(zz):
-                    pelvis_sides_by_slice.setdefault(int(z), set()).add(side)
-            continue
-        points_mm = np.stack([zz * sz, yy * sy, xx * sx], axis=1)
-        rib = _as_rib(points_mm, np.abs(lat), side, column, trunk_centre_y, discs, spacing_zyx)
+    for points_mm, lateral, side in _rib_pieces(lateral_bone & ~pelvis, lateral_mm, spacing_zyx):
+        rib = _as_rib(points_mm, lateral, side, column, trunk_centre_y, discs, spacing_zyx)
         if rib is not None:
             ribs.append(rib)
 
@@ -175,6 +169,88 @@ def measure_evidence(
     return evidence
 
 
+RIB_HALF_THICKNESS_MM = 6.5
+"""Bone that holds a ball of this radius is thicker than a rib (ribs are 5-15 mm across):
+an enhanced aorta, heart or kidney, a humerus, the pelvis. It is taken away before ribs
+are looked for, so a rib touching such a structure is still a piece of its own."""
+
+
+def _thick(mask: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """The parts of ``mask`` thicker than a rib (see :data:`RIB_HALF_THICKNESS_MM`), one voxel wider."""
+    radius = np.maximum(np.round(RIB_HALF_THICKNESS_MM / np.asarray(spacing_zyx)).astype(int), 1)
+    grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    ball = sum((g / max(r, 1)) ** 2 for g, r in zip(grid, radius, strict=True)) <= 1.0
+    return ndi.binary_opening(mask, structure=ball)
+
+
+RIB_GAP_MM = 25.0
+JOIN_MIN_REACH_MM = 50.0
+"""A rib is followed across a gap of up to 25 mm where a thick structure touching it (an
+enhanced kidney against the 12th rib) was taken away with it, if the piece at the spine
+already reaches 50 mm: farther than any transverse process, which must not be joined to a
+rib passing close to its tip."""
+
+
+def _rib_pieces(lateral_bone: np.ndarray, lateral_mm: np.ndarray, spacing_zyx: tuple[float, float, float]
+                ) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Candidate ribs: (points in mm z y x, lateral distance of each, side).
+
+    Bone thicker than a rib is taken away first (:func:`_thick`); a piece that
+    starts near the spine and ends short is joined by the piece that continues it
+    beyond such a gap (:data:`RIB_GAP_MM`).
+    """
+    sz, sy, sx = spacing_zyx
+    components, _ = ndi.label(lateral_bone & ~_thick(lateral_bone, spacing_zyx))
+    pieces = []
+    for label, box in enumerate(ndi.find_objects(components), start=1):
+        if box is None:
+            continue
+        zz, yy, xx = np.nonzero(components[box] == label)
+        zz, yy, xx = zz + box[0].start, yy + box[1].start, xx + box[2].start
+        lateral = lateral_mm[zz, xx]
+        pieces.append((np.stack([zz * sz, yy * sy, xx * sx], axis=1), np.abs(lateral),
+                       "left" if np.median(lateral) > 0 else "right"))
+    joined = []
+    for points, lateral, side in pieces:
+        if lateral.min() <= RIB_MEDIAL_MM and JOIN_MIN_REACH_MM <= lateral.max() < RIB_REACH_MM:
+            end = points[int(np.argmax(lateral))]
+            for other_points, other_lateral, other_side in pieces:
+                if other_side != side or other_lateral.min() <= lateral.max():
+                    continue
+                start = other_points[int(np.argmin(other_lateral))]
+                if np.linalg.norm(start - end) <= RIB_GAP_MM:
+                    points = np.concatenate([points, other_points])
+                    lateral = np.concatenate([lateral, other_lateral])
+                    break
+        joined.append((points, lateral, side))
+    return joined
+
+
+def _pelvis(lateral_bone: np.ndarray, smoothed: np.ndarray, lateral_mm: np.ndarray, canal_y: np.ndarray,
+            spacing_zyx: tuple[float, float, float]) -> tuple[np.ndarray, dict[int, set[str]]]:
+    """The iliac bones (see :data:`PELVIS_MIN_ML`) and, per slice, the sides on which they lie."""
+    sz, sy, sx = spacing_zyx
+    components, _ = ndi.label(lateral_bone)
+    pelvis = np.zeros(lateral_bone.shape, bool)
+    sides: dict[int, set[str]] = {}
+    for label, box in enumerate(ndi.find_objects(components), start=1):
+        if box is None:
+            continue
+        mask = components[box] == label
+        if mask.sum() * sz * sy * sx / 1000.0 < PELVIS_MIN_ML:
+            continue
+        zz, yy, xx = np.nonzero(mask)
+        zz, yy, xx = zz + box[0].start, yy + box[1].start, xx + box[2].start
+        behind_mm = float(((yy - canal_y[zz]) * sy).max())
+        if np.percentile(smoothed[zz, yy, xx], 90) < PELVIS_CORTEX_HU or behind_mm < PELVIS_BEHIND_CANAL_MM:
+            continue
+        side = "left" if np.median(lateral_mm[zz, xx]) > 0 else "right"
+        pelvis[zz, yy, xx] = True
+        for z in np.unique(zz):
+            sides.setdefault(int(z), set()).add(side)
+    return pelvis, sides
+
+
 def _as_rib(
     points_mm: np.ndarray,
     lateral_mm: np.ndarray,
@@ -184,15 +260,24 @@ def _as_rib(
     discs: list[DiscPlane],
     spacing_zyx: tuple[float, float, float],
 ) -> Rib | None:
-    """The piece of bone (points in mm, z y x) as a rib, or None when it is not one."""
+    """The piece of bone (points in mm, z y x) as a rib, or None when it is not one.
+
+    Its medial end is looked for at the back (behind :data:`RIB_FRONT_LIMIT_MM` in front of
+    the canal's anterior wall): a rib that reaches round to the sternum comes as close to
+    the midline in front as at the spine. A piece with no medial end at the back leaves
+    the column in front of the body: a vessel, or the front of a rib, not a rib's head.
+    """
     sz, sy, _ = spacing_zyx
-    medial = int(np.argmin(lateral_mm))
-    if lateral_mm[medial] > RIB_MEDIAL_MM or len(points_mm) * np.prod(spacing_zyx) < 500.0:
+    if len(points_mm) * np.prod(spacing_zyx) < 500.0:
+        return None
+    z_index = np.clip(np.round(points_mm[:, 0] / sz).astype(int), 0, len(column.canal_front_y) - 1)
+    at_back = column.canal_front_y[z_index] * sy - points_mm[:, 1] <= RIB_FRONT_LIMIT_MM
+    if not at_back.any():
+        return None
+    medial = int(np.flatnonzero(at_back)[np.argmin(lateral_mm[at_back])])
+    if lateral_mm[medial] > RIB_MEDIAL_MM:
         return None
     medial_point = points_mm[medial]
-    z_medial = int(round(medial_point[0] / sz))
-    if column.canal_front_y[z_medial] * sy - medial_point[1] > RIB_FRONT_LIMIT_MM:
-        return None  # leaves the column in front of the body: a vessel, not a rib
     reach = float(lateral_mm.max())
     forward = float(medial_point[1] - points_mm[:, 1].min())
     if reach < RIB_REACH_MM and not (reach >= FIRST_RIB_REACH_MM and forward >= FIRST_RIB_FORWARD_MM):
@@ -200,38 +285,65 @@ def _as_rib(
     near = np.linalg.norm(points_mm - medial_point, axis=1) <= RIB_NEAR_MM
     if near.sum() * np.prod(spacing_zyx) / RIB_NEAR_MM > RIB_MAX_SECTION_MM2:
         return None  # a blob (enhancing kidney, calcified vessel), not a rib
+    if near.sum() > 3:
+        spread, axes = np.linalg.eigh(np.cov(points_mm[near].T))  # ascending
+        if np.sqrt(spread[1] / max(spread[2], 1e-6)) > RIB_MAX_WIDTH_RATIO:
+            return None  # not elongated: scattered bright voxels (the rim of an enhancing organ)
+        if abs(axes[0, 2]) > RIB_MAX_STEEPNESS:
+            return None  # runs head to foot (a kidney, a vessel), not round the trunk
     head = lateral_mm <= lateral_mm[medial] + RIB_HEAD_MM
-    position = float(np.median(spine_position(points_mm[head], discs)))
+    position = float(np.median(spine_position(points_mm[head], discs, column, spacing_zyx)))
     tip = int(np.argmin(points_mm[:, 1]))  # the anterior end
     z_tip = int(round(points_mm[tip, 0] / sz))
     front_mm = trunk_centre_y[z_tip] * sy - points_mm[tip, 1]
     return Rib(side, position, reach, float(front_mm))
 
 
-def spine_position(points_mm: np.ndarray, discs: list[DiscPlane]) -> np.ndarray:
-    """Position of points (mm, z y x) along the spine in segment units (see :attr:`Rib.position`).
+def spine_position(points_mm: np.ndarray, discs: list[DiscPlane], column: SpineColumn,
+                   spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Position of points (mm, z y x) along the spinal canal, in segment units (see :attr:`Rib.position`).
 
-    Between two disc planes the position is the fraction of the way from the
-    upper to the lower one; in the first and last segment, where one plane is
-    missing, the distance to the other is divided by the typical vertebra period.
+    Each point is carried to the nearest point of the canal's centre line (the
+    costovertebral joints lie beside the canal, at the back of the bodies), and
+    placed between the points where the disc planes cross that line: the fraction
+    of the way from the upper crossing to the lower one. Measured at the body
+    centre instead, a kyphotic or lordotic tilt of the disc planes would move a
+    rib's position by half a vertebra. In the first and last segment, where one
+    crossing is missing, the distance to the other is divided by the typical period.
     """
     if not discs:
         return np.zeros(len(points_mm))
-    heights = np.stack([(points_mm - d.point_mm) @ d.normal for d in discs], axis=1)  # + above
-    below = heights < 0
-    segment = below.sum(axis=1)  # 0-based: number of planes above the point
-    period = float(np.median(np.linalg.norm(np.diff([d.point_mm for d in discs], axis=0), axis=1))) \
-        if len(discs) > 1 else 30.0
-    fraction = np.empty(len(points_mm))
+    spacing = np.asarray(spacing_zyx)
+    zs = np.arange(len(column.observed))
+    canal = np.stack([zs, column.canal_center_yx[:, 0], column.canal_center_yx[:, 1]], axis=1) * spacing
+    crossings = np.array([_crossing(canal, d) for d in discs])  # superior first, z in mm
+    order = np.argsort(-crossings)
+    crossings = crossings[order]
+    period = float(np.median(-np.diff(crossings))) if len(crossings) > 1 else 30.0
+    nearest = np.argmin(np.linalg.norm(points_mm[:, None, :] - canal[None, :, :], axis=2), axis=1)
+    z = canal[nearest, 0]
+    segment = (z < crossings[:, None]).sum(axis=0)  # planes above the point
+    fraction = np.empty(len(z))
     for i, k in enumerate(segment):
         if k == 0:
-            fraction[i] = 1.0 - heights[i, 0] / period
-        elif k == len(discs):
-            fraction[i] = -heights[i, k - 1] / period
+            fraction[i] = 1.0 - (z[i] - crossings[0]) / period
+        elif k == len(crossings):
+            fraction[i] = (crossings[-1] - z[i]) / period
         else:
-            above, under = -heights[i, k - 1], heights[i, k]
-            fraction[i] = above / max(above + under, 1e-6)
+            fraction[i] = (crossings[k - 1] - z[i]) / max(crossings[k - 1] - crossings[k], 1e-6)
     return segment + fraction
+
+
+def _crossing(line_mm: np.ndarray, disc: DiscPlane) -> float:
+    """z (mm) where a polyline (z-ordered points) crosses the disc plane (nearest point if it does not)."""
+    height = (line_mm - disc.point_mm) @ disc.normal
+    signs = np.nonzero(np.diff(np.sign(height)))[0]
+    if signs.size == 0:
+        return float(line_mm[int(np.argmin(np.abs(height))), 0])
+    k = int(signs[np.argmin(np.abs(line_mm[signs, 0] - disc.point_mm[0]))])
+    h0, h1 = height[k], height[k + 1]
+    t = h0 / (h0 - h1) if h0 != h1 else 0.0
+    return float(line_mm[k, 0] + t * (line_mm[k + 1, 0] - line_mm[k, 0]))
 
 
 def assign_ribs(ribs: list[Rib], n_segments: int) -> tuple[dict[int, set[str]], dict[int, float], dict[int, float]]:
