@@ -12,8 +12,8 @@ names one vertebra, and the others are counted from it along the usual spine
 - ``lowest_rib``: the lowest rib-bearing vertebra is T12 when a rib-free
   vertebra is seen whole below it.
 - ``sacrum``: the vertebra above the sacrum is L5.
-- ``given``: a level the user states (a crop without ribs or sacrum, e.g.
-  ``scpnode segment --lowest-level L3``).
+- ``given``: a level the user states for the most caudal vertebra wholly in
+  view (a crop without ribs or sacrum, e.g. ``scpnode segment --lowest-level L3``).
 
 Where two or more anchors are in view they must agree. Where they do not, the
 spine has a numbering variant (11 or 13 rib pairs, a lumbar rib, a
@@ -137,7 +137,8 @@ def identify_levels(segments: list[VertebraEvidence], *, lowest_level: str | Non
 
     Args:
         segments: evidence per separated vertebra.
-        lowest_level: the level of the most inferior segment, when the user states it.
+        lowest_level: the level of the most inferior segment wholly in view (not cut by
+            the edge of the field of view), when the user states it.
 
     Raises:
         ValueError: ``lowest_level`` is not a level of the usual spine.
@@ -186,7 +187,8 @@ def _find_anchors(order: list[VertebraEvidence], lowest_level: str | None) -> tu
     warnings: list[str] = []
     notes: list[str] = []
     if lowest_level is not None:
-        found.append(_Found("given", len(order) - 1, lowest_level))
+        whole = [i for i, e in enumerate(order) if not e.cut_by_edge]
+        found.append(_Found("given", whole[-1] if whole else len(order) - 1, lowest_level))
     position = {e.index: i for i, e in enumerate(order)}
     sacrum = next((e for e in reversed(order) if e.sacrum_like), None)
     if sacrum is not None:

@@ -131,6 +131,7 @@ def segment_volume(
         level_confidence=output.level_confidence,
         default_confidence=output.labelling_confidence,
         level_anchors=output.level_anchors,
+        image=image,
     )
     return SegmentationResult(
         vertebrae=output.vertebrae,

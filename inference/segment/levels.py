@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage as ndi
 
 from inference.levels import LEVEL_NAMES, TARGET_LEVELS
 from inference.results import LevelSegmentation
@@ -41,6 +42,7 @@ def describe_levels(
     level_confidence: Mapping[int, float] | None = None,
     default_confidence: float = 1.0,
     level_anchors: Mapping[int, tuple[str, ...]] | None = None,
+    image: sitk.Image | None = None,
 ) -> LevelDescription:
     """Describe every level labelled in ``vertebrae`` (VerSe ids) with its body in ``bodies``.
 
@@ -50,9 +52,19 @@ def describe_levels(
         level_confidence: per VerSe id labelling confidence from the backend.
         default_confidence: confidence of ids not in ``level_confidence``.
         level_anchors: per VerSe id, the kinds of anchors its label rests on.
+        image: the CT, when at hand: a body whose endplate lies against air (padding
+            outside the scanned field of view, an oblique crop) is cut too
+            (:func:`faces_against_air`).
     """
     level_confidence = level_confidence or {}
     level_anchors = level_anchors or {}
+    against_air: dict[int, list[str]] = {}
+    if image is not None:
+        canonical_bodies = sitk.DICOMOrient(bodies, "LPS")
+        spacing = tuple(reversed(canonical_bodies.GetSpacing()))
+        labels = sitk.GetArrayFromImage(canonical_bodies)
+        canonical_hu = sitk.GetArrayViewFromImage(sitk.DICOMOrient(image, "LPS"))
+        against_air = {int(k): faces_against_air(labels, canonical_hu, int(k), spacing) for k in np.unique(labels) if k}
     vertebra_stats = sitk.LabelShapeStatisticsImageFilter()
     vertebra_stats.Execute(sitk.Cast(vertebrae, sitk.sitkUInt8))
     body_stats = sitk.LabelShapeStatisticsImageFilter()
@@ -67,6 +79,7 @@ def describe_levels(
         if label in body_ids:
             centroid = body_stats.GetCentroid(label)
             cut_sides = _cut_sides(bodies, body_stats.GetBoundingBox(label))
+            cut_sides += [side for side in against_air.get(int(label), []) if side not in cut_sides]
             reason = f"vertebral body cut by the {' and '.join(cut_sides)} edge of the field of view" if cut_sides else ""
         else:
             centroid = vertebra_stats.GetCentroid(label)
@@ -90,6 +103,42 @@ def describe_levels(
     elif not_in_view:
         warnings.append(f"levels not in view: {', '.join(not_in_view)}")
     return LevelDescription(levels=levels, not_in_view=not_in_view, warnings=warnings)
+
+
+AIR_HU = -500.0
+AIR_FACE_FRACTION = 0.15
+FACE_CROP_MM = 10.0
+"""A vertebral body borders disc and soft tissue, never outside air: where 15 % of its
+superior or inferior face lies against air that reaches beyond the body's surroundings (not gas
+enclosed in a degenerated disc), the scanned field of view ends there (padding beyond an oblique
+crop or a converter's border). -500 HU: partial volume with air on a coarse grid, still far from fat."""
+
+
+def faces_against_air(bodies: np.ndarray, hu: np.ndarray, label: int,
+                      spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> list[str]:
+    """``"inferior"``/``"superior"`` where the body ``label`` in canonical (z inferior -> superior)
+    arrays ends against outside air over :data:`AIR_FACE_FRACTION` of its face."""
+    where = np.nonzero(bodies == label)
+    if where[0].size == 0:
+        return []
+    margin = [max(1, int(round(FACE_CROP_MM / s))) for s in spacing_zyx]
+    box = tuple(slice(max(int(c.min()) - m, 0), int(c.max()) + m + 1) for c, m in zip(where, margin))
+    mask = bodies[box] == label
+    air, _ = ndi.label(hu[box] < AIR_HU)
+    touching = np.unique(np.concatenate([air[0].ravel(), air[-1].ravel(), air[:, 0].ravel(), air[:, -1].ravel(),
+                                         air[:, :, 0].ravel(), air[:, :, -1].ravel()]))
+    outside = np.isin(air, touching[touching > 0])
+    columns = mask.any(axis=0)
+    z = np.arange(mask.shape[0])[:, None, None]
+    lowest = np.where(mask, z, mask.shape[0]).min(axis=0)[columns]
+    highest = np.where(mask, z, -1).max(axis=0)[columns]
+    ys, xs = np.nonzero(columns)
+    sides = []
+    for name, beyond in (("inferior", lowest - 1), ("superior", highest + 1)):
+        inside = (beyond >= 0) & (beyond < mask.shape[0])
+        if inside.any() and outside[beyond[inside], ys[inside], xs[inside]].sum() >= AIR_FACE_FRACTION * len(beyond):
+            sides.append(name)
+    return sides
 
 
 def _cut_sides(image: sitk.Image, bounding_box: tuple[int, ...]) -> list[str]:

@@ -30,6 +30,7 @@ from inference.segment import segment_volume
 from inference.segment.io import SegmentationFolderError, read_segmentation
 from inference.volume import VolumeError, load_volume
 from scpnode import __version__
+from scpnode.commands.segment import add_lowest_level_argument
 from scpnode.config import Settings
 from scpnode.errors import UsageError
 from scpnode.logs import log_event
@@ -49,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="radscore model id or .json file (default: [pipeline] model_id)")
     parser.add_argument("--profile", choices=sorted(PROFILES),
                         help="also extract every feature of this radiomics profile (research use)")
+    add_lowest_level_argument(parser)
     parser.set_defaults(run=run)
 
 
@@ -104,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
 def _segmentation(args: argparse.Namespace, image: sitk.Image, settings: Settings) -> SegmentationResult:
     if args.seg is None:
         return segment_volume(image, settings.pipeline.segmentation_backend, device=settings.pipeline.device,
-                              model_dir=settings.pipeline.segmentation_model_dir)
+                              model_dir=settings.pipeline.segmentation_model_dir, lowest_level=args.lowest_level)
+    if args.lowest_level is not None:
+        raise UsageError("--lowest-level applies when segmenting; give it to 'scpnode segment' instead of --seg")
     try:
         seg = read_segmentation(args.seg)
     except SegmentationFolderError as exc:

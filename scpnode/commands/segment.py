@@ -16,6 +16,7 @@ from pathlib import Path
 from inference.levels import TARGET_LEVELS
 from inference.results import SegmentationResult
 from inference.segment import available_backends, segment_volume
+from inference.segment.anchors import SPINE_SEQUENCE
 from inference.segment.io import JSON_FILE, write_segmentation
 from inference.volume import VolumeError, load_volume
 from scpnode.errors import UsageError
@@ -36,7 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="device for network backends (default: [pipeline] device)")
     parser.add_argument("--model-dir", type=Path, metavar="DIR",
                         help="model folder for the unet backend (default: [pipeline] segmentation_model_dir)")
+    add_lowest_level_argument(parser)
     parser.set_defaults(run=run)
+
+
+def add_lowest_level_argument(parser: argparse.ArgumentParser) -> None:
+    """``--lowest-level``: for crops that show neither ribs nor sacrum (shared with ``analyze``)."""
+    parser.add_argument("--lowest-level", metavar="LEVEL", choices=SPINE_SEQUENCE,
+                        help="the most caudal vertebra in view, where the image cannot show it (a spine crop "
+                             "without ribs or sacrum), e.g. L3; other anchors in view are still checked against it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     try:
-        result = segment_volume(image, backend, device=args.device or pipeline.device, model_dir=model_dir)
+        result = segment_volume(image, backend, device=args.device or pipeline.device, model_dir=model_dir,
+                                lowest_level=args.lowest_level)
     except ValueError as exc:  # VolumeError, or a model folder the backend cannot use
         logger.debug("segmentation refused its input", exc_info=True)
         raise UsageError(str(exc)) from None
@@ -83,6 +93,12 @@ def _summary(result: SegmentationResult, out: Path, seconds: float) -> str:
         lines.append(f"  also labelled: {', '.join(others)}")
     if len(result.levels_not_in_view) == len(TARGET_LEVELS):
         lines.append("  levels not in view: this series does not show T11-L2")
+    agreeing = [f"{a.kind} ({a.level})" for a in result.anchors if a.agrees]
+    disagreeing = [f"{a.kind} ({a.level})" for a in result.anchors if not a.agrees]
+    if agreeing:
+        lines.append(f"  levels counted from: {', '.join(agreeing)}")
+    if disagreeing:
+        lines.append(f"  disagreeing: {', '.join(disagreeing)}")
     if result.needs_review:
         lines.append("  NEEDS REVIEW: level labels rest on conflicting or missing evidence")
     lines.extend(f"  warning: {w}" for w in result.warnings)

@@ -30,6 +30,7 @@ from scipy import ndimage as ndi
 from inference.segment.anatomical.column import BONE_HU, SpineColumn
 from inference.segment.anatomical.vertebrae import DiscPlane
 from inference.segment.anchors import VertebraEvidence
+from inference.segment.levels import faces_against_air
 
 RIB_CUT_MM = 35.0
 """Ribs are followed from this lateral distance of the canal outwards. Nearer, the column's
@@ -162,7 +163,7 @@ def measure_evidence(
                 rib_reach_mm=round(reach.get(k, 0.0), 1),
                 rib_front_mm=round(front[k], 1) if k in front else None,
                 sacrum_like=bool(k == lowest and flanked and float(np.mean(flanked)) >= SACRUM_FLANKED_FRACTION),
-                cut_by_edge=bool(zs.min() == 0 or zs.max() == n - 1),
+                cut_by_edge=bool(zs.min() == 0 or zs.max() == n - 1 or faces_against_air(bodies, smoothed, k, spacing_zyx)),
                 body_ml=round(float((bodies == k).sum()) * voxel_ml, 2),
             )
         )
