@@ -22,7 +22,7 @@ from scpnode.config import ConfigError
 from scpnode.errors import UsageError
 
 COMMAND_MODULES = (
-    "serve", "demo", "segment", "segment_train", "analyze", "cohort", "phantom", "worklist",
+    "serve", "demo", "segment", "segment_validate", "segment_train", "analyze", "cohort", "phantom", "worklist",
     "status", "jobs", "rules", "users", "purge", "backup",
 )
 """Subcommands, in the order ``--help`` lists them."""

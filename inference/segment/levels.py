@@ -63,7 +63,8 @@ def describe_levels(
         canonical_bodies = sitk.DICOMOrient(bodies, "LPS")
         spacing = tuple(reversed(canonical_bodies.GetSpacing()))
         labels = sitk.GetArrayFromImage(canonical_bodies)
-        canonical_hu = sitk.GetArrayViewFromImage(sitk.DICOMOrient(image, "LPS"))
+        canonical_image = sitk.DICOMOrient(image, "LPS")  # kept alive: the view below borrows its buffer
+        canonical_hu = sitk.GetArrayViewFromImage(canonical_image)
         against_air = {int(k): faces_against_air(labels, canonical_hu, int(k), spacing) for k in np.unique(labels) if k}
     vertebra_stats = sitk.LabelShapeStatisticsImageFilter()
     vertebra_stats.Execute(sitk.Cast(vertebrae, sitk.sitkUInt8))
