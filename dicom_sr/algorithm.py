@@ -7,6 +7,7 @@ Identification Sequence (PS3.3 C.8.20.2 / Algorithm Identification Macro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import highdicom as hd
@@ -50,10 +51,11 @@ class AlgorithmInfo:
             parameters={"model_id": self.model_id},
         )
 
-    def sr_identification(self) -> hd.sr.AlgorithmIdentification:
-        """TID 4019 Algorithm Identification for SR measurement groups."""
+    def sr_identification(self, notes: Sequence[str] = ()) -> hd.sr.AlgorithmIdentification:
+        """TID 4019 Algorithm Identification for SR measurement groups; ``notes`` are further
+        ``name=value`` parameters (e.g. the anatomical anchors a level's label rests on)."""
         return hd.sr.AlgorithmIdentification(
-            name=self.name, version=self.version, parameters=[f"model_id={self.model_id}"]
+            name=self.name, version=self.version, parameters=[f"model_id={self.model_id}", *notes]
         )
 
     @property

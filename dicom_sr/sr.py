@@ -188,7 +188,7 @@ def _level_group(level: LevelMeasurement, algorithm: AlgorithmInfo) -> hd.sr.Mea
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{level.name} vertebral body"),
         finding_category=codes.ANATOMICAL_STRUCTURE,
         finding_sites=[hd.sr.FindingSite(codes.VERTEBRA_CODES[level.name])],
-        algorithm_id=algorithm.sr_identification(),
+        algorithm_id=algorithm.sr_identification([f"level_anchors={'+'.join(level.anchors) or 'none'}"]),
         measurements=[m for m in values if m is not None],
         qualitative_evaluations=[_completeness(level)],
     )

@@ -164,6 +164,8 @@ class LevelMeasurement:
     """Per-compartment radscore of this vertebra: ``{"cortical": .., "cancellous": ..}``."""
     features: dict[str, dict[str, float]] = field(default_factory=dict)
     """Radiomics features per VOI (``"cortical"``, ``"cancellous"``, ``"body"``)."""
+    anchors: list[str] = field(default_factory=list)
+    """Kinds of the anatomical anchors this level's label rests on (from segmentation)."""
     remarks: list[str] = field(default_factory=list)
 
 

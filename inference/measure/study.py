@@ -60,7 +60,8 @@ def measure_study(image: sitk.Image, seg: SegmentationResult, model: RadscoreMod
     trabecular_hu: dict[str, float] = {}
     for name in levels:
         found = seg.levels.get(name)
-        level = LevelMeasurement(name=name, verse_id=verse_id(name), complete=name in measurable)
+        level = LevelMeasurement(name=name, verse_id=verse_id(name), complete=name in measurable,
+                                 anchors=list(found.anchors) if found is not None else [])
         if found is None:
             level.remarks.append("not found in the scan")
         elif name not in measurable:

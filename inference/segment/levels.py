@@ -123,7 +123,7 @@ def faces_against_air(bodies: np.ndarray, hu: np.ndarray, label: int,
     if where[0].size == 0:
         return []
     margin = [max(1, int(round(FACE_CROP_MM / s))) for s in spacing_zyx]
-    box = tuple(slice(max(int(c.min()) - m, 0), int(c.max()) + m + 1) for c, m in zip(where, margin))
+    box = tuple(slice(max(int(c.min()) - m, 0), int(c.max()) + m + 1) for c, m in zip(where, margin, strict=True))
     mask = bodies[box] == label
     air, _ = ndi.label(hu[box] < AIR_HU)
     touching = np.unique(np.concatenate([air[0].ravel(), air[-1].ravel(), air[:, 0].ravel(), air[:, -1].ravel(),

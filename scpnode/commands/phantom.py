@@ -38,6 +38,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rib-pairs", type=int, choices=(11, 12, 13), help="number of rib pairs (default 12)")
     parser.add_argument("--lumbar-rib", action="store_true", help="add a pair of short ribs on L1")
     parser.add_argument("--contrast", action="store_true", help="portal-venous contrast")
+    parser.add_argument("--arterial", action="store_true",
+                        help="arterial-phase contrast (aorta and heart brighter than bone); implies --contrast")
+    parser.add_argument("--levels", nargs=2, metavar=("TOP", "BOTTOM"),
+                        help="first and last vertebra of the field of view, e.g. C5 L3 (overrides the preset's)")
+    parser.add_argument("--kyphosis", type=float, help="sagittal curve factor (1 typical, 1.6 marked)")
+    parser.add_argument("--scoliosis", type=float, metavar="DEG", help="Cobb angle of a thoracolumbar curve")
+    parser.add_argument("--arms-down", action="store_true", help="arms beside the trunk")
+    parser.add_argument("--build", type=float, metavar="SCALE", help="patient build, 0.6-1.6 (1 average)")
+    parser.add_argument("--sacralized-l5", action="store_true", help="a lumbosacral transitional vertebra")
     parser.add_argument("--transfer-syntax", choices=sorted(TRANSFER_SYNTAXES), default="explicit",
                         help="DICOM transfer syntax (default explicit VR little endian)")
     parser.add_argument("--no-dicom", action="store_true", help="write NIfTI and truth only")
@@ -71,8 +80,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     overrides = {key: value for key, value in (
         ("vbmd_mg_cm3", args.vbmd), ("trabecular_heterogeneity", args.heterogeneity), ("noise_hu", args.noise),
-        ("patient_position", args.position), ("rib_pairs", args.rib_pairs)) if value is not None}
-    overrides.update(fractures=_fractures(args.fracture), lumbar_rib=args.lumbar_rib, contrast=args.contrast)
+        ("patient_position", args.position), ("rib_pairs", args.rib_pairs), ("kyphosis", args.kyphosis),
+        ("scoliosis_deg", args.scoliosis), ("body_scale", args.build)) if value is not None}
+    overrides.update(fractures=_fractures(args.fracture), lumbar_rib=args.lumbar_rib,
+                     contrast=args.contrast or args.arterial, contrast_phase="arterial" if args.arterial else "portal",
+                     arms_down=args.arms_down, transition="sacralized-L5" if args.sacralized_l5 else "none")
+    if args.levels:
+        overrides["top_level"], overrides["bottom_level"] = args.levels
     if args.shape:
         overrides["shape"] = tuple(args.shape)
     try:

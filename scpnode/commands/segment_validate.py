@@ -42,8 +42,8 @@ from scpnode.logs import log_event
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("case", "backend", "level", "target", "reference_complete", "found_as", "right", "vertebra_dice", "body_dice", "complete",
-           "anchors", "needs_review", "seconds", "note")
+COLUMNS = ("case", "backend", "level", "target", "reference_complete", "found_as", "right", "vertebra_dice",
+           "body_dice", "complete", "anchors", "needs_review", "seconds", "note")
 
 
 @dataclass

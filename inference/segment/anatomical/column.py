@@ -270,7 +270,8 @@ def _shifted(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
-def _canal_candidates(z: int, enclosed: np.ndarray, slice_hu: np.ndarray, spacing_yx: tuple[float, float]) -> list[_Candidate]:
+def _canal_candidates(z: int, enclosed: np.ndarray, slice_hu: np.ndarray,
+                      spacing_yx: tuple[float, float]) -> list[_Candidate]:
     """Regions of one slice that could be the canal: enclosed by bone, of a canal's size,
     with a body or disc in front of them."""
     sy, sx = spacing_yx

@@ -163,7 +163,8 @@ def measure_evidence(
                 rib_reach_mm=round(reach.get(k, 0.0), 1),
                 rib_front_mm=round(front[k], 1) if k in front else None,
                 sacrum_like=bool(k == lowest and flanked and float(np.mean(flanked)) >= SACRUM_FLANKED_FRACTION),
-                cut_by_edge=bool(zs.min() == 0 or zs.max() == n - 1 or faces_against_air(bodies, smoothed, k, spacing_zyx)),
+                cut_by_edge=bool(zs.min() == 0 or zs.max() == n - 1
+                                 or faces_against_air(bodies, smoothed, k, spacing_zyx)),
                 body_ml=round(float((bodies == k).sum()) * voxel_ml, 2),
             )
         )

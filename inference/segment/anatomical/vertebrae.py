@@ -66,11 +66,6 @@ slice is part of that body (an obliquely cut endplate, see :func:`_body_mask`). 
 contrast-filled aorta against the front of T12 leaked in (body Dice 0.837 -> 0.797 on the
 enhanced phantom); at 0.9 it stays out (0.813) and the endplates are kept all the same."""
 
-OFF_CENTRE_MM = 8.0
-"""Where the body centre line is not dense (a faint slice, a disc level), the largest dense piece
-counts as body only if it comes this close to the centre line: an enhanced aorta or vena cava
-beside a disc is a piece of its own, farther out."""
-
 BODY_RADIUS_MM = 32.0
 """No part of a thoracolumbar body lies farther than this from its centre in an axial slice."""
 
@@ -473,6 +468,7 @@ def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn,
     _, sy, sx = spacing_zyx
     yy, xx = np.mgrid[0:ny, 0:nx]
     mask = np.zeros(smoothed.shape, dtype=bool)
+    off_centre = np.zeros(len(smoothed), dtype=bool)
     components_of: dict[int, np.ndarray] = {}
     opening = _disk(3.0, sy, sx)
     for z in column.extended_range(COLUMN_MARGIN_MM, spacing_zyx[0]):
@@ -487,11 +483,20 @@ def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn,
         if count == 0:
             continue
         components_of[z] = components
-        centre_label = components[int(round(cy)), int(round(cx))] or _largest_near(components, (cy, cx), sy, sx)
+        centre_label = components[int(round(cy)), int(round(cx))]
+        if not centre_label:  # the largest piece; _within_neighbour_outlines keeps it only inside the body
+            off_centre[z] = True
+            sizes = np.bincount(components.ravel())
+            sizes[0] = 0
+            centre_label = int(np.argmax(sizes))
         if centre_label:
             body = components == centre_label
             cut = _cut_at_cortex(body, smoothed[z], (cy, cx), sy, sx)
-            mask[z] = _trim_to_outline(body, cut, sy, sx, vessel=_bright_and_thick(smoothed[z], sy, sx))
+            # an endplate cut flat is a plate of cortex as bright and thick as blood: only a slice
+            # through marrow can tell blood from bone by brightness
+            through_marrow = np.median(smoothed[z][body]) < VESSEL_HU
+            vessel = _bright_and_thick(smoothed[z], sy, sx) if through_marrow else None
+            mask[z] = _trim_to_outline(body, cut, sy, sx, vessel=vessel)
     centred = mask.copy()
     for z, components in components_of.items():
         adjacent = np.zeros((ny, nx), dtype=bool)
@@ -502,21 +507,23 @@ def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn,
         total = np.bincount(components.ravel())
         within = np.nonzero(inside[1:] >= WITHIN_ADJACENT_BODY * total[1:])[0] + 1
         mask[z] |= np.isin(components, within)
-    return _within_neighbour_outlines(mask, spacing_zyx)
+    return _within_neighbour_outlines(mask, off_centre, spacing_zyx)
 
 
 CAP_NEIGHBOURS_MM = 6.0
 CAP_MARGIN_MM = 2.0
-"""A small slice of a body (an endplate cap, too small for an outline of its own) stays within
-the outline of the full slices of the body up to 6 mm away, widened by 2 mm: the vessels and
-crura that join a cap in front are left out."""
+"""A small slice of a body (an endplate cap, too small for an outline of its own), or one whose
+centre line is not dense (a disc level, the rim of a depressed endplate), stays within the
+outline of the full slices of the body up to 6 mm away, widened by 2 mm: the vessels and crura
+that join a cap in front, or lie beside a disc, are left out."""
 
 
-def _within_neighbour_outlines(mask: np.ndarray, spacing_zyx) -> np.ndarray:
-    """Small body slices cut to the outline of the full ones next to them (see :data:`CAP_NEIGHBOURS_MM`)."""
+def _within_neighbour_outlines(mask: np.ndarray, off_centre: np.ndarray, spacing_zyx) -> np.ndarray:
+    """Small or off-centre body slices cut to the outline of the full centred ones next to them
+    (see :data:`CAP_NEIGHBOURS_MM`)."""
     sz, sy, sx = spacing_zyx
     areas = mask.sum(axis=(1, 2)) * sy * sx
-    full = areas >= MIN_OUTLINE_MM2
+    full = (areas >= MIN_OUTLINE_MM2) & ~off_centre
     reach = max(1, int(round(CAP_NEIGHBOURS_MM / sz)))
     widen = _disk(CAP_MARGIN_MM, sy, sx)
     out = mask.copy()
@@ -581,11 +588,10 @@ def _cut_at_cortex(mask: np.ndarray, slice_hu: np.ndarray, centre: tuple[float, 
 
 OUTLINE_FIT = 1.08
 OUTLINE_INSIDE = 1.05
-OUTLINE_KEEP = 1.1
 """A body's cross-section is close to an ellipse (a superellipse departs from one by under
 5 %); boundary points beyond 1.08 (or within 0.92) of the fitted ellipse are left out of
-the next fit. The mask keeps what lies within 1.1 of the final ellipse, and what lies within
-1.15 and inside the cortex (see :func:`_trim_to_outline`)."""
+the next fit. What lies beyond 1.05 of the final ellipse and beyond the cortex (or is
+contrast-filled blood) is taken away (see :func:`_trim_to_outline`)."""
 
 MIN_OUTLINE_MM2 = 250.0
 OUTLINE_SEMI_AXES_MM = (8.0, 35.0)
@@ -613,9 +619,10 @@ def _trim_to_outline(mask: np.ndarray, outline: np.ndarray, sy: float, sx: float
     points that lie off it by more than :data:`OUTLINE_FIT` until the fit settles;
     the posterior wall, cut straight at the canal, is not used. ``outline`` is the
     mask already cut at the cortex where the cortex was seen (:func:`_cut_at_cortex`),
-    which keeps a broad cap of vessels out of the fit and out of the result; where that
-    cut went wrong (an endplate ridge inside the body) its points are off the ellipse,
-    left out of the fit, and the ellipse gives back what the cut took.
+    which keeps a broad cap of vessels out of the fit. A voxel is taken away only where
+    both say so - beyond the fitted outline and beyond the cortex - so that a wrong cut
+    (an endplate ridge inside the body) or a non-elliptic slice (the ring of a
+    biconcave endplate) loses nothing.
     Small masks (endplate caps, discs) and implausible fits are left as they are.
     ``vessel`` (:func:`_bright_and_thick`) marks contrast-filled blood brighter than bone,
     which no cortex separates from the body: off the fitted outline it is taken away.
@@ -645,9 +652,10 @@ def _trim_to_outline(mask: np.ndarray, outline: np.ndarray, sy: float, sx: float
         return mask
     yy, xx = np.nonzero(mask)
     radius = _elliptic_radius(fit, (yy - centre_y) * sy, (xx - centre_x) * sx)
-    kept = (radius <= OUTLINE_INSIDE) | (outline[yy, xx] & (radius <= OUTLINE_KEEP))
+    beyond_cortex = ~outline[yy, xx]
     if vessel is not None:
-        kept &= ~(vessel[yy, xx] & (radius > 1.0))
+        beyond_cortex |= vessel[yy, xx]
+    kept = (radius <= OUTLINE_INSIDE) | ~beyond_cortex
     trimmed = np.zeros_like(mask)
     trimmed[yy[kept], xx[kept]] = True
     return trimmed
@@ -672,16 +680,6 @@ def _ellipse(coefficients: np.ndarray) -> tuple[float, float, float, float] | No
 def _elliptic_radius(fit: tuple[float, float, float, float], y_mm: np.ndarray, x_mm: np.ndarray) -> np.ndarray:
     y0, x0, half_y, half_x = fit
     return np.sqrt(((y_mm - y0) / half_y) ** 2 + ((x_mm - x0) / half_x) ** 2)
-
-
-def _largest_near(components: np.ndarray, centre: tuple[float, float], sy: float, sx: float) -> int:
-    """The largest piece if it comes within :data:`OFF_CENTRE_MM` of the centre line, else 0."""
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
-    largest = int(np.argmax(sizes))
-    ys, xs = np.nonzero(components == largest)
-    near = np.hypot((ys - centre[0]) * sy, (xs - centre[1]) * sx).min() <= OFF_CENTRE_MM
-    return largest if near else 0
 
 
 def _mirrored(region: np.ndarray, axis_x: float, tolerance: int) -> np.ndarray:
