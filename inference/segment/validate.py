@@ -100,7 +100,7 @@ def render_comparison(image: sitk.Image, result: SegmentationResult, reference: 
     labelled = ours if ours.any() else panels[-1][1]
     x = int(np.median(np.nonzero(labelled)[2])) if labelled.any() else ct.shape[2] // 2
     extent = (0.0, ct.shape[1] * spacing[1], 0.0, ct.shape[0] * spacing[2])
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 7.5), squeeze=False)
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 8.0), squeeze=False)
     for axis, (name, labels) in zip(axes[0], panels, strict=True):
         axis.imshow(ct[::-1, :, x], cmap="gray", vmin=-250, vmax=1000, extent=extent)
         plane = labels[::-1, :, x].astype(float)
@@ -111,6 +111,9 @@ def render_comparison(image: sitk.Image, result: SegmentationResult, reference: 
                 zz, yy = np.nonzero(labels[:, :, x] == value)
                 axis.text(yy.min() * spacing[1] - 4.0, (zz.mean() + 0.5) * spacing[2], LEVEL_NAMES[int(value)],
                           color="yellow", fontsize=9, ha="right", va="center")
+        if labelled.any():  # the spine and what lies around it, not the whole field of view
+            ys = np.nonzero(labelled.any(axis=(0, 2)))[0]
+            axis.set_xlim(max(ys.min() * spacing[1] - 60.0, 0.0), min(ys.max() * spacing[1] + 40.0, extent[1]))
         axis.set_title(name, fontsize=10)
         axis.set_xlabel("posterior (mm)")
     axes[0][0].set_ylabel("superior (mm)")

@@ -13,6 +13,7 @@ without downloading a model:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from inference.segment.anatomical.refine import refine_labels
 from inference.segment.anatomical.vertebrae import split_vertebrae
 from inference.segment.api import BackendOutput
 from inference.segment.anchors import identify_levels
+from inference.segment.levels import faces_against_air
 
 VERSION = "anatomical-1"
 
@@ -56,15 +58,22 @@ def segment_anatomical(
             warnings=[f"no vertebral column found ({exc})"],
         )
     segments = split_vertebrae(hu, smoothed, column, spacing_zyx)
+    # full-resolution boundaries first: whether a body is cut by the edge of the field of view
+    # (or by air beyond an oblique crop) is read there, before the levels are counted
+    bodies, vertebrae = refine_labels(grid.canonical, working, segments.bodies, segments.vertebrae,
+                                     body_hu=segments.body_hu)
     evidence = measure_evidence(smoothed, segments.bodies, segments.segment_index, segments.discs, column, spacing_zyx)
+    canonical_hu = sitk.GetArrayViewFromImage(grid.canonical)
+    evidence = [replace(e, cut_by_edge=e.cut_by_edge or bool(faces_against_air(bodies, canonical_hu, e.index,
+                                                                                   grid.spacing_zyx)))
+                for e in evidence]
     assignment = identify_levels(evidence, lowest_level=lowest_level)
 
-    lookup = np.zeros(int(segments.vertebrae.max()) + 1, dtype=np.uint8)
+    lookup = np.zeros(max(int(segments.vertebrae.max()), int(segments.bodies.max())) + 1, dtype=np.uint8)
     for segment, name in assignment.names.items():
         if segment < len(lookup):
             lookup[segment] = VERSE_IDS[name]
-    bodies, vertebrae = refine_labels(grid.canonical, working, lookup[segments.bodies], lookup[segments.vertebrae],
-                                     body_hu=segments.body_hu)
+    bodies, vertebrae = lookup[bodies], lookup[vertebrae]
     return BackendOutput(
         vertebrae=grid.to_input(vertebrae),
         bodies=grid.to_input(bodies),

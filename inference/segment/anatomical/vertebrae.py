@@ -512,10 +512,12 @@ def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn,
 
 CAP_NEIGHBOURS_MM = 6.0
 CAP_MARGIN_MM = 2.0
+OUTLINE_SHARE = 0.5
 """A small slice of a body (an endplate cap, too small for an outline of its own), or one whose
 centre line is not dense (a disc level, the rim of a depressed endplate), stays within the
 outline of the full slices of the body up to 6 mm away, widened by 2 mm: the vessels and crura
-that join a cap in front, or lie beside a disc, are left out."""
+that join a cap in front are left out. An off-centre piece with less than half of it inside that
+outline is not body at all (a vessel beside a disc), the rim of a depressed endplate is."""
 
 
 def _within_neighbour_outlines(mask: np.ndarray, off_centre: np.ndarray, spacing_zyx) -> np.ndarray:
@@ -531,7 +533,10 @@ def _within_neighbour_outlines(mask: np.ndarray, off_centre: np.ndarray, spacing
         neighbours = [k for k in range(max(z - reach, 0), min(z + reach, len(mask) - 1) + 1) if full[k]]
         if neighbours:
             outline = ndi.binary_dilation(mask[neighbours].any(axis=0), structure=widen)
-            out[z] &= outline
+            inside = mask[z] & outline
+            # an off-centre piece that lies mostly outside the body's outline is something else
+            keep = not off_centre[z] or inside.sum() >= OUTLINE_SHARE * mask[z].sum()
+            out[z] = inside if keep else False
     return out
 
 
