@@ -38,7 +38,15 @@ started = time.perf_counter()
 result = segment_volume(image)
 seconds = time.perf_counter() - started
 _, traced_peak = tracemalloc.get_traced_memory()
+reference = sitk.Resample(sitk.ReadImage(sys.argv[2]), image, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+truth, labels = sitk.GetArrayFromImage(reference), sitk.GetArrayFromImage(result.vertebrae)
+right = []
+for name, label in (("T12", 19), ("L1", 20), ("L2", 21)):
+    values, counts = np.unique(labels[truth == label], return_counts=True)
+    if counts.size and values[np.argmax(counts)] == label:
+        right.append(name)
 print(json.dumps({
+    "right": right,
     "seconds": round(seconds, 1),
     "tracemalloc_peak_mb": round(traced_peak / 2**20),
     "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -49,12 +57,14 @@ print(json.dumps({
 
 @pytest.mark.bench
 def test_anatomical_backend_on_a_full_size_ct(shared_data: Path, bench_report):
-    ct = shared_data / "real_ct" / "abdomen_3mm" / "ct.nii.gz"
-    completed = subprocess.run([sys.executable, "-c", CHILD, str(ct)], capture_output=True, text=True,
-                               timeout=300, check=True)
+    folder = shared_data / "real_ct" / "abdomen_3mm"
+    completed = subprocess.run([sys.executable, "-c", CHILD, str(folder / "ct.nii.gz"),
+                                str(folder / "reference_vertebrae.nii.gz")],
+                               capture_output=True, text=True, timeout=300, check=True)
     figures = json.loads(completed.stdout.strip().splitlines()[-1])
     bench_report("segment 512x512x300 at 1 mm, anatomical backend, CPU",
                  seconds=figures["seconds"], peak_rss_mb=figures["ru_maxrss_mb"],
                  tracemalloc_peak_mb=figures["tracemalloc_peak_mb"],
                  complete_levels=",".join(figures["complete"]) or "none")
     assert figures["complete"], "the resampled study should still show complete target levels"
+    assert figures["right"] == ["T12", "L1", "L2"], "levels against the resampled reference"

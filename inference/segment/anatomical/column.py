@@ -400,7 +400,7 @@ def _follow(seen: dict[int, _Observation], partly_enclosed: np.ndarray, smoothed
         z, last = start + step, start
         while 0 <= z < n and abs(z - last) <= max_gap:
             if z not in seen:
-                expected = _expected(seen, z, step, sz)
+                expected = _expected(seen, z, step, spacing_zyx)
                 tolerance = (FOLLOW_TOLERANCE_MM + TRACK_SLOPE * abs(z - last) * sz) / min(sy, sx)
                 found = _search(smoothed[z], partly_enclosed[z], expected, tolerance, sy, sx)
                 if found is not None:
@@ -414,16 +414,23 @@ TREND_MM = 30.0
 """The expected canal position continues the trend of the last 30 mm of the track."""
 
 
-def _expected(seen: dict[int, _Observation], z: int, step: int, sz: float) -> tuple[float, float]:
-    """Canal (y, x) expected at slice ``z`` from the slices seen on the far side of ``step``."""
+def _expected(seen: dict[int, _Observation], z: int, step: int, spacing_zyx: tuple[float, float, float]
+              ) -> tuple[float, float]:
+    """Canal (y, x) expected at slice ``z`` from the slices seen on the far side of ``step``: the
+    nearest one moved along the robust trend (median of pairwise slopes) of the last
+    :data:`TREND_MM`, by no more than the track may move (:data:`TRACK_SHIFT_MM`, :data:`TRACK_SLOPE`)."""
+    sz, sy, sx = spacing_zyx
     behind = sorted((k for k in seen if (z - k) * step > 0), key=lambda k: abs(z - k))
-    recent = [k for k in behind if abs(z - k) * sz <= abs(z - behind[0]) * sz + TREND_MM]
-    ys = np.array([seen[k].canal_y for k in recent])
-    xs = np.array([seen[k].x for k in recent])
-    zs = np.array(recent, dtype=float)
-    if len(recent) >= 3 and np.ptp(zs) * sz >= 0.5 * TREND_MM:
-        return float(np.polyval(np.polyfit(zs, ys, 1), z)), float(np.polyval(np.polyfit(zs, xs, 1), z))
-    return float(ys[0]), float(xs[0])
+    nearest = behind[0]
+    recent = [k for k in behind if abs(z - k) * sz <= abs(z - nearest) * sz + TREND_MM]
+    dz = abs(z - nearest) * sz
+    expected = []
+    for value, spacing in ((lambda k: seen[k].canal_y, sy), (lambda k: seen[k].x, sx)):
+        slopes = [(value(b) - value(a)) / (b - a) for i, a in enumerate(recent) for b in recent[i + 1:] if b != a]
+        slope = float(np.median(slopes)) if len(recent) >= 3 and np.ptp(recent) * sz >= 0.5 * TREND_MM else 0.0
+        limit = (TRACK_SHIFT_MM + TRACK_SLOPE * dz) / spacing
+        expected.append(value(nearest) + float(np.clip(slope * (z - nearest), -limit, limit)))
+    return expected[0], expected[1]
 
 
 def _search(slice_hu: np.ndarray, partly_enclosed: np.ndarray, expected: tuple[float, float], tolerance: float,
@@ -446,6 +453,38 @@ def _search(slice_hu: np.ndarray, partly_enclosed: np.ndarray, expected: tuple[f
         found = _observe(slice_hu, y, x, sy, sx)
         if found is not None:
             return found
+    return _from_the_back(slice_hu, expected, tolerance, sy, sx)
+
+
+BACK_SEARCH_MM = 60.0
+"""How far behind the expected canal position the arch (laminae, spinous process or the
+sacrum's median crest) is looked for."""
+
+
+def _from_the_back(slice_hu: np.ndarray, expected: tuple[float, float], tolerance: float, sy: float, sx: float
+                   ) -> _Observation | None:
+    """The column found from behind: the most posterior bone near the expected midline (the
+    spinous process, or the median crest of the sacrum, where the canal is a flat slit that
+    no region of soft tissue shows), then the first run of soft tissue in front of it as the
+    canal. Where the canal turns sharply backwards (the lumbosacral angle) it is still found."""
+    ey, ex = expected
+    half = max(1, int(round(tolerance)))
+    xi = int(round(ex))
+    columns = slice(max(xi - half, 0), min(xi + half + 1, slice_hu.shape[1]))
+    top = min(int(round(ey + BACK_SEARCH_MM / sy)), slice_hu.shape[0] - 1)
+    bone = slice_hu[: top + 1, columns] > BONE_HU
+    rows = np.nonzero(bone.any(axis=1))[0]
+    if rows.size == 0:
+        return None
+    back = int(rows.max())
+    x = float(columns.start + np.median(np.nonzero(bone[back])[0]))
+    profile = _anterior_profile(slice_hu, back, x, sy, sx)
+    for first, last in _runs(profile < CANAL_HU):
+        if first == 0 or not CANAL_MM[0] <= (last - first + 1) * sy <= CANAL_MM[1]:
+            continue
+        found = _observe(slice_hu, back - 0.5 * (first + last), x, sy, sx)
+        if found is not None:
+            return found
     return None
 
 
@@ -459,8 +498,8 @@ def _walk_to_body(slice_hu: np.ndarray, canal_y: float, x: float, sy: float, sx:
     start = 0
     while start < len(profile) and profile[start] <= CANAL_HU:
         start += 1
-    if start >= len(profile) or start * sy > FRONT_SEARCH_MM:
-        return None
+    if start == 0 or start >= len(profile) or start * sy > FRONT_SEARCH_MM:
+        return None  # not in soft tissue, or no wall in front
     last = start
     while last + 1 < len(profile) and profile[last + 1] > MARROW_HU:
         last += 1
