@@ -7,7 +7,10 @@ posterior heights are its extent along the local spine axis at 10 %, 50 % and
 of the neighbouring bodies (the body's own smallest principal axis when it
 has no neighbour), tilted in the sagittal plane to the body's own endplates
 (:func:`align_to_endplates`), so a kyphotic or lordotic spine is measured
-along itself, not along the scanner's z axis.
+along itself, not along the scanner's z axis. An intact body that would no
+longer read intact along its own axis keeps the neighbours' axis: on a noisy
+mask or a coarse grid (a 3 mm sagittal crop) the principal axes can turn the
+wrong way, and a wrong axis clips the corners of the body.
 
 Each height is read on lines parallel to the axis through the linearly
 interpolated body mask (edge at 0.5), as a reformat would, so it is not
@@ -40,6 +43,9 @@ MID_SAGITTAL_HALF_WIDTH_MM = 5.0
 """Half width of the slab whose voxels give the body's antero-posterior extent."""
 MAX_TILT_DEG = 15.0
 """Largest correction of the neighbour-centroid axis towards the body's own orientation."""
+ALIGNED_MIN_SHARE = 0.9
+"""Along its own axis an intact body reads within 10 % of its heights along the neighbours' axis
+(the axes differ by a few degrees); shorter, the own axis clips its corners and is not used."""
 INTACT_RATIO = 0.8
 """A neighbour whose anterior and middle heights are at least this of its posterior one is intact."""
 
@@ -166,6 +172,10 @@ def measure_heights(bodies: Mapping[int, BodyGeometry]) -> dict[int, tuple[Heigh
     first = {vid: h for vid, body in bodies.items() if (h := raw_heights(body, chord[vid])) is not None}
     looks_intact = {vid for vid, h in first.items() if _intact(h)}
     own = {vid: align_to_endplates(bodies[vid].points - bodies[vid].centroid, chord[vid]) for vid in looks_intact}
+    for vid in looks_intact:  # an intact body still reads intact, and as tall, along its own axis
+        aligned = raw_heights(bodies[vid], own[vid] / np.linalg.norm(own[vid]))
+        if aligned is None or not _intact(aligned) or min(aligned.values()) < ALIGNED_MIN_SHARE * min(first[vid].values()):
+            own[vid] = chord[vid]
     raw: dict[int, dict[str, float]] = {}
     for vid in first:
         neighbour_axes = [own[n] for n in (vid - 1, vid + 1) if n in own]

@@ -5,7 +5,8 @@
   called sacrum or L3-L5, T11-T12 lie in the enhanced thorax, and the answer on the
   lower edge states its uncertainty.
 - verse012_spine_crop: a VerSe spine crop (T10-L3 expert mask) without ribs or sacrum;
-  with the lowest whole vertebra given, the levels agree with the expert mask.
+  with the lowest whole vertebra given, the levels agree with the expert mask and the
+  fractured L1 is graded.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 import SimpleITK as sitk
 
 from inference.levels import VERSE_IDS
+from inference.measure import measure_study
 from inference.segment import segment_volume
 from inference.segment.validate import compare_levels
 from inference.volume import load_volume
@@ -57,6 +59,11 @@ def test_verse_crop_with_the_lowest_level_given_matches_the_expert_mask(shared_d
                  **{f"{level} vertebra Dice": rows[level].vertebra_dice for level in ("T11", "T12", "L1", "L2")})
     for level in ("T11", "T12", "L1", "L2"):
         assert rows[level].vertebra_dice >= 0.7, level
+    # the crop's known fracture: the L1 body is measured and graded
+    study = measure_study(image, result, None)
+    bench_report("verse012 L1", genant_grade=study.levels["L1"].genant_grade,
+                 wedge_ratio=round(study.levels["L1"].heights.wedge_ratio, 2))
+    assert study.levels["L1"].complete and study.levels["L1"].genant_grade >= 1
 
 
 def test_a_given_level_that_contradicts_the_ribs_is_flagged(tcia, shared_data: Path) -> None:
