@@ -378,7 +378,7 @@ def split_vertebrae(
     segment_index = _segment_index(smoothed.shape, discs, spacing_zyx)
     body_hu = body_threshold(smoothed, axis, core, discs)
     threshold = np.where(_between_endplates(smoothed.shape, discs, rim, axis, spacing_zyx), body_hu, BODY_HU)
-    body_mask = _body_mask(smoothed, threshold.astype(np.float32), column, spacing_zyx)
+    body_mask = _body_mask(smoothed, threshold.astype(np.float32), column, spacing_zyx, discs)
     bodies = np.where(body_mask, segment_index, 0)
     bodies = _repair_dim_slices(bodies, smoothed, column, discs, spacing_zyx)
     bodies = trim_blurred_outer_layer(bodies, hu)
@@ -452,7 +452,8 @@ def _segment_index(shape: tuple[int, ...], discs: list[DiscPlane], spacing_zyx) 
     return index
 
 
-def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn, spacing_zyx) -> np.ndarray:
+def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn, spacing_zyx,
+               discs: list[DiscPlane]) -> np.ndarray:
     """Vertebral bodies and discs region in front of the canal (bodies only where denser than ``threshold``).
 
     In each slice the dense component at the body centre line is body (the
@@ -507,26 +508,33 @@ def _body_mask(smoothed: np.ndarray, threshold: np.ndarray, column: SpineColumn,
         total = np.bincount(components.ravel())
         within = np.nonzero(inside[1:] >= WITHIN_ADJACENT_BODY * total[1:])[0] + 1
         mask[z] |= np.isin(components, within)
-    return _within_neighbour_outlines(mask, off_centre, spacing_zyx)
+    near_disc = np.array([_distance_to_disc(z, column, discs, spacing_zyx) < CAP_DISC_MM for z in range(len(mask))])
+    return _within_neighbour_outlines(mask, off_centre | near_disc, off_centre, spacing_zyx)
 
 
-CAP_NEIGHBOURS_MM = 6.0
+CAP_NEIGHBOURS_MM = 10.0
 CAP_MARGIN_MM = 2.0
+CAP_DISC_MM = 6.0
+OVERSIZED = 1.25
 OUTLINE_SHARE = 0.5
-"""A small slice of a body (an endplate cap, too small for an outline of its own), or one whose
-centre line is not dense (a disc level, the rim of a depressed endplate), stays within the
-outline of the full slices of the body up to 6 mm away, widened by 2 mm: the vessels and crura
-that join a cap in front are left out. An off-centre piece with less than half of it inside that
+"""A small slice of a body, one within 6 mm of a disc plane (an endplate cap: the vessels and
+crura that lie against the disc join it, and it is no ellipse to trim them by), or one whose
+centre line is not dense (a disc level, the rim of a depressed endplate), or one a quarter
+larger than the slices within 20 mm (a vessel the trimming missed), stays within the outline
+of the full mid-body slices up to 10 mm away, widened by 2 mm. An off-centre piece with less than half of it inside that
 outline is not body at all (a vessel beside a disc), the rim of a depressed endplate is."""
 
 
-def _within_neighbour_outlines(mask: np.ndarray, off_centre: np.ndarray, spacing_zyx) -> np.ndarray:
-    """Small or off-centre body slices cut to the outline of the full centred ones next to them
-    (see :data:`CAP_NEIGHBOURS_MM`)."""
+def _within_neighbour_outlines(mask: np.ndarray, cap: np.ndarray, off_centre: np.ndarray, spacing_zyx) -> np.ndarray:
+    """Small, off-centre and endplate (``cap``) body slices cut to the outline of the full mid-body
+    slices next to them (see :data:`CAP_NEIGHBOURS_MM`)."""
     sz, sy, sx = spacing_zyx
     areas = mask.sum(axis=(1, 2)) * sy * sx
-    full = (areas >= MIN_OUTLINE_MM2) & ~off_centre
     reach = max(1, int(round(CAP_NEIGHBOURS_MM / sz)))
+    # a slice much larger than the slices around it carries something that is not body
+    local = np.array([np.median(nonzero) if (nonzero := areas[max(z - 2 * reach, 0): z + 2 * reach + 1][
+        areas[max(z - 2 * reach, 0): z + 2 * reach + 1] > 0]).size else 0.0 for z in range(len(areas))])
+    full = (areas >= MIN_OUTLINE_MM2) & ~cap & (areas <= OVERSIZED * local)
     widen = _disk(CAP_MARGIN_MM, sy, sx)
     out = mask.copy()
     for z in np.nonzero((areas > 0) & ~full)[0]:
@@ -604,13 +612,17 @@ OUTLINE_SEMI_AXES_MM = (8.0, 35.0)
 
 VESSEL_HU = 300.0
 VESSEL_HALF_WIDTH_MM = 3.0
+VESSEL_SEAM_MM = 4.0
 """Tissue denser than 300 HU over a disk of 3 mm radius is contrast-filled blood (an arterial
 aorta), not bone: cortex is thinner and cancellous bone fainter (sclerotic lesions inside the
-body are not touched: only what lies off the body's outline is taken away)."""
+body are not touched: only what lies off the body's outline is taken away). The 4 mm around it
+go with it: the blurred seam between such a vessel and the body is as dense as bone."""
 
 
 def _bright_and_thick(slice_hu: np.ndarray, sy: float, sx: float) -> np.ndarray:
-    return ndi.binary_opening(slice_hu > VESSEL_HU, structure=_disk(VESSEL_HALF_WIDTH_MM, sy, sx))
+    """Contrast-filled blood (see :data:`VESSEL_HU`) with the partial-volume seam around it."""
+    blood = ndi.binary_opening(slice_hu > VESSEL_HU, structure=_disk(VESSEL_HALF_WIDTH_MM, sy, sx))
+    return ndi.binary_dilation(blood, structure=_disk(VESSEL_SEAM_MM, sy, sx)) if blood.any() else blood
 
 
 def _trim_to_outline(mask: np.ndarray, outline: np.ndarray, sy: float, sx: float,
