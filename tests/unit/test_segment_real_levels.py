@@ -72,3 +72,16 @@ def test_a_given_level_that_contradicts_the_ribs_is_flagged(tcia, shared_data: P
     assert any(not a.agrees and a.kind == "lowest_rib" for a in result.anchors)
     labels = sitk.GetArrayFromImage(result.vertebrae)
     assert VERSE_IDS["L3"] in np.unique(labels)  # the user's word is kept, and flagged
+
+
+def test_small_lumbar_crop_with_the_lowest_whole_level_given(shared_data: Path) -> None:
+    """A 110 x 70 x 110 mm crop (non-axial orientation) with L2 and L4 cut by its edges: the only
+    whole vertebra is named as given, and the partial ones around it follow."""
+    folder = shared_data / "real_ct" / "lumbar_crop_1p5mm"
+    image = load_volume(folder / "sub-ct_label-22_ct.nii.gz")
+    result = segment_volume(image, lowest_level="L3")
+    reference = sitk.ReadImage(str(folder / "sub-ct_seg-vert_label-22_msk.nii.gz"), sitk.sitkUInt8)
+    reference.CopyInformation(image)
+    rows = {row.level: row for row in compare_levels(result, reference)}
+    assert rows["L3"].right and rows["L3"].reference_complete
+    assert result.levels["L3"].complete and not result.levels["L2"].complete

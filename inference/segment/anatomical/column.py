@@ -361,7 +361,10 @@ def _observe(slice_hu: np.ndarray, canal_y: float, x: float, sy: float, sx: floa
     dense = np.nonzero(behind > CANAL_HU)[0]
     if behind[0] <= CANAL_HU and dense.size:
         back_y = int(round(canal_y)) + int(dense[0]) - 0.5
-        if CANAL_MM[0] <= (back_y - front_y) * sy <= CANAL_MM[1]:
+        depth_mm = (back_y - front_y) * sy
+        if depth_mm < CANAL_MM[0]:
+            return None  # a dark spot inside a body (a vein, fatty marrow), not the canal
+        if depth_mm <= CANAL_MM[1]:
             canal_y = 0.5 * (front_y + back_y)
     return _Observation(canal_y, _canal_middle_x(slice_hu, canal_y, x, sx), body_y, front_y)
 
@@ -403,11 +406,21 @@ def _follow(seen: dict[int, _Observation], partly_enclosed: np.ndarray, smoothed
                 expected = _expected(seen, z, step, spacing_zyx)
                 tolerance = (FOLLOW_TOLERANCE_MM + TRACK_SLOPE * abs(z - last) * sz) / min(sy, sx)
                 found = _search(smoothed[z], partly_enclosed[z], expected, tolerance, sy, sx)
-                if found is not None:
+                if found is not None and _continues(seen[last], found, abs(z - last) * sz, sy, sx):
                     seen[z] = found
             if z in seen:
                 last = z
             z += step
+
+
+def _continues(before: _Observation, after: _Observation, dz_mm: float, sy: float, sx: float) -> bool:
+    """The vertebral bodies moved no more than the column may between two slices dz_mm apart.
+
+    The bodies, not the canal: the sacral canal turns backwards under L5 more steeply than
+    the track of the canal is allowed to, and its centre is where a flat slit is; the bodies
+    form one continuous column."""
+    shift = np.hypot((after.body_y - before.body_y) * sy, (after.x - before.x) * sx)
+    return bool(shift <= TRACK_SHIFT_MM + TRACK_SLOPE * dz_mm)
 
 
 TREND_MM = 30.0
