@@ -84,4 +84,5 @@ def test_small_lumbar_crop_with_the_lowest_whole_level_given(shared_data: Path) 
     reference.CopyInformation(image)
     rows = {row.level: row for row in compare_levels(result, reference)}
     assert rows["L3"].right and rows["L3"].reference_complete
-    assert result.levels["L3"].complete and not result.levels["L2"].complete
+    assert rows["L2"].right and rows["L4"].right
+    assert not result.levels["L2"].complete and not result.levels["L4"].complete
