@@ -59,6 +59,7 @@ def encode_results(
     *,
     series_number_base: int = 900,
     ct: sitk.Image | None = None,
+    predecessor: Dataset | None = None,
 ) -> ResultObjects:
     """Encode SEG, TID 1500 SR and visual report of one study.
 
@@ -72,12 +73,15 @@ def encode_results(
         ct: the CT volume (HU) on the segmentation grid, for the visual
             report's reformat; needed only when ``source_images`` were read
             without pixel data.
+        predecessor: the SR of this study sent earlier that these results
+            correct (e.g. after a person corrected the level labels).
 
     Raises:
         EncodeError: inputs inconsistent with each other or the source images.
     """
     seg = encode_seg(source_images, segmentation, algorithm, series_number=series_number_base)
-    sr = encode_sr(source_images, seg, measurements, algorithm, series_number=series_number_base + 1)
+    sr = encode_sr(source_images, seg, measurements, algorithm, series_number=series_number_base + 1,
+                   levels_confirmed_by=segmentation.confirmed_by, predecessor=predecessor)
     report = encode_visual_report(source_images, segmentation, measurements, algorithm,
                                   series_number=series_number_base + 2, ct=ct)
     return ResultObjects(seg=seg, sr=sr, report=report)

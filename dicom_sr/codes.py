@@ -13,7 +13,8 @@ Standard codes first, private codes only where the standard has none:
 - The private scheme ``99SCPNODE`` for everything DICOM PS3.16 does not define:
   the cortical-shell / cancellous-core compartments, vertebral body heights and
   Genant ratios/grade, estimated vBMD, radscores, fracture-risk outputs,
-  screening categories and the model calibration status.
+  screening categories, the model calibration status and how the vertebral
+  levels were identified (automatically, needing review, confirmed by a person).
 
 Why the compartments are private codes: neither CID 7150/7151 nor the SNOMED CT
 concepts that DICOM PS3.16 lists contain "cortical bone" or "cancellous
@@ -87,6 +88,7 @@ STANDARD_DEVIATION = codes.SCT.StandardDeviation  # SCT 386136009
 VOLUME = codes.SCT.Volume  # SCT 118565006
 IMAGING_PROCEDURE = codes.SCT.ImagingProcedure  # SCT 363679005
 DEVICE_OBSERVER = codes.DCM.Device  # DCM 121007, CID 270 Observer Type
+PERSON_OBSERVER = codes.DCM.Person  # DCM 121006, CID 270 Observer Type
 
 # -- private measurement concepts -----------------------------------------
 VBMD = _private("M001", "Estimated volumetric bone mineral density")
@@ -143,6 +145,14 @@ VBMD_CATEGORIES: dict[str, Code] = {
     "low": _private("V013", "Low vBMD (80 to 120 mg/cm3)"),
     "osteoporosis": _private("V014", "Osteoporosis range vBMD (below 80 mg/cm3)"),
 }
+
+LEVEL_IDENTIFICATION = _private("Q006", "Vertebral level identification")
+LEVEL_IDENTIFICATION_VALUES: dict[str, Code] = {
+    "automatic": _private("V015", "Levels identified automatically from agreeing anatomical anchors"),
+    "needs_review": _private("V016", "Level identification needs review by a person"),
+    "confirmed": _private("V017", "Levels confirmed by a person"),
+}
+"""``inference.results.LevelIdentification`` value -> code."""
 
 # -- UCUM units ------------------------------------------------------------
 HU = _ucum("[hnsf'U]", "Hounsfield unit")

@@ -23,13 +23,14 @@ from matplotlib.figure import Figure
 from pydicom.dataset import Dataset
 
 from dicom_sr.algorithm import AlgorithmInfo
+from dicom_sr.descriptions import series_description
 from dicom_sr.errors import EncodeError
 from dicom_sr.grid import SliceMap, map_slices
 from dicom_sr.segments import plan_segments
 from inference.levels import TARGET_LEVELS, verse_id
-from inference.results import SegmentationResult, StudyMeasurements
+from inference.results import LevelIdentification, SegmentationResult, StudyMeasurements
 
-REPORT_SERIES_DESCRIPTION = "Osteoporosis screening visual report"
+REPORT_SERIES_KIND = "Osteoporosis screening report"
 
 BONE_WINDOW = (300.0, 1500.0)
 """(centre, width) in HU for the reformat."""
@@ -110,7 +111,8 @@ def encode_visual_report(
         transfer_syntax_uid="1.2.840.10008.1.2.1",
     )
     calibrated = measurements.score is not None and measurements.score.calibrated
-    report.SeriesDescription = REPORT_SERIES_DESCRIPTION + ("" if calibrated else " (research use)")
+    report.SeriesDescription = series_description(REPORT_SERIES_KIND, segmentation.level_identification,
+                                                  research_use=not calibrated)
     report.BurnedInAnnotation = "NO"  # the burned-in text holds no patient identity
     report.Laterality = ""  # General Series Type 2C: the spine is not a paired structure
     report.ManufacturerModelName = algorithm.name
@@ -192,6 +194,16 @@ def _fmt(value: float | int | None, pattern: str = "{:.0f}") -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def _level_identification_text(segmentation: SegmentationResult) -> str:
+    identification = segmentation.level_identification
+    if identification is LevelIdentification.CONFIRMED:
+        return f"confirmed by {segmentation.confirmed_by}"
+    if identification is LevelIdentification.NEEDS_REVIEW:
+        return "NEED REVIEW (anchors conflict or few)"
+    anchors = sorted({kind for level in segmentation.levels.values() for kind in level.anchors})
+    return "identified automatically" + (f" ({', '.join(anchors)})" if anchors else "")
+
+
 def _write_text(figure: Figure, measurements: StudyMeasurements, algorithm: AlgorithmInfo,
                 segmentation: SegmentationResult) -> None:
     score = measurements.score
@@ -237,9 +249,11 @@ def _write_text(figure: Figure, measurements: StudyMeasurements, algorithm: Algo
     else:
         lines.append("Fracture risk    not computed (no radscore model)")
     lines.append(f"Segmentation     {algorithm.name} {algorithm.version}, model {algorithm.model_id}")
-    if segmentation.needs_review:
-        lines.append("Level labelling needs review")
-    figure.text(0.43, 0.86, "\n".join(lines), color="white", fontsize=11.5, family="monospace", va="top",
+    lines.append(f"Levels           {_level_identification_text(segmentation)}")
+    if segmentation.level_identification is LevelIdentification.NEEDS_REVIEW:
+        figure.text(0.43, 0.875, "LEVELS UNCONFIRMED - a person must check the vertebral labels", color="#ffb347",
+                    fontsize=12, fontweight="bold")
+    figure.text(0.43, 0.84, "\n".join(lines), color="white", fontsize=11.5, family="monospace", va="top",
                 linespacing=1.45)
     figure.text(0.43, 0.03, "Overlay: cortical shell (darker) and cancellous core (lighter) per level; "
                 "see the DICOM SEG and SR of this study.", color="#bbbbbb", fontsize=9)

@@ -16,13 +16,14 @@ from pydicom.dataset import Dataset
 
 from dicom_sr import codes
 from dicom_sr.algorithm import AlgorithmInfo
+from dicom_sr.descriptions import series_description
 from dicom_sr.errors import EncodeError
 from dicom_sr.grid import map_slices
 from dicom_sr.segments import SegmentSpec, identify_segment, plan_segments
 from inference.levels import TARGET_LEVELS, Compartment
 from inference.results import SegmentationResult
 
-SEG_SERIES_DESCRIPTION = "Vertebral compartments T11-L2 (SEG, research use)"
+SEG_SERIES_KIND = "T11-L2 compartments SEG"
 
 _KEY_STRIDE = 3
 """Voxel key = body label * 3 + compartment value (compartment values are 0, 1, 2)."""
@@ -91,7 +92,8 @@ def encode_seg(
         content_description="Cortical shell and cancellous core of vertebral bodies T11-L2",
         omit_empty_frames=True,
     )
-    seg.SeriesDescription = SEG_SERIES_DESCRIPTION
+    seg.SeriesDescription = series_description(SEG_SERIES_KIND, segmentation.level_identification,
+                                               research_use=True)
     codes.add_coding_scheme_identification(seg)
     return seg
 

@@ -11,11 +11,16 @@ Content (PS3.16 TID 1500):
   (mm), Genant ratios, Genant grade, completeness;
 - one TID 1501 group with the study-level results: study radscores, fracture
   risk probability and category, L1 attenuation and category, mean vBMD and
-  category, highest Genant grade, and the model's calibration status, with
-  the model id/version as TID 4019 algorithm identification.
+  category, highest Genant grade, the model's calibration status and how
+  the levels were identified, with the model id/version as TID 4019
+  algorithm identification.
 
-An incomplete level and an uncalibrated model are stated as coded
-qualitative evaluations (:mod:`dicom_sr.codes`), never left out silently.
+An incomplete level, an uncalibrated model and level labels that need review
+are stated as coded qualitative evaluations (:mod:`dicom_sr.codes`), never left
+out silently. Labels a person confirmed name that person as a second observer
+(TID 1003 Person Observer Identifying Attributes) next to the device. A report
+that corrects one already sent names it in the Predecessor Documents Sequence
+(PS3.3 C.17.2.3).
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ from pydicom.sr.coding import Code
 
 from dicom_sr import codes
 from dicom_sr.algorithm import AlgorithmInfo
+from dicom_sr.descriptions import series_description
 from dicom_sr.errors import EncodeError
 from dicom_sr.seg import segment_numbers, segment_source_instances
 from dicom_sr.segments import SegmentSpec
 from inference.levels import TARGET_LEVELS, Compartment
 from inference.results import CompartmentStats, LevelMeasurement, StudyMeasurements, StudyScore
 
-SR_SERIES_DESCRIPTION = "Osteoporosis screening measurements (TID 1500 SR, research use)"
+SR_SERIES_KIND = "Osteoporosis screening SR"
 
 STUDY_TRACKING_ID = "Study-level osteoporosis screening results"
 
@@ -48,6 +54,8 @@ def encode_sr(
     *,
     series_number: int = 901,
     instance_number: int = 1,
+    levels_confirmed_by: str = "",
+    predecessor: Dataset | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """Encode the measurements of a study as a TID 1500 Measurement Report.
 
@@ -57,6 +65,9 @@ def encode_sr(
             measurements; its segments are referenced by the ROI groups.
         measurements: per-level measurements and the study score.
         algorithm: the segmentation/measurement algorithm (observer device).
+        levels_confirmed_by: the person who confirmed the level labels, if one did.
+        predecessor: the earlier report of this study that this one replaces
+            (it must have been sent: a receiver resolves the reference).
 
     Raises:
         EncodeError: a measured compartment has no SEG segment, a value is
@@ -92,8 +103,19 @@ def encode_sr(
         groups.append(_level_group(level, algorithm))
     groups.append(_study_group(measurements, model))
 
+    person = None
+    if levels_confirmed_by:
+        person = hd.sr.ObserverContext(
+            observer_type=hd.sr.CodedConcept.from_code(codes.PERSON_OBSERVER),
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+                # The node knows its users by login name only: that name as the family
+                # name, the caret saying that a one-component name is meant (PS3.5 6.2.1.2).
+                name=f"{levels_confirmed_by}^",
+                login_name=levels_confirmed_by),
+        )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(
+            observer_person_context=person,
             observer_device_context=hd.sr.ObserverContext(
                 observer_type=hd.sr.CodedConcept.from_code(codes.DEVICE_OBSERVER),
                 observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -118,8 +140,10 @@ def encode_sr(
         instance_number=instance_number,
         manufacturer=algorithm.manufacturer,
         is_complete=True,
+        previous_versions=[predecessor] if predecessor is not None else None,
     )
-    sr.SeriesDescription = SR_SERIES_DESCRIPTION
+    sr.SeriesDescription = series_description(SR_SERIES_KIND, measurements.level_identification,
+                                              research_use=True)
     sr.ManufacturerModelName = algorithm.name
     sr.SoftwareVersions = algorithm.software_version
     codes.add_coding_scheme_identification(sr)
@@ -226,6 +250,8 @@ def _study_group(
     if measurements.vbmd_category is not None:
         evaluations.append(hd.sr.QualitativeEvaluation(codes.VBMD_CATEGORY, _category(
             codes.VBMD_CATEGORIES, measurements.vbmd_category, "vBMD category")))
+    evaluations.append(hd.sr.QualitativeEvaluation(codes.LEVEL_IDENTIFICATION, _category(
+        codes.LEVEL_IDENTIFICATION_VALUES, measurements.level_identification.value, "level identification")))
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=STUDY_TRACKING_ID),
         algorithm_id=model,

@@ -12,9 +12,26 @@ Units: lengths in mm, volumes in mL (cm3), attenuation in HU, vBMD in mg/cm3.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import SimpleITK as sitk
+
+
+class LevelIdentification(StrEnum):
+    """How sure the level labels are, as the SR, the report, the SEG and the worklist say it."""
+
+    AUTOMATIC = "automatic"
+    """Labelled by the backend from agreeing anatomical evidence."""
+    NEEDS_REVIEW = "needs_review"
+    """The evidence conflicts or is thin: a person should confirm or correct the labels."""
+    CONFIRMED = "confirmed"
+    """A person confirmed or corrected the labels."""
+
+    @property
+    def label(self) -> str:
+        return {"automatic": "automatic", "needs_review": "needs review",
+                "confirmed": "confirmed by a person"}[self.value]
 
 
 @dataclass(frozen=True)
@@ -22,7 +39,8 @@ class LevelAnchor:
     """An anatomical landmark in view that names one vertebra; the others are counted from it."""
 
     kind: str
-    """``"first_rib"`` (T1), ``"lowest_rib"`` (T12), ``"sacrum"`` (S) or ``"given"`` (stated by the user)."""
+    """``"first_rib"`` (T1), ``"lowest_rib"`` (T12), ``"sacrum"`` (S), ``"given"`` (stated by the user
+    before segmentation) or ``"person"`` (a reviewer confirmed or corrected the labels)."""
     level: str
     """The level the landmark names."""
     agrees: bool = True
@@ -79,6 +97,14 @@ class SegmentationResult:
     anchors: list[LevelAnchor] = field(default_factory=list)
     """Every anatomical anchor the backend saw, agreeing or not (empty for backends that label
     from image context alone)."""
+    confirmed_by: str = ""
+    """The person who confirmed or corrected the level labels (empty: nobody)."""
+
+    @property
+    def level_identification(self) -> LevelIdentification:
+        if self.confirmed_by:
+            return LevelIdentification.CONFIRMED
+        return LevelIdentification.NEEDS_REVIEW if self.needs_review else LevelIdentification.AUTOMATIC
 
     def complete_levels(self, wanted: tuple[str, ...]) -> list[str]:
         """Names of ``wanted`` levels that were found and are completely in view."""
@@ -106,6 +132,8 @@ class SegmentationResult:
             "warnings": list(self.warnings),
             "levels_not_in_view": list(self.levels_not_in_view),
             "anchors": [anchor.to_json() for anchor in self.anchors],
+            "level_identification": self.level_identification.value,
+            **({"confirmed_by": self.confirmed_by} if self.confirmed_by else {}),
         }
 
 
@@ -216,8 +244,13 @@ class StudyMeasurements:
     calibration: dict[str, float] = field(default_factory=dict)
     """Internal (phantomless) calibration references, e.g. air/fat/muscle HU, slope, intercept."""
     score: StudyScore | None = None
+    level_identification: LevelIdentification = LevelIdentification.AUTOMATIC
+    """Whether the level labels these numbers belong to are automatic, need review, or were
+    confirmed by a person (from the segmentation)."""
     remarks: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (``measurements.json``)."""
-        return asdict(self)
+        document = asdict(self)
+        document["level_identification"] = self.level_identification.value
+        return document

@@ -164,6 +164,9 @@ class PipelineSettings(_Section):
     model_dir: Path | None = None
     """Folder of radscore model files; None: the models shipped with the node."""
     model_id: str = "che2025-published"
+    uncertain_levels: Literal["hold", "send"] = "hold"
+    """A study whose level labels need review: "hold" its results until a person confirms the
+    labels (nothing goes to the PACS before), or "send" them at once, marked unconfirmed."""
 
 
 class WorklistSettings(_Section):

@@ -3,8 +3,15 @@
 States (mercure-style, explicit and persistent)::
 
     queued -> running -> done
+                      -> held           (level labels need a person; nothing was sent)
                       -> out_of_scope   (T11-L2 not completely in view, with the reason)
                       -> failed         (stage and error recorded; retry puts it back to queued)
+    held | done -> queued               (a person confirmed or corrected the level labels)
+
+A person's confirmation (:meth:`JobQueue.confirm_levels`) records who it was and
+by how many levels every label moves from the backend's labels, and raises the
+job's ``revision``: revision 0 is the automatic result, each confirmation
+makes the next revision from the stored segmentation.
 
 A job row records when each state was entered and how long each pipeline
 stage took (``stage_seconds``, JSON). A job that was ``running`` when the node
@@ -23,15 +30,23 @@ import json
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
 from scpnode.db import migrate
 
-QUEUED, RUNNING, DONE, OUT_OF_SCOPE, FAILED = "queued", "running", "done", "out_of_scope", "failed"
-STATES = (QUEUED, RUNNING, DONE, OUT_OF_SCOPE, FAILED)
-FINAL_STATES = (DONE, OUT_OF_SCOPE, FAILED)
+QUEUED, RUNNING, DONE, HELD, OUT_OF_SCOPE, FAILED = "queued", "running", "done", "held", "out_of_scope", "failed"
+STATES = (QUEUED, RUNNING, DONE, HELD, OUT_OF_SCOPE, FAILED)
+FINAL_STATES = (DONE, HELD, OUT_OF_SCOPE, FAILED)
+CONFIRMABLE_STATES = (HELD, DONE)
+"""States in which a person may confirm or correct a job's level labels."""
+
+
+def revision_dir(job_dir: Path, revision: int) -> Path:
+    """Where one revision of a job writes its results: the job folder, then ``revision-<n>`` in it."""
+    return job_dir if revision == 0 else job_dir / f"revision-{revision}"
 
 
 def utc_now() -> str:
@@ -58,6 +73,17 @@ class Job:
     started_at: str | None = None
     finished_at: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    revision: int = 0
+    """0: the backend's labels; n > 0: the n-th confirmation by a person."""
+    level_shift: int = 0
+    """Levels every label moves caudally from the backend's labels (negative: cranially)."""
+    confirmed_by: str = ""
+    """Who confirmed the labels of the current revision (empty for revision 0)."""
+
+    @property
+    def output_dir(self) -> Path:
+        """Where the current revision's results are (valid once the job has run)."""
+        return revision_dir(Path(self.result_dir), self.revision)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Job":
@@ -152,6 +178,34 @@ class JobQueue:
                             [QUEUED, job_id, FAILED])
         return self.get(job_id)
 
+    def confirm_levels(self, job_id: int, level_shift: int, user: str) -> Job:
+        """Queue the next revision of a held or done job, with labels confirmed by ``user``.
+
+        ``level_shift`` counts from the backend's labels, not from the current revision.
+
+        Raises:
+            KeyError: no such job.
+            ValueError: the job is not held or done (it may be running now), or no user is named.
+        """
+        if not user.strip():
+            raise ValueError("a confirmation needs the name of the person who gave it")
+        self.get(job_id)  # KeyError for an unknown job
+        with self._lock, self.db.conn:
+            cursor = self.db.execute(
+                "update jobs set state = ?, revision = revision + 1, level_shift = ?, confirmed_by = ?, "
+                f"error = '', reason = '' where id = ? and state in ({', '.join('?' * len(CONFIRMABLE_STATES))})",
+                [QUEUED, level_shift, user.strip(), job_id, *CONFIRMABLE_STATES],
+            )
+        if cursor.rowcount == 0:
+            raise ValueError(f"job {job_id} is {self.get(job_id).state}; only a held or done job's levels "
+                             "can be confirmed")
+        return self.get(job_id)
+
+    def latest_for_series(self, series_uid: str) -> Job | None:
+        """The newest job of a series, or None."""
+        found = self._query("select * from jobs where series_uid = ? order by id desc limit 1", [series_uid])
+        return found[0] if found else None
+
     def recover_interrupted(self) -> list[int]:
         """On start: jobs left running by a dead node go back to the queue."""
         with self._lock, self.db.conn:
@@ -193,6 +247,10 @@ MIGRATIONS = ["""
     );
     CREATE INDEX IF NOT EXISTS idx_jobs_state ON jobs (state);
     CREATE INDEX IF NOT EXISTS idx_jobs_series_content ON jobs (series_uid, content_signature);
+""", """
+    ALTER TABLE jobs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN level_shift INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN confirmed_by TEXT NOT NULL DEFAULT '';
 """]
 """Schema steps of the ``jobs`` table (:func:`scpnode.db.migrate`); append, never edit."""
 

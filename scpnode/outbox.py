@@ -156,6 +156,12 @@ def items(db: sqlite_utils.Database, state: OutboxState | None = None) -> list[O
     return [_item(row) for row in rows]
 
 
+def instance_items(db: sqlite_utils.Database, sop_instance_uid: str) -> list[OutboxItem]:
+    """The items of one SOP instance (one per destination it was queued for), oldest first."""
+    rows = db.query("SELECT * FROM outbox WHERE sop_instance_uid = ? ORDER BY id", [sop_instance_uid])
+    return [_item(row) for row in rows]
+
+
 def mark_sent(db: sqlite_utils.Database, item_id: int, now: float | None = None) -> None:
     with transaction(db):
         db.execute("UPDATE outbox SET state = ?, sent_at = ?, attempts = attempts + 1, last_error = NULL"

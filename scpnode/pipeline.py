@@ -4,6 +4,12 @@ Stages, each timed into the job row (``stage_seconds``)::
 
     load -> segment -> coverage -> measure -> encode -> outbox -> worklist
 
+A study whose level labels need review skips ``outbox`` and its job ends
+``held`` (``[pipeline] uncertain_levels = "hold"``); once a person confirms or
+corrects the labels (:mod:`scpnode.level_review`), the job's next revision runs
+the same stages on the stored segmentation and sends the results, the SR
+naming any SR of the study sent before as its predecessor.
+
 ``coverage`` is the anatomical decision that the selection rules leave open:
 a series whose T11, T12, L1 and L2 are not all completely in view is
 ``out_of_scope`` with the reason, and the series is marked so in the index.
@@ -34,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import SimpleITK as sitk
+import sqlite_utils
 from PIL import Image
 from pydicom.dataset import Dataset
 
@@ -41,15 +48,18 @@ from dicom_sr import AlgorithmInfo, encode_results
 from inference.levels import TARGET_LEVELS
 from inference.measure import measure_study
 from inference.models import load_model
-from inference.results import SegmentationResult, StudyMeasurements
+from inference.results import LevelIdentification, SegmentationResult, StudyMeasurements
 from inference.segment import segment_volume
-from inference.segment.io import write_segmentation
+from inference.segment.anchors import SPINE_SEQUENCE
+from inference.segment.io import read_segmentation, write_segmentation
+from inference.segment.relabel import confirm_levels
 from inference.volume import load_volume
 from scpnode import __version__, index, outbox, worklist
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases, open_database
 from scpnode.index import SeriesRef
-from scpnode.jobs import DONE, FAILED, OUT_OF_SCOPE, JobQueue
+from scpnode.level_review import MAX_LEVEL_SHIFT, LevelViewFile
+from scpnode.jobs import DONE, FAILED, HELD, OUT_OF_SCOPE, Job, JobQueue, revision_dir
 from scpnode.logs import configure_logging, log_event, uid_ref
 from scpnode.runner import JobRunner
 
@@ -143,12 +153,18 @@ def run_job(job_id: int) -> None:
 def process_job(settings: Settings, job_id: int) -> JobOutcome:
     """Run the pipeline for one claimed (running) job and record its final state.
 
+    Revision 0 segments the series; a later revision takes the stored
+    segmentation with the labels a person confirmed (:meth:`JobQueue.confirm_levels`).
+    Results whose labels need review are held (nothing sent) when
+    ``[pipeline] uncertain_levels = "hold"``.
+
     Errors in a stage fail the job with ``"<stage>: <error>"``; they are not raised.
     """
     db = open_database(settings.node.database)
     queue = JobQueue(db)
     job = queue.get(job_id)
-    result_dir = settings.node.results_dir / f"job-{job.id}"
+    job_dir = settings.node.results_dir / f"job-{job.id}"
+    result_dir = revision_dir(job_dir, job.revision)
     result_dir.mkdir(parents=True, exist_ok=True)
     stage = "load"
 
@@ -166,17 +182,18 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
             sources = read_series(Path(job.series_dir))
             image = load_volume(job.series_dir, series_uid=job.series_uid)
         with timed("segment"):
-            segmentation = segment_volume(image, settings.pipeline.segmentation_backend,
-                                          device=settings.pipeline.device,
-                                          model_dir=settings.pipeline.segmentation_model_dir)
+            segmentation = _segment_or_relabel(settings, job, image, job_dir)
             write_segmentation(segmentation, result_dir / "segmentation")
         with timed("coverage"):
             reason = coverage_problem(segmentation)
-        if reason:
+            review = segmentation.level_identification is LevelIdentification.NEEDS_REVIEW
+        if reason and not (review and coverable_by_relabelling(segmentation)):
             series = index.series_ref(db, job.series_uid)
             if series is not None:
                 index.mark_out_of_scope(db, series, reason)
-            queue.finish(job.id, OUT_OF_SCOPE, reason=reason, result_dir=str(result_dir))
+            if job.revision:
+                worklist.withdraw_scores(db, str(sources[0].StudyInstanceUID), reason, job.confirmed_by)
+            queue.finish(job.id, OUT_OF_SCOPE, reason=reason, result_dir=str(job_dir))
             log_event(log, "job_out_of_scope", job=job.id, reason=reason)
             return JobOutcome(OUT_OF_SCOPE, result_dir, reason=reason)
         with timed("measure"):
@@ -185,25 +202,74 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
             _write_json(result_dir / "measurements.json", measurements.to_json())
         with timed("encode"):
             algorithm = algorithm_info(segmentation)
-            files = encode_once(result_dir, sources, image, segmentation, measurements, algorithm)
-        with timed("outbox"):
-            queue_results(db, files, [d.name for d in settings.destinations])
+            predecessor = sent_predecessor(db, job_dir, job.revision)
+            files = encode_once(result_dir, sources, image, segmentation, measurements, algorithm,
+                                predecessor=predecessor)
+            LevelViewFile(result_dir).write(image, segmentation)
+        hold = review and settings.pipeline.uncertain_levels == "hold"
+        if not hold:
+            with timed("outbox"):
+                queue_results(db, files, [d.name for d in settings.destinations])
         with timed("worklist"):
             overlay = result_dir / "overlay.png"
             if not overlay.exists():
                 save_overlay_png(pydicom.dcmread(files["report"]), overlay)
             worklist.add_scored_study(db, study_info(sources[0], job.series_uid, overlay, result_dir),
                                       measurements, settings.worklist)
-        queue.finish(job.id, DONE, result_dir=str(result_dir))
+        if hold:
+            held = "level labels need review: " + ("; ".join(segmentation.warnings) or "few anatomical anchors")
+            queue.finish(job.id, HELD, reason=held[:2000], result_dir=str(job_dir))
+            log_event(log, "job_held_for_level_review", job=job.id)
+            return JobOutcome(HELD, result_dir, reason=held)
+        queue.finish(job.id, DONE, result_dir=str(job_dir))
         return JobOutcome(DONE, result_dir)
     except Exception as exc:  # noqa: BLE001 - any stage error fails the job, visibly, not the node
         error = f"{stage}: {type(exc).__name__}: {exc}"
-        queue.finish(job.id, FAILED, error=error, result_dir=str(result_dir))
+        queue.finish(job.id, FAILED, error=error, result_dir=str(job_dir))
         log_event(log, "job_failed", logging.ERROR, job=job.id, stage=stage, error_type=type(exc).__name__)
         log.debug("job %s failed", job.id, exc_info=True)
         return JobOutcome(FAILED, result_dir, error=error)
     finally:
         db.conn.close()
+
+
+def _segment_or_relabel(settings: Settings, job: Job, image: sitk.Image, job_dir: Path) -> SegmentationResult:
+    """Revision 0: segment the series. Later revisions: the stored automatic segmentation with the
+    labels the person confirmed (the series is not segmented again: the person judged those outlines)."""
+    if job.revision == 0:
+        return segment_volume(image, settings.pipeline.segmentation_backend, device=settings.pipeline.device,
+                              model_dir=settings.pipeline.segmentation_model_dir)
+    automatic = read_segmentation(revision_dir(job_dir, 0) / "segmentation")
+    return confirm_levels(automatic, image, job.level_shift, job.confirmed_by)
+
+
+def coverable_by_relabelling(segmentation: SegmentationResult, max_shift: int = MAX_LEVEL_SHIFT) -> bool:
+    """True when moving every label by at most ``max_shift`` levels would put T11-L2 completely in view.
+
+    A study whose labels need review is held for a person in that case, not
+    called out of scope: an incomplete "L2" may be a complete L2 labelled L3.
+    """
+    complete = {name for name, level in segmentation.levels.items() if level.complete}
+    for steps in range(-max_shift, max_shift + 1):
+        try:
+            wanted = [SPINE_SEQUENCE[SPINE_SEQUENCE.index(name) - steps] for name in TARGET_LEVELS]
+        except IndexError:
+            continue
+        if all(name in complete for name in wanted):
+            return True
+    return False
+
+
+def sent_predecessor(db: sqlite_utils.Database, job_dir: Path, revision: int) -> Dataset | None:
+    """The newest SR of an earlier revision of this job that went to the outbox (None: none did)."""
+    for earlier in range(revision - 1, -1, -1):
+        path = revision_dir(job_dir, earlier) / RESULT_FILES["sr"]
+        if not path.exists():
+            continue
+        sr = pydicom.dcmread(path)
+        if outbox.instance_items(db, str(sr.SOPInstanceUID)):
+            return sr
+    return None
 
 
 def algorithm_info(segmentation: SegmentationResult) -> AlgorithmInfo:
@@ -234,7 +300,8 @@ def coverage_problem(segmentation: SegmentationResult) -> str:
 
 
 def encode_once(result_dir: Path, sources: list[Dataset], ct: sitk.Image, segmentation: SegmentationResult,
-                measurements: StudyMeasurements, algorithm: AlgorithmInfo) -> dict[str, Path]:
+                measurements: StudyMeasurements, algorithm: AlgorithmInfo, *,
+                predecessor: Dataset | None = None) -> dict[str, Path]:
     """Encode SEG, SR and report into ``result_dir``, or reuse them from an earlier run of the job.
 
     Reuse keeps the SOP Instance UIDs of a job stable across reruns, so the
@@ -243,7 +310,7 @@ def encode_once(result_dir: Path, sources: list[Dataset], ct: sitk.Image, segmen
     files = {kind: result_dir / name for kind, name in RESULT_FILES.items()}
     if all(path.exists() for path in files.values()):
         return files
-    objects = encode_results(sources, segmentation, measurements, algorithm, ct=ct)
+    objects = encode_results(sources, segmentation, measurements, algorithm, ct=ct, predecessor=predecessor)
     for kind, dataset in (("seg", objects.seg), ("sr", objects.sr), ("report", objects.report)):
         partial = files[kind].with_suffix(".partial")
         dataset.save_as(partial, enforce_file_format=True)

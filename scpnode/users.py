@@ -3,8 +3,10 @@
 Passwords are hashed with scrypt (RFC 7914) from the standard library, with a
 random 16-byte salt per user and the cost parameters stored next to the hash,
 so they can be raised later without invalidating existing users. Roles:
-``coordinator`` works the worklist; ``admin`` also sees node status and
-retries failed jobs. Users are disabled, never deleted, so the audit log keeps
+``coordinator`` works the worklist; ``reviewer`` (a radiologist or a trained
+technologist) also confirms or corrects vertebral levels the node was unsure
+of, and sees those studies first; ``admin`` may do everything, sees node
+status and retries failed jobs. Users are disabled, never deleted, so the audit log keeps
 naming real accounts.
 """
 
@@ -30,6 +32,7 @@ MAX_PASSWORD_LENGTH = 1024
 
 class Role(StrEnum):
     COORDINATOR = "coordinator"
+    REVIEWER = "reviewer"
     ADMIN = "admin"
 
 
@@ -50,6 +53,11 @@ class User:
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
 
+    @property
+    def reviews_levels(self) -> bool:
+        """May confirm or correct vertebral levels."""
+        return self.role in (Role.REVIEWER, Role.ADMIN)
+
 
 _MIGRATIONS = ["""
 create table if not exists users (
@@ -61,8 +69,27 @@ create table if not exists users (
     created_at text not null,
     last_login_at text
 );
-"""]
+""", lambda db: _allow_roles(db, ("coordinator", "reviewer", "admin"))]
 """Schema steps of the ``users`` component (:func:`scpnode.db.migrate`); append, never edit."""
+
+
+def _allow_roles(db: sqlite_utils.Database, roles: tuple[str, ...]) -> None:
+    """Rebuild ``users`` with a role check that admits ``roles``: SQLite cannot alter a CHECK
+    constraint in place (its documented "make other kinds of table schema changes" procedure)."""
+    allowed = ", ".join(f"'{role}'" for role in roles)
+    db.execute(f"""create table users_new (
+        id integer primary key,
+        username text not null unique collate nocase,
+        password_hash text not null,
+        role text not null check (role in ({allowed})),
+        disabled integer not null default 0,
+        created_at text not null,
+        last_login_at text
+    )""")
+    db.execute("insert into users_new select id, username, password_hash, role, disabled, created_at, "
+               "last_login_at from users")
+    db.execute("drop table users")
+    db.execute("alter table users_new rename to users")
 
 
 def ensure_schema(db: sqlite_utils.Database) -> None:

@@ -12,6 +12,13 @@ table in the same transaction. Rows are read with :func:`query_worklist`
 (filters, sort, paging), counted with :func:`status_counts` and exported with
 :func:`export_csv`.
 
+Each row also says how sure its vertebral levels are (:class:`LevelStatus`).
+Numbers measured on labels that still need review are stored for a person to
+see, greyed, but raise no clinical flag (and clear none a row had): such a
+row is flagged "levels need review" only, and a reviewer sees it first. A
+reviewer's confirmation (:func:`note_level_review`) and its outcome are audit
+entries like any status change.
+
 Risk probability and category are stored only when the model is calibrated:
 an uncalibrated model (``StudyScore.calibrated`` false) yields ``None`` for
 both, and every view shows "uncalibrated" instead of a number that looks
@@ -58,6 +65,7 @@ class FlagReason(StrEnum):
     VBMD = "vbmd"
     L1_HU = "l1_hu"
     FRACTURE = "fracture"
+    LEVELS = "levels"
 
     @property
     def label(self) -> str:
@@ -66,7 +74,37 @@ class FlagReason(StrEnum):
             FlagReason.VBMD: "low vBMD",
             FlagReason.L1_HU: "low L1 attenuation",
             FlagReason.FRACTURE: "prevalent fracture",
+            FlagReason.LEVELS: "levels need review",
         }[self]
+
+
+CLINICAL_FLAGS = (FlagReason.RISK, FlagReason.VBMD, FlagReason.L1_HU, FlagReason.FRACTURE)
+
+
+class LevelStatus(StrEnum):
+    """How sure the vertebral levels of a row's numbers are."""
+
+    AUTOMATIC = "automatic"
+    """Labelled by the node from agreeing anatomical anchors."""
+    NEEDS_REVIEW = "needs_review"
+    """The anchors conflict or are few: a reviewer must confirm or correct the labels."""
+    RELABELLING = "relabelling"
+    """A reviewer answered; the node is measuring again with the confirmed labels."""
+    CONFIRMED = "confirmed"
+    """A reviewer confirmed or corrected the labels; the numbers are theirs."""
+    NOT_SCORED = "not_scored"
+    """With the labels a reviewer confirmed, T11-L2 are not all completely in view: no numbers."""
+
+    @property
+    def label(self) -> str:
+        return {"automatic": "automatic", "needs_review": "levels need review",
+                "relabelling": "relabelling", "confirmed": "confirmed by a reviewer",
+                "not_scored": "not scored"}[self.value]
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the row's numbers belong to levels that are not in doubt."""
+        return self in (LevelStatus.AUTOMATIC, LevelStatus.CONFIRMED)
 
 
 RISK_CATEGORIES = ("low", "intermediate", "high")
@@ -141,6 +179,7 @@ class WorklistRow:
     calibrated: bool
     overlay_path: str
     measurements_path: str
+    level_status: LevelStatus = LevelStatus.AUTOMATIC
     measurements: dict[str, Any] = field(default_factory=dict)
     """The full ``StudyMeasurements`` JSON; filled only by :func:`get_row`."""
 
@@ -201,6 +240,9 @@ create table if not exists worklist_audit (
     note text not null default ''
 );
 create index if not exists worklist_audit_entry on worklist_audit (entry_id, id);
+""", """
+alter table worklist add column level_status text not null default 'automatic';
+create index if not exists worklist_level_status on worklist (level_status);
 """]
 """Schema steps of the ``worklist`` component (:func:`scpnode.db.migrate`); append, never edit."""
 
@@ -249,12 +291,14 @@ def add_scored_study(db: sqlite_utils.Database, study: StudyInfo, measurements: 
 
     A study already on the list (same Study Instance UID, e.g. after a job
     retry) gets the new measurements and flag but keeps its review status and
-    audit trail; the re-scoring is itself an audit entry.
+    audit trail; the re-scoring is itself an audit entry. Measurements whose
+    level labels need review flag the row "levels need review" and leave its
+    clinical flags as they were.
     """
     ensure_schema(db)
     score = measurements.score
     calibrated = bool(score and score.calibrated)
-    reasons = flag_reasons(measurements, settings)
+    level_status = LevelStatus(measurements.level_identification.value)
     values = {
         "study_uid": study.study_uid,
         "series_uid": study.series_uid,
@@ -272,24 +316,30 @@ def add_scored_study(db: sqlite_utils.Database, study: StudyInfo, measurements: 
         "risk_probability": _finite(score.probability) if calibrated else None,
         "risk_category": score.category if calibrated else None,
         "genant_grade": measurements.max_genant_grade,
-        "flagged": int(bool(reasons)),
-        "flag_reasons": json.dumps([r.value for r in reasons]),
         "model_id": score.model_id if score else "",
         "model_version": score.model_version if score else "",
         "calibrated": int(calibrated),
         "overlay_path": study.overlay_path,
         "measurements_path": study.measurements_path,
         "measurements_json": json.dumps(_without_nan(measurements.to_json()), allow_nan=False),
+        "level_status": level_status.value,
     }
     now = _now()
     with transaction(db):
-        existing = db.execute("select id, status from worklist where study_uid = ?", [study.study_uid]).fetchone()
+        existing = db.execute("select id, status, flag_reasons from worklist where study_uid = ?",
+                              [study.study_uid]).fetchone()
+        if level_status.trusted:
+            reasons = flag_reasons(measurements, settings)
+        else:
+            kept = [FlagReason(code) for code in json.loads(existing[2])] if existing else []
+            reasons = [reason for reason in kept if reason in CLINICAL_FLAGS] + [FlagReason.LEVELS]
+        values.update(flagged=int(bool(reasons)), flag_reasons=json.dumps([r.value for r in reasons]))
         if existing is None:
             columns = ", ".join(values) + ", created_at, updated_at"
             marks = ", ".join("?" for _ in values) + ", ?, ?"
             cursor = db.execute(f"insert into worklist ({columns}) values ({marks})", [*values.values(), now, now])
             return int(cursor.lastrowid)
-        entry_id, status = existing
+        entry_id, status, _ = existing
         assignments = ", ".join(f"{name} = ?" for name in values)
         db.execute(f"update worklist set {assignments}, updated_at = ? where id = ?",
                    [*values.values(), now, entry_id])
@@ -334,6 +384,46 @@ def set_status(db: sqlite_utils.Database, entry_id: int, status: Status | str, u
         db.execute("update worklist set status = ?, status_note = ?, updated_at = ? where id = ?",
                    [status.value, note, now, entry_id])
         _audit(db, entry_id, user, status.value, row[0], status.value, note, now)
+
+
+def note_level_review(db: sqlite_utils.Database, study_uid: str, user: str, action: str, note: str) -> int:
+    """Record a reviewer's answer about a row's levels (``action`` e.g. "levels_confirmed") and mark the
+    row relabelling until the node has measured again; return the row id.
+
+    Raises:
+        WorklistError: the study is not on the worklist.
+    """
+    now = _now()
+    with transaction(db):
+        row = db.execute("select id, status from worklist where study_uid = ?", [study_uid]).fetchone()
+        if row is None:
+            raise WorklistError("the study is not on the worklist")
+        db.execute("update worklist set level_status = ?, updated_at = ? where id = ?",
+                   [LevelStatus.RELABELLING.value, now, row[0]])
+        _audit(db, row[0], user, action, row[1], row[1], note, now)
+    return int(row[0])
+
+
+def withdraw_scores(db: sqlite_utils.Database, study_uid: str, reason: str, user: str) -> None:
+    """With the levels a reviewer confirmed the study cannot be scored: drop its numbers and flags.
+
+    The row stays (the coordinator sees why nothing came), with the reason as an audit entry.
+    A study that is not on the worklist is left alone.
+    """
+    ensure_schema(db)
+    now = _now()
+    with transaction(db):
+        row = db.execute("select id, status from worklist where study_uid = ?", [study_uid]).fetchone()
+        if row is None:
+            return
+        cleared = ", ".join(f"{name} = null" for name in _SCORE_COLUMNS)
+        db.execute(f"update worklist set {cleared}, flagged = 0, flag_reasons = '[]', levels_measured = '[]', "
+                   "level_status = ?, updated_at = ? where id = ?", [LevelStatus.NOT_SCORED.value, now, row[0]])
+        _audit(db, row[0], user or "system", "not_scored", row[1], row[1], reason, now)
+
+
+_SCORE_COLUMNS = ("l1_hu", "l1_hu_category", "vbmd", "vbmd_category", "radscore", "risk_probability",
+                  "risk_category", "genant_grade")
 
 
 def _audit(db: sqlite_utils.Database, entry_id: int, user: str, action: str,
@@ -390,6 +480,9 @@ class WorklistQuery:
     descending: bool = True
     page: int = 1
     page_size: int = 50
+    levels_first: bool = False
+    """Rows whose levels need review before all others (the reviewer's queue); set by the caller's role,
+    not by a request parameter."""
 
     def filter_params(self) -> dict[str, str]:
         """Filters and sort as URL parameters (never the search term: it may be patient data)."""
@@ -515,11 +608,12 @@ def _where(query: WorklistQuery) -> tuple[str, list[Any]]:
 
 def _order(query: WorklistQuery) -> str:
     direction = "desc" if query.descending else "asc"
+    first = "level_status = 'needs_review' desc, " if query.levels_first else ""
     if query.sort == "flagged":
-        return f" order by flagged {direction}, study_date desc, id desc"
+        return f" order by {first}flagged {direction}, study_date desc, id desc"
     column = SORT_COLUMNS[query.sort]
     # NULLs (e.g. risk of an uncalibrated model) go last in either direction.
-    return f" order by {column} is null, {column} {direction}, id desc"
+    return f" order by {first}{column} is null, {column} {direction}, id desc"
 
 
 _LIST_COLUMNS = ", ".join(f.name for f in WorklistRow.__dataclass_fields__.values() if f.name != "measurements")
@@ -557,6 +651,7 @@ def _row(description: Any, values: tuple) -> WorklistRow:
     data["flagged"] = bool(data["flagged"])
     data["calibrated"] = bool(data["calibrated"])
     data["status"] = Status(data["status"])
+    data["level_status"] = LevelStatus(data["level_status"])
     return WorklistRow(**data)
 
 
@@ -571,7 +666,7 @@ def status_counts(db: sqlite_utils.Database) -> dict[Status, int]:
 CSV_COLUMNS = (
     "id", "status", "flagged", "flag_reasons", "patient_id", "patient_name", "accession_number", "study_date",
     "study_uid", "levels_measured", "l1_hu", "vbmd", "vbmd_category", "radscore", "risk", "genant_grade",
-    "model_id", "calibrated", "status_note",
+    "model_id", "calibrated", "status_note", "level_status",
 )
 
 
@@ -596,7 +691,7 @@ def export_csv(db: sqlite_utils.Database, query: WorklistQuery, out: TextIO) -> 
             row.vbmd_category or "", _number(row.radscore, 3),
             row.risk_probability if row.calibrated and row.risk_probability is not None else UNCALIBRATED,
             "" if row.genant_grade is None else row.genant_grade, row.model_id, int(row.calibrated),
-            _cell(row.status_note),
+            _cell(row.status_note), row.level_status.value,
         ])
         count += 1
     return count

@@ -85,7 +85,7 @@ def measure_study(image: sitk.Image, seg: SegmentationResult, model: RadscoreMod
         if model is not None:
             measured[name].radscores = model.level_radscores(measured[name].features)
 
-    study = StudyMeasurements(levels=measured, remarks=remarks)
+    study = StudyMeasurements(levels=measured, remarks=remarks, level_identification=seg.level_identification)
     if "L1" in trabecular_hu:
         study.l1_attenuation_hu = trabecular_hu["L1"]
         study.l1_attenuation_category = l1_attenuation_category(trabecular_hu["L1"])

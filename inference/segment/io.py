@@ -102,4 +102,5 @@ def read_segmentation(out_dir: str | Path) -> SegmentationResult:
         warnings=[str(w) for w in document.get("warnings", [])],
         levels_not_in_view=[str(n) for n in document.get("levels_not_in_view", [])],
         anchors=anchors,
+        confirmed_by=str(document.get("confirmed_by", "")),
     )

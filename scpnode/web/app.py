@@ -2,7 +2,10 @@
 
 Pages: login, worklist (filters, sort, search, paging, counts per status, CSV
 export), study detail (identifiers, per-level table, risk, overlay, PACS
-viewer link, review actions with audit log) and, for admins, node status
+viewer link, review actions with audit log, and the vertebral levels: a
+sagittal and coronal picture of every labelled vertebra where a reviewer
+confirms the labels, moves them, or clicks the vertebra that is T12 or L1;
+:mod:`scpnode.level_review`) and, for admins, node status
 (jobs with retry, outbox, peers, disk use, security audit log). No
 JavaScript: every action is a plain form. Failed logins are rate limited
 (:mod:`scpnode.web.login_throttle`).
@@ -23,6 +26,7 @@ import io
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -39,10 +43,16 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from inference.segment.anchors import SPINE_SEQUENCE
+from inference.segment.level_view import LevelView
 from scpnode import users as users_table
 from scpnode import worklist
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
+from scpnode.jobs import CONFIRMABLE_STATES, JobQueue
+from scpnode.level_review import (
+    ANSWERABLE_AS, MAX_LEVEL_SHIFT, LevelAnswer, LevelReviewError, LevelViewFile, answer_level_review, shown_levels,
+)
 from scpnode.logs import log_event
 from scpnode.web import security_audit, tables as web_tables
 from scpnode.web.health import health_endpoint
@@ -53,7 +63,7 @@ from scpnode.web.security import (
     pop_next_path, require_user,
 )
 from scpnode.web.session_key import RotatingSessionMiddleware, ensure_session_key
-from scpnode.worklist import FlagReason, Status, WorklistError
+from scpnode.worklist import FlagReason, LevelStatus, Status, WorklistError
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +105,8 @@ def create_app(settings: Settings, db: ThreadDatabases, node_status: NodeStatusF
         Route("/studies/{entry_id:int}", pages.study),
         Route("/studies/{entry_id:int}/overlay.png", pages.overlay),
         Route("/studies/{entry_id:int}/status", pages.change_status, methods=["POST"]),
+        Route("/studies/{entry_id:int}/levels.png", pages.level_view),
+        Route("/studies/{entry_id:int}/levels", pages.review_levels, methods=["POST"]),
         Route("/admin/status", pages.node_status),
         Route("/admin/jobs/{job_id:int}/retry", pages.retry_job, methods=["POST"]),
         Route("/healthz", health_endpoint(settings, db)),
@@ -120,11 +132,12 @@ class _Pages:
         self.make_status = make_status
         self.throttle = throttle
         self.templates = Jinja2Templates(directory=HERE / "templates")
-        self.templates.env.globals.update(Status=Status, FlagReason=FlagReason,
+        self.templates.env.globals.update(Status=Status, FlagReason=FlagReason, LevelStatus=LevelStatus,
                                           risk_categories=worklist.RISK_CATEGORIES,
                                           vbmd_categories=worklist.VBMD_CATEGORIES,
                                           uncalibrated=worklist.UNCALIBRATED)
         self.templates.env.filters.update(number=_number, person_name=_person_name)
+        self.templates.env.globals.update(spine_after_t12=lambda n: SPINE_SEQUENCE[SPINE_SEQUENCE.index("T12") + n])
 
     def render(self, request: Request, template: str, status_code: int = 200, headers: dict[str, str] | None = None,
                **context) -> Response:
@@ -172,7 +185,7 @@ class _Pages:
     def worklist_page(self, request: Request) -> Response:
         db = self.db.get()
         user = require_user(request, db)
-        query = self._query(request)
+        query = replace(self._query(request), levels_first=user.role is users_table.Role.REVIEWER)
         page = worklist.query_worklist(db, query)
         filters = query.filter_params()
         return self.render(request, "worklist.html", user=user, query=query, page=page, filters=filters,
@@ -214,12 +227,17 @@ class _Pages:
         return self._study_page(request, db, user, request.path_params["entry_id"])
 
     def _study_page(self, request: Request, db: sqlite_utils.Database, user: users_table.User, entry_id: int,
-                    error: str = "", status_code: int = 200) -> Response:
+                    error: str = "", status_code: int = 200, level_error: str = "") -> Response:
         row = _entry(db, entry_id)
+        job = JobQueue(db).latest_for_series(row.series_uid)
+        view = LevelViewFile(job.output_dir) if job is not None and job.result_dir else None
         return self.render(request, "study.html", status_code=status_code, user=user, row=row,
                            levels=row.measurements.get("levels", {}), audit=worklist.audit_log(db, entry_id),
-                           viewer_url=self._viewer_url(row.study_uid), error=error,
-                           has_overlay=bool(row.overlay_path) and Path(row.overlay_path).is_file())
+                           viewer_url=self._viewer_url(row.study_uid), error=error, level_error=level_error,
+                           has_overlay=bool(row.overlay_path) and Path(row.overlay_path).is_file(),
+                           job=job, level_view=view.mapping() if view is not None else None,
+                           can_review=job is not None and job.state in CONFIRMABLE_STATES and user.reviews_levels,
+                           answerable_as=ANSWERABLE_AS, max_shift=MAX_LEVEL_SHIFT)
 
     def _viewer_url(self, study_uid: str) -> str:
         template = self.settings.web.pacs_viewer_url
@@ -233,6 +251,37 @@ class _Pages:
         if not row.overlay_path or not Path(row.overlay_path).is_file():
             raise HTTPException(404, "This study has no overlay image.")
         return FileResponse(row.overlay_path, media_type="image/png")
+
+    def level_view(self, request: Request) -> Response:
+        db = self.db.get()
+        require_user(request, db)
+        row = _entry(db, request.path_params["entry_id"])
+        job = JobQueue(db).latest_for_series(row.series_uid)
+        if job is None or not job.result_dir or not LevelViewFile(job.output_dir).png.is_file():
+            raise HTTPException(404, "This study has no picture of its vertebral levels.")
+        return FileResponse(LevelViewFile(job.output_dir).png, media_type="image/png",
+                            headers={"cache-control": "no-store"})
+
+    def review_levels(self, request: Request) -> Response:
+        """A reviewer's answer about the levels: confirm, move every label, or name a vertebra."""
+        db = self.db.get()
+        user = require_user(request, db)
+        form = _form(request)
+        check_csrf(request, form)
+        entry_id = request.path_params["entry_id"]
+        row = _entry(db, entry_id)
+        if not user.reviews_levels:
+            raise HTTPException(403, "Confirming vertebral levels is for reviewers.")
+        job = JobQueue(db).latest_for_series(row.series_uid)
+        if job is None:
+            raise HTTPException(404, "This study has no inference job.")
+        try:
+            answer = _level_answer(form, LevelViewFile(job.output_dir).mapping(), shown_levels(job))
+            outcome = answer_level_review(db, job.id, user.username, answer)
+        except LevelReviewError as exc:
+            return self._study_page(request, db, user, entry_id, level_error=str(exc), status_code=400)
+        request.session["flash"] = f"Levels: {outcome.note}. The node is measuring again; results follow."
+        return RedirectResponse(f"/studies/{entry_id}", status_code=303)
 
     def change_status(self, request: Request) -> Response:
         db = self.db.get()
@@ -298,6 +347,43 @@ def _form(request: Request) -> FormData:
     """The request's form data, read from a handler running in the thread pool (anyio's documented way
     for a worker thread to await something on the event loop)."""
     return anyio.from_thread.run(request.form)
+
+
+def _level_answer(form: FormData, view: LevelView | None, shown: dict[str, float]) -> LevelAnswer:
+    """Read the review form: ``action`` confirm | shift (``shift``) | name (``labelled`` is ``level``),
+    or a click on the picture (``at.x``/``at.y``, with ``level``).
+
+    Raises:
+        LevelReviewError: a form that says nothing the node can act on.
+    """
+    level = str(form.get("level", "T12"))
+    if "at.y" in form:
+        if view is None:
+            raise LevelReviewError("this study has no picture to click on; choose the vertebra from the list")
+        try:
+            row = float(str(form["at.y"]))
+        except ValueError:
+            raise LevelReviewError("the click on the picture was not understood") from None
+        if row < view.top_row:
+            raise LevelReviewError("click on a vertebra in the picture, not on its title")
+        return LevelAnswer(vertebra_at_mm=view.z_at_row(row), vertebra_is=level)
+    action = str(form.get("action", ""))
+    if action == "confirm":
+        return LevelAnswer()
+    if action == "shift":
+        try:
+            shift = int(str(form.get("shift", "")))
+        except ValueError:
+            raise LevelReviewError("choose by how many levels to move the labels") from None
+        if shift == 0:
+            raise LevelReviewError("choose a move of at least one level, or confirm the labels as shown")
+        return LevelAnswer(shift=shift)
+    if action == "name":
+        labelled = str(form.get("labelled", ""))
+        if labelled not in shown:
+            raise LevelReviewError("choose one of the labelled vertebrae")
+        return LevelAnswer(vertebra_at_mm=shown[labelled], vertebra_is=level)
+    raise LevelReviewError("the answer was not understood; confirm, move the labels, or name a vertebra")
 
 
 def _parse(params: dict[str, str], search: str = "") -> worklist.WorklistQuery:

@@ -18,12 +18,14 @@ import SimpleITK as sitk
 from PIL import Image
 
 from dicom_sr import AlgorithmInfo, ResultObjects, encode_results
+from dicom_sr import codes
 from dicom_sr.readers import read_seg, read_sr
+from dicom_sr.sr import STUDY_TRACKING_ID
 from inference.levels import TARGET_LEVELS
 from inference.measure import measure_study
 from inference.models import load_model
 from inference.phantom import abdominal_ct, generate_phantom, write_phantom_study
-from inference.results import SegmentationResult
+from inference.results import LevelIdentification, SegmentationResult
 from inference.segment.levels import describe_levels
 from inference.volume import load_volume
 from tests.unit.test_dicom_sr_inputs import make_measurements, make_segmentation, make_study, write_ct_datasets
@@ -168,3 +170,36 @@ def test_phantom_study_measured_and_scored_encodes_and_validates(tmp_path: Path,
     assert measured and {g.tracking_id for g in sr.groups if g.template == "TID 1411"} >= {
         f"{name} cancellous core of vertebral body" for name in measured}
     assert objects.sr.StudyInstanceUID == headers[0].StudyInstanceUID
+
+
+def test_unconfirmed_and_corrected_results_say_so_and_validate(tmp_path: Path, dciodvfy) -> None:
+    """Labels that need review are named in every object; the corrected SR names the reviewer and its
+    predecessor, and all of them pass dciodvfy."""
+    source, segmentation, measurements = make_study((40, 96, 96))
+    segmentation.needs_review = True
+    measurements.level_identification = LevelIdentification.NEEDS_REVIEW
+    unconfirmed = encode_results(source, segmentation, measurements, ALGORITHM)
+    first = _save(unconfirmed, tmp_path / "unconfirmed")
+
+    segmentation.confirmed_by = "rad.reviewer"
+    measurements.level_identification = LevelIdentification.CONFIRMED
+    corrected = encode_results(source, segmentation, measurements, ALGORITHM, predecessor=unconfirmed.sr)
+    second = _save(corrected, tmp_path / "corrected")
+
+    for paths in (first, second):
+        for kind, path in paths.items():
+            assert dciodvfy(path).errors == [], f"{path.parent.name} {kind}"
+    assert all("LEVELS UNCONFIRMED" in ds.SeriesDescription for ds in unconfirmed)
+    assert all("levels confirmed" in ds.SeriesDescription for ds in corrected)
+
+    def identification(path: Path) -> str:
+        study = next(g for g in read_sr(path).groups if g.tracking_id == STUDY_TRACKING_ID)
+        return {name.meaning: value.meaning for name, value in study.evaluations}[codes.LEVEL_IDENTIFICATION.meaning]
+
+    assert identification(first["sr"]) == codes.LEVEL_IDENTIFICATION_VALUES["needs_review"].meaning
+    assert identification(second["sr"]) == codes.LEVEL_IDENTIFICATION_VALUES["confirmed"].meaning
+    predecessor = corrected.sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+    assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == unconfirmed.sr.SOPInstanceUID
+    observers = [item for item in pydicom.dcmread(second["sr"]).ContentSequence if "PersonName" in item]
+    assert [item.PersonName.family_name for item in observers] == ["rad.reviewer"]
+    assert "PredecessorDocumentsSequence" not in unconfirmed.sr

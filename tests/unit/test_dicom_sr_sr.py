@@ -61,7 +61,7 @@ def test_sr_is_a_tid1500_report_in_the_source_study(uncalibrated) -> None:
     assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"
     assert sr.StudyInstanceUID == source[0].StudyInstanceUID
     assert sr.PatientID == source[0].PatientID
-    assert sr.SeriesNumber == 901 and "TID 1500" in sr.SeriesDescription
+    assert sr.SeriesNumber == 901 and sr.SeriesDescription == "Osteoporosis screening SR (research use)"
     assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
     evidence = {item.ReferencedSOPInstanceUID
                 for study in sr.CurrentRequestedProcedureEvidenceSequence
@@ -187,3 +187,17 @@ def test_names_a_site_model_defines_get_stable_private_codes() -> None:
     coded = {m.name.value: m.value for m in study.get_measurements()}
     assert coded["R-L1-ONLY"] == 0.25 and coded["R001"] == measurements.score.radscores["cortical"]
     assert coded["P-COMBINED"] == 0.3125 and coded["P-CORTICAL"] == 0.5
+
+
+def test_every_series_description_fits_a_long_string() -> None:
+    from dicom_sr.descriptions import MAX_LENGTH, series_description
+    from dicom_sr.report import REPORT_SERIES_KIND
+    from dicom_sr.seg import SEG_SERIES_KIND
+    from dicom_sr.sr import SR_SERIES_KIND
+    from inference.results import LevelIdentification
+
+    for kind in (SEG_SERIES_KIND, SR_SERIES_KIND, REPORT_SERIES_KIND):
+        for identification in LevelIdentification:
+            assert len(series_description(kind, identification, research_use=True)) <= MAX_LENGTH
+    assert series_description(SEG_SERIES_KIND, LevelIdentification.NEEDS_REVIEW, research_use=True) == (
+        "T11-L2 compartments SEG, LEVELS UNCONFIRMED (research use)")
