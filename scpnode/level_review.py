@@ -28,7 +28,7 @@ from inference.segment.anchors import SPINE_SEQUENCE
 from inference.segment.level_view import LevelView, render_level_view
 from inference.segment.relabel import describe_shift
 from scpnode import worklist
-from scpnode.jobs import Job, JobQueue
+from scpnode.jobs import CONFIRMABLE_STATES, Job, JobQueue
 from scpnode.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,9 @@ def answer_level_review(db: sqlite_utils.Database, job_id: int, user: str, answe
         job = queue.get(job_id)
     except KeyError:
         raise LevelReviewError(f"there is no job {job_id}") from None
+    if job.state not in CONFIRMABLE_STATES:
+        raise LevelReviewError(f"job {job_id} is {job.state.replace('_', ' ')}; only a held or done job's "
+                               "levels can be confirmed")
     if not job.result_dir:
         raise LevelReviewError(f"job {job_id} has no results to review yet")
     shown = shown_levels(job)

@@ -393,6 +393,7 @@ def note_level_review(db: sqlite_utils.Database, study_uid: str, user: str, acti
     Raises:
         WorklistError: the study is not on the worklist.
     """
+    ensure_schema(db)
     now = _now()
     with transaction(db):
         row = db.execute("select id, status from worklist where study_uid = ?", [study_uid]).fetchone()

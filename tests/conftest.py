@@ -53,6 +53,23 @@ def require_tool() -> Callable[[str], str]:
     return require
 
 
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser(require_tool: Callable[[str], str]):
+    """Debian's Chromium, headless, driven by Playwright."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = require_tool("chromium")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 @pytest.fixture
 def orthanc(tmp_path: Path, require_tool: Callable[[str], str]) -> Iterator[LocalOrthanc]:
     """A running private Orthanc (AE title ORTHANC) on free loopback ports."""

@@ -1,12 +1,14 @@
-"""``scpnode jobs``: list inference jobs and retry failed ones."""
+"""``scpnode jobs``: list inference jobs, retry failed ones, confirm or correct their levels."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 
 from scpnode.db import open_database
 from scpnode.errors import UsageError
 from scpnode.jobs import STATES, Job, JobQueue
+from scpnode.level_review import LevelAnswer, LevelReviewError, answer_level_review
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,6 +20,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--limit", type=int, default=20, help="how many (default 20)")
     retry = actions.add_parser("retry", help="put a failed job back in the queue")
     retry.add_argument("job_id", type=int, metavar="ID")
+    relabel = actions.add_parser(
+        "relabel", help="confirm or correct the vertebral levels of a held or done job",
+        description="Confirm or correct the vertebral levels of a held or done job, as a reviewer does in the "
+                    "web UI. The running node then measures the job again with those labels and sends the "
+                    "results; the answer is written to the worklist's audit log.")
+    relabel.add_argument("job_id", type=int, metavar="ID")
+    answer = relabel.add_mutually_exclusive_group(required=True)
+    answer.add_argument("--shift", type=int, metavar="N",
+                        help="rename every vertebra N levels caudally as shown now (1: T12 becomes L1; "
+                             "-1: T12 becomes T11; 0: the labels are right)")
+    answer.add_argument("--t12-at", type=float, metavar="MM",
+                        help="the vertebra whose centre is nearest this superior patient coordinate "
+                             "(LPS z in mm, as centroid_lps in segmentation.json) is T12")
+    relabel.add_argument("--user", default=getpass.getuser(),
+                         help="who answers, for the audit log and the SR (default: the login name)")
     parser.set_defaults(run=run)
 
 
@@ -29,6 +46,16 @@ def run(args: argparse.Namespace) -> int:
         except (KeyError, ValueError) as exc:
             raise UsageError(str(exc).strip("'")) from None
         print(f"job {job.id} queued again (attempt {job.attempts + 1} when it runs)")
+        return 0
+    if args.action == "relabel":
+        answer = (LevelAnswer(shift=args.shift) if args.shift is not None
+                  else LevelAnswer(vertebra_at_mm=args.t12_at, vertebra_is="T12"))
+        try:
+            outcome = answer_level_review(queue.db, args.job_id, args.user, answer)
+        except LevelReviewError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"job {outcome.job.id}: {outcome.note}; revision {outcome.job.revision} queued "
+              "(the running node measures and sends it)")
         return 0
     print_jobs(queue.recent(args.limit, args.state))
     return 0
@@ -43,5 +70,7 @@ def print_jobs(jobs: list[Job]) -> None:
     for job in jobs:
         seconds = sum(job.stage_seconds.values())
         detail = job.error or job.reason or (f"stage {job.stage}" if job.state == "running" else "")
+        if job.revision:
+            detail = f"revision {job.revision}, levels by {job.confirmed_by}" + (f"; {detail}" if detail else "")
         print(f"{job.id:>5}  {job.state:<12} {job.attempts:>5}  {job.created_at[:19]:<19}  "
               f"{seconds:>8.1f}  {detail}")

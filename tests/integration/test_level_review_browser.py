@@ -32,8 +32,8 @@ from scpnode.orthanc import free_port
 from scpnode.pipeline import process_job
 from scpnode.users import Role, add_user, ensure_schema
 from scpnode.web import WebServer, create_app
-from tests.integration.test_web_browser import PASSWORD, browser, log_in  # noqa: F401 - fixture
 from tests.unit.worklist_samples import add_study
+from tests.web_helpers import PASSWORD, log_in
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ def _row_of(db, study_uid: str) -> worklist.WorklistRow:
     return next(row for row in page.rows if row.study_uid == study_uid)
 
 
-def test_held_study_is_corrected_in_the_browser(held_study, browser, output_dir):  # noqa: F811 - fixture
+def test_held_study_is_corrected_in_the_browser(held_study, browser, output_dir):
     server, settings, db, job_id, truth = held_study
     base = server.url
     queue = JobQueue(db)
@@ -149,7 +149,7 @@ def test_held_study_is_corrected_in_the_browser(held_study, browser, output_dir)
     reviewer.screenshot(path=output_dir / "review_confirmed.png", full_page=True)
 
 
-def test_every_review_control_is_reachable_with_the_keyboard(held_study, browser):  # noqa: F811 - fixture
+def test_every_review_control_is_reachable_with_the_keyboard(held_study, browser):
     server, settings, db, job_id, _ = held_study
     page = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()
     log_in(page, server.url, "rita")

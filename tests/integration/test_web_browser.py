@@ -26,12 +26,10 @@ from scpnode.web import WebServer, create_app
 from scpnode.web.session_key import rotate_session_key
 from scpnode.worklist import Status, audit_log, get_row
 from tests.unit.worklist_samples import add_study, draw_overlay
+from tests.web_helpers import PASSWORD, log_in
 
 pytestmark = pytest.mark.integration
 
-PASSWORD = "correct horse battery"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
@@ -59,27 +57,6 @@ def node(tmp_path):
         yield server, db, {"flagged": flagged, "high_risk": high_risk, "job": job.id}
     finally:
         server.stop()
-
-
-@pytest.fixture
-def browser(require_tool):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    executable = require_tool("chromium")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def log_in(page, base: str, username: str) -> None:
-    page.goto(f"{base}/worklist")
-    assert page.url.endswith("/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
-    page.wait_for_url(f"{base}/worklist")
 
 
 def test_coordinator_reviews_flagged_study(node, browser, output_dir, caplog):
