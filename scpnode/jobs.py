@@ -7,6 +7,7 @@ States (mercure-style, explicit and persistent)::
                       -> out_of_scope   (T11-L2 not completely in view, with the reason)
                       -> failed         (stage and error recorded; retry puts it back to queued)
     held | done -> queued               (a person confirmed or corrected the level labels)
+    held -> out_of_scope                (a person found the segmentation wrong: not scored)
 
 A person's confirmation (:meth:`JobQueue.confirm_levels`) records who it was and
 by how many levels every label moves from the backend's labels, and raises the
@@ -199,6 +200,21 @@ class JobQueue:
         if cursor.rowcount == 0:
             raise ValueError(f"job {job_id} is {self.get(job_id).state}; only a held or done job's levels "
                              "can be confirmed")
+        return self.get(job_id)
+
+    def reject(self, job_id: int, reason: str) -> Job:
+        """A held job whose segmentation a person found wrong ends out of scope with ``reason``.
+
+        Raises:
+            KeyError: no such job.
+            ValueError: the job is not held (results already sent cannot be taken back here).
+        """
+        self.get(job_id)
+        with self._lock, self.db.conn:
+            cursor = self.db.execute("update jobs set state = ?, reason = ?, finished_at = ? where id = ? and state = ?",
+                                     [OUT_OF_SCOPE, reason, utc_now(), job_id, HELD])
+        if cursor.rowcount == 0:
+            raise ValueError(f"job {job_id} is {self.get(job_id).state}; only a held job can be rejected")
         return self.get(job_id)
 
     def latest_for_series(self, series_uid: str) -> Job | None:

@@ -1,12 +1,17 @@
 """A person's answer to "are these the right vertebral levels?": confirm them, or move them.
 
-The web UI's review form and ``scpnode jobs relabel`` both come here. An
+The web UI's review form and ``scpnode jobs relabel`` / ``reject`` come here. An
 answer is relative to the labels the person was shown (the job's current
 revision): "as shown", "every label N levels down" or "the vertebra at this
 height is T12" (or L1). :func:`answer_level_review` turns it into a shift from
 the backend's labels, queues the job's next revision
 (:meth:`scpnode.jobs.JobQueue.confirm_levels`) and writes who said what to the
 worklist's audit log; a worker then relabels, measures, encodes and sends.
+
+Renaming cannot mend a segmentation that merged two vertebrae, missed one or
+cut one in two; a held study showing that is rejected instead
+(:func:`reject_segmentation`): it is not scored, nothing is sent, and the
+reason stays on the worklist.
 
 The picture the person answers on is drawn once per revision by the pipeline
 (:class:`LevelViewFile`), with the mapping from its rows to the patient's
@@ -27,7 +32,7 @@ from inference.results import SegmentationResult
 from inference.segment.anchors import SPINE_SEQUENCE
 from inference.segment.level_view import LevelView, render_level_view
 from inference.segment.relabel import describe_shift
-from scpnode import worklist
+from scpnode import index, worklist
 from scpnode.jobs import CONFIRMABLE_STATES, Job, JobQueue
 from scpnode.logs import log_event
 
@@ -153,3 +158,29 @@ def answer_level_review(db: sqlite_utils.Database, job_id: int, user: str, answe
         pass  # a job whose results never reached the worklist: the job row records the answer
     log_event(log, "level_review", job=job_id, username=user, steps=steps, revision=queued.revision)
     return ReviewOutcome(queued, said)
+
+
+def reject_segmentation(db: sqlite_utils.Database, job_id: int, user: str, reason: str) -> Job:
+    """A reviewer found a held study's segmentation wrong: end the job out of scope, unscored.
+
+    Raises:
+        LevelReviewError: unknown job, a job that is not held, or no reason given.
+    """
+    reason = " ".join(reason.split())[:500]
+    if not reason:
+        raise LevelReviewError("say what is wrong with the segmentation (e.g. T12 and L1 merged)")
+    if not user.strip():
+        raise LevelReviewError("a rejection needs the name of the person who gave it")
+    queue = JobQueue(db)
+    try:
+        job = queue.reject(job_id, f"segmentation rejected by {user}: {reason}")
+    except KeyError:
+        raise LevelReviewError(f"there is no job {job_id}") from None
+    except ValueError as exc:
+        raise LevelReviewError(str(exc)) from None
+    series = index.series_ref(db, job.series_uid)
+    if series is not None:
+        index.mark_out_of_scope(db, series, job.reason)
+    worklist.withdraw_scores(db, job.study_uid, f"segmentation rejected: {reason}", user)
+    log_event(log, "segmentation_rejected", job=job_id, username=user)
+    return job

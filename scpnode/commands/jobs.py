@@ -1,4 +1,4 @@
-"""``scpnode jobs``: list inference jobs, retry failed ones, confirm or correct their levels."""
+"""``scpnode jobs``: list inference jobs, retry failed ones, confirm, correct or reject their levels."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import getpass
 from scpnode.db import open_database
 from scpnode.errors import UsageError
 from scpnode.jobs import STATES, Job, JobQueue
-from scpnode.level_review import LevelAnswer, LevelReviewError, answer_level_review
+from scpnode.level_review import LevelAnswer, LevelReviewError, answer_level_review, reject_segmentation
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(LPS z in mm, as centroid_lps in segmentation.json) is T12")
     relabel.add_argument("--user", default=getpass.getuser(),
                          help="who answers, for the audit log and the SR (default: the login name)")
+    reject = actions.add_parser(
+        "reject", help="do not score a held job whose segmentation is wrong",
+        description="A held job whose segmentation is wrong (vertebrae merged, missed or split), which "
+                    "renaming cannot mend: it ends out of scope, nothing is sent, the reason goes to the worklist.")
+    reject.add_argument("job_id", type=int, metavar="ID")
+    reject.add_argument("--reason", required=True, help="what is wrong, e.g. 'T12 and L1 merged'")
+    reject.add_argument("--user", default=getpass.getuser(), help="who rejects it (default: the login name)")
     parser.set_defaults(run=run)
 
 
@@ -46,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
         except (KeyError, ValueError) as exc:
             raise UsageError(str(exc).strip("'")) from None
         print(f"job {job.id} queued again (attempt {job.attempts + 1} when it runs)")
+        return 0
+    if args.action == "reject":
+        try:
+            job = reject_segmentation(queue.db, args.job_id, args.user, args.reason)
+        except LevelReviewError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"job {job.id}: {job.reason}; nothing is sent")
         return 0
     if args.action == "relabel":
         answer = (LevelAnswer(shift=args.shift) if args.shift is not None

@@ -51,7 +51,8 @@ from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
 from scpnode.jobs import CONFIRMABLE_STATES, JobQueue
 from scpnode.level_review import (
-    ANSWERABLE_AS, MAX_LEVEL_SHIFT, LevelAnswer, LevelReviewError, LevelViewFile, answer_level_review, shown_levels,
+    ANSWERABLE_AS, MAX_LEVEL_SHIFT, LevelAnswer, LevelReviewError, LevelViewFile, answer_level_review,
+    reject_segmentation, shown_levels,
 )
 from scpnode.logs import log_event
 from scpnode.web import security_audit, tables as web_tables
@@ -276,11 +277,15 @@ class _Pages:
         if job is None:
             raise HTTPException(404, "This study has no inference job.")
         try:
-            answer = _level_answer(form, LevelViewFile(job.output_dir).mapping(), shown_levels(job))
-            outcome = answer_level_review(db, job.id, user.username, answer)
+            if form.get("action") == "reject":
+                reject_segmentation(db, job.id, user.username, str(form.get("note", ""))[:2000])
+                request.session["flash"] = "Segmentation rejected: the study is not scored and nothing is sent."
+            else:
+                answer = _level_answer(form, LevelViewFile(job.output_dir).mapping(), shown_levels(job))
+                outcome = answer_level_review(db, job.id, user.username, answer)
+                request.session["flash"] = f"Levels: {outcome.note}. The node is measuring again; results follow."
         except LevelReviewError as exc:
             return self._study_page(request, db, user, entry_id, level_error=str(exc), status_code=400)
-        request.session["flash"] = f"Levels: {outcome.note}. The node is measuring again; results follow."
         return RedirectResponse(f"/studies/{entry_id}", status_code=303)
 
     def change_status(self, request: Request) -> Response:

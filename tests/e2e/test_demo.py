@@ -22,8 +22,8 @@ def test_demo_with_orthanc_as_the_pacs(tmp_path, require_tool):
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "job 1: done" in out
-    for series in ("SEG  Vertebral compartments", "SR   Osteoporosis screening measurements",
-                   "OT   Osteoporosis screening visual report"):
+    for series in ("SEG  T11-L2 compartments SEG", "SR   Osteoporosis screening SR",
+                   "OT   Osteoporosis screening report"):
         assert series in out
     assert "no risk probability: model uncalibrated" in out
     measurements = json.loads(next(tmp_path.glob("node/results/job-*/measurements.json")).read_text())

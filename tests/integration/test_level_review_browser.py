@@ -158,7 +158,7 @@ def test_every_review_control_is_reachable_with_the_keyboard(held_study, browser
     for _ in range(60):
         page.keyboard.press("Tab")
         reached.add(page.evaluate("(e => e.tagName === 'BUTTON' ? e.value : e.name || '')(document.activeElement)"))
-    assert {"level", "at", "labelled", "shift", "confirm", "name"} <= reached
+    assert {"level", "at", "labelled", "shift", "confirm", "name", "note", "reject"} <= reached
 
     # A keyboard-only answer: choose "L1 is T12" in the lists and press Enter on the button.
     page.focus("select[name=labelled]")

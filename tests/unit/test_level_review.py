@@ -19,12 +19,12 @@ from inference.segment.level_view import LevelView
 from inference.segment.levels import describe_levels
 from inference.segment.relabel import confirm_levels, describe_shift
 from inference.results import SegmentationResult
-from scpnode import worklist
+from scpnode import index, worklist
 from scpnode.cli import main
 from scpnode.config import WorklistSettings
 from scpnode.db import open_database
-from scpnode.jobs import DONE, HELD, QUEUED, RUNNING, JobQueue
-from scpnode.level_review import LevelAnswer, LevelReviewError, answer_level_review
+from scpnode.jobs import DONE, HELD, OUT_OF_SCOPE, QUEUED, RUNNING, JobQueue
+from scpnode.level_review import LevelAnswer, LevelReviewError, answer_level_review, reject_segmentation
 from scpnode.pipeline import coverable_by_relabelling
 from scpnode.users import Role, add_user, get_user
 from scpnode.users import ensure_schema as ensure_users
@@ -216,3 +216,18 @@ def test_jobs_relabel_on_the_command_line(tmp_path, capsys, monkeypatch) -> None
     assert "only a held or done" in capsys.readouterr().err
     assert main(["--config", str(config), "jobs", "list"]) == 0
     assert "revision 1, levels by rob" in capsys.readouterr().out
+
+
+def test_a_held_study_whose_segmentation_is_wrong_is_not_scored(db, tmp_path) -> None:
+    index.create_tables(db)
+    job = _held_job(db, tmp_path)
+    row_id = add_study(db, 700)
+    with pytest.raises(LevelReviewError, match="say what is wrong"):
+        reject_segmentation(db, job.id, "rita", "  ")
+    rejected = reject_segmentation(db, job.id, "rita", "T12 and L1 merged")
+    assert rejected.state == OUT_OF_SCOPE and rejected.reason == "segmentation rejected by rita: T12 and L1 merged"
+    row = worklist.get_row(db, row_id)
+    assert row.level_status is worklist.LevelStatus.NOT_SCORED and not row.flagged
+    assert worklist.audit_log(db, row_id)[-1].user == "rita"
+    with pytest.raises(LevelReviewError, match="only a held job"):
+        reject_segmentation(db, job.id, "rita", "again")
