@@ -48,7 +48,7 @@ def test_latency_512x512x300(tmp_path, orthanc, bench_report):
         db = open_database(running.settings.node.database)
         last_received = db.execute("select max(received_at) from instances").fetchone()[0]
         job, = running.wait_for_jobs(1, timeout=900)
-        while not _results_in_pacs(orthanc, study.series.study.study_uid):
+        while job.state == "done" and not _results_in_pacs(orthanc, study.series.study.study_uid):
             time.sleep(0.2)
         stored = time.time()
     finally:
