@@ -80,8 +80,8 @@ def encode_results(
         EncodeError: inputs inconsistent with each other or the source images.
     """
     seg = encode_seg(source_images, segmentation, algorithm, series_number=series_number_base)
-    sr = encode_sr(source_images, seg, measurements, algorithm, series_number=series_number_base + 1,
-                   levels_confirmed_by=segmentation.confirmed_by, predecessor=predecessor)
+    sr = encode_sr(source_images, seg, segmentation, measurements, algorithm,
+                   series_number=series_number_base + 1, predecessor=predecessor)
     report = encode_visual_report(source_images, segmentation, measurements, algorithm,
                                   series_number=series_number_base + 2, ct=ct)
     return ResultObjects(seg=seg, sr=sr, report=report)

@@ -154,6 +154,18 @@ LEVEL_IDENTIFICATION_VALUES: dict[str, Code] = {
 }
 """``inference.results.LevelIdentification`` value -> code."""
 
+GENANT_GRADE_EVALUATION = _private("Q007", "Genant semiquantitative fracture grade")
+GENANT_GRADES: dict[int, Code] = {
+    0: _private("V018", "Genant grade 0, no fracture"),
+    1: _private("V019", "Genant grade 1, mild (20 to 25% height loss)"),
+    2: _private("V020", "Genant grade 2, moderate (25 to 40% height loss)"),
+    3: _private("V021", "Genant grade 3, severe (over 40% height loss)"),
+}
+
+# -- TID 1500 containers the highdicom builder does not add ---------------
+DERIVED_IMAGING_MEASUREMENTS = codes.DCM.DerivedImagingMeasurements  # DCM 126011, TID 1500 row 10
+QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")  # TID 1500 row 12
+
 # -- UCUM units ------------------------------------------------------------
 HU = _ucum("[hnsf'U]", "Hounsfield unit")
 MILLILITER = _ucum("mL", "milliliter")

@@ -13,7 +13,9 @@ object silently.
   (:mod:`dicom_sr.frames`). A Derivation Image functional group may be shared
   or per frame (PS3.3 C.7.6.16.2.6), as the standard allows.
 - :func:`read_sr`: an SR document whose root is a TID 1500 Measurement Report,
-  parsed by highdicom into its measurement groups.
+  parsed by highdicom into its measurement groups, with the report-level
+  Derived Imaging Measurements and Qualitative Evaluations (TID 1500 rows 10
+  and 12), which highdicom's parser leaves out.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ from dicom_sr.frames import FrameDecodeError, decode_frames
 
 MEASUREMENT_REPORT = ("126000", "DCM")
 """Concept name of a TID 1500 root: (126000, DCM, "Imaging Measurement Report")."""
+DERIVED_IMAGING_MEASUREMENTS = ("126011", "DCM")
+QUALITATIVE_EVALUATIONS = ("C0034375", "UMLS")
+TRACKING_UID = ("112040", "DCM")
 
 _SEGMENT_TYPE1 = {
     "SegmentNumber": "(0062,0004) Segment Number",
@@ -109,6 +114,9 @@ class MeasurementInfo:
     value: float
     unit: hd.sr.CodedConcept
     derivation: hd.sr.CodedConcept | None
+    tracking_uid: str | None = None
+    """For a measurement outside a group: the Tracking UID of the finding it belongs to, if stated."""
+    finding_sites: tuple[hd.sr.CodedConcept, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,11 +136,29 @@ class MeasurementGroupInfo:
 
 @dataclass
 class SrObject:
-    """A TID 1500 Measurement Report and its measurement groups."""
+    """A TID 1500 Measurement Report: its measurement groups and report-level results."""
 
     dataset: Dataset
     document: hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR | hd.sr.EnhancedSR
     groups: list[MeasurementGroupInfo]
+    derived: tuple[MeasurementInfo, ...] = ()
+    """Derived Imaging Measurements (TID 1500 row 10)."""
+    evaluations: tuple[tuple[hd.sr.CodedConcept, hd.sr.CodedConcept], ...] = ()
+    """(concept, value) of the coded Qualitative Evaluations (TID 1500 row 12)."""
+
+    def derived_value(self, meaning: str, *, derivation: str | None = None, tracking_uid: str | None = None) -> float:
+        """The value of a derived measurement, by concept meaning (and derivation, finding)."""
+        for m in self.derived:
+            if (m.name.meaning == meaning and m.tracking_uid == tracking_uid
+                    and (m.derivation.meaning if m.derivation is not None else None) == derivation):
+                return m.value
+        raise KeyError(f"no derived measurement {meaning!r} ({derivation}, finding {tracking_uid})")
+
+    def evaluation(self, meaning: str) -> hd.sr.CodedConcept:
+        for name, value in self.evaluations:
+            if name.meaning == meaning:
+                return value
+        raise KeyError(f"no qualitative evaluation {meaning!r}")
 
     def group(self, tracking_id: str) -> MeasurementGroupInfo:
         for group in self.groups:
@@ -200,9 +226,44 @@ def read_sr(source: str | Path | Dataset) -> SrObject:
     try:
         document = _sr_from_dataset(ds)
         report = document.content
+        derived, evaluations = _report_level_results(ds)
     except (ValueError, AttributeError, TypeError, KeyError) as exc:
         raise NonConformantObjectError(f"{where}: TID 1500 content cannot be parsed ({exc})") from None
-    return SrObject(dataset=ds, document=document, groups=list(_groups(report)))
+    return SrObject(dataset=ds, document=document, groups=list(_groups(report)),
+                    derived=derived, evaluations=evaluations)
+
+
+def _report_level_results(ds: Dataset) -> tuple[tuple[MeasurementInfo, ...],
+                                                 tuple[tuple[hd.sr.CodedConcept, hd.sr.CodedConcept], ...]]:
+    """NUM items of the root's Derived Imaging Measurements and CODE items of its Qualitative Evaluations."""
+    derived: list[MeasurementInfo] = []
+    evaluations: list[tuple[hd.sr.CodedConcept, hd.sr.CodedConcept]] = []
+    for container in ds.ContentSequence:
+        if container.ValueType != "CONTAINER":
+            continue
+        concept = container.ConceptNameCodeSequence[0]
+        key = (str(concept.CodeValue), str(concept.CodingSchemeDesignator))
+        if key == DERIVED_IMAGING_MEASUREMENTS:
+            for item in container.get("ContentSequence", []):
+                if item.ValueType == "NUM":
+                    m = hd.sr.Measurement.from_sequence([item])
+                    derived.append(MeasurementInfo(
+                        m.name, float(m.value), m.unit, m.derivation, tracking_uid=_tracking_uid(item),
+                        finding_sites=tuple(site.value for site in m.finding_sites)))
+        elif key == QUALITATIVE_EVALUATIONS:
+            for item in container.get("ContentSequence", []):
+                if item.ValueType == "CODE":
+                    code = hd.sr.CodeContentItem.from_dataset(item)
+                    evaluations.append((code.name, code.value))
+    return tuple(derived), tuple(evaluations)
+
+
+def _tracking_uid(item: Dataset) -> str | None:
+    for child in item.get("ContentSequence", []):
+        concept = child.ConceptNameCodeSequence[0]
+        if child.ValueType == "UIDREF" and (concept.CodeValue, concept.CodingSchemeDesignator) == TRACKING_UID:
+            return str(child.UID)
+    return None
 
 
 def _sr_from_dataset(ds: Dataset) -> hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR | hd.sr.EnhancedSR:
