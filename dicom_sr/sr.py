@@ -170,12 +170,34 @@ def encode_sr(
         is_complete=True,
         previous_versions=[predecessor] if predecessor is not None else None,
     )
+    _make_readable_as_text(sr)
     sr.SeriesDescription = series_description(SR_SERIES_KIND, measurements.level_identification,
                                               research_use=True)
     sr.ManufacturerModelName = algorithm.name
     sr.SoftwareVersions = algorithm.software_version
     codes.add_coding_scheme_identification(sr)
     return sr
+
+
+def _make_readable_as_text(node: Dataset) -> None:
+    """Mark every container SEPARATE and write numbers in their shortest form, in place.
+
+    Many PACS show an SR as text. A CONTINUOUS container (highdicom's default)
+    tells renderers such as DCMTK's dsr2html that its items continue one
+    sentence, so they print the values run together without their concept
+    names ("157.1 [hnsf'U] 126.2 mg/cm3"). SEPARATE items are printed as
+    "Attenuation Coefficient = 157.1 [hnsf'U]". The numbers keep their value:
+    a Decimal String is rewritten only where Python's shortest round-trip
+    form fits its 16 characters (22.2 rather than "22.2000000000000").
+    """
+    if node.get("ValueType") == "CONTAINER" or "ContinuityOfContent" in node:
+        node.ContinuityOfContent = "SEPARATE"
+    for measured in node.get("MeasuredValueSequence", []):
+        shortest = repr(float(measured.NumericValue))
+        if len(shortest) <= 16:
+            measured.NumericValue = shortest
+    for child in node.get("ContentSequence", []):
+        _make_readable_as_text(child)
 
 
 def _person(login: str) -> hd.sr.ObserverContext | None:

@@ -25,7 +25,7 @@ def test_encode_512x512x300(bench_report) -> None:
     start, cpu_start = time.perf_counter(), time.process_time()
     seg = encode_seg(source, segmentation, algorithm)
     after_seg = time.perf_counter()
-    sr = encode_sr(source, seg, measurements, algorithm)
+    sr = encode_sr(source, seg, segmentation, measurements, algorithm)
     after_sr = time.perf_counter()
     report = encode_visual_report(source, segmentation, measurements, algorithm)
     end, cpu_end = time.perf_counter(), time.process_time()
@@ -33,6 +33,6 @@ def test_encode_512x512x300(bench_report) -> None:
     bench_report(
         "encode SEG+SR+report, 512x512x300",
         seconds=end - start, cpu_seconds=cpu_end - cpu_start, seg_s=after_seg - start, sr_s=after_sr - after_seg, report_s=end - after_sr,
-        seg_frames=int(seg.NumberOfFrames), slices_with_spine=len(sr.CurrentRequestedProcedureEvidenceSequence[0]
-                                                                  .ReferencedSeriesSequence[0].ReferencedSOPSequence),
+        seg_frames=int(seg.NumberOfFrames), slices_outlined=len(sr.CurrentRequestedProcedureEvidenceSequence[0]
+                                                                .ReferencedSeriesSequence[0].ReferencedSOPSequence),
     )

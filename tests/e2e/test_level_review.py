@@ -25,7 +25,6 @@ import pytest
 
 from dicom_sr import codes
 from dicom_sr.readers import read_sr
-from dicom_sr.sr import STUDY_TRACKING_ID
 from inference.phantom import generate_phantom, write_phantom_study
 from inference.phantom.matrix import phantom_matrix
 from scpnode import worklist
@@ -170,9 +169,7 @@ def test_uncertain_levels_are_held_until_a_reviewer_corrects_them(orthanc, tmp_p
             assert abs(_segment_z_mm(seg, f"{name} cancellous") - truth["levels"][name]["centre_lps"][2]) < 12.0
         sr_dataset, = _study_files(orthanc, ambiguous.series.study.study_uid, "SR")
         sr = read_sr(sr_dataset)
-        study_group = next(g for g in sr.groups if g.tracking_id == STUDY_TRACKING_ID)
-        evaluations = {name.meaning: value.meaning for name, value in study_group.evaluations}
-        assert evaluations[codes.LEVEL_IDENTIFICATION.meaning] == codes.LEVEL_IDENTIFICATION_VALUES["confirmed"].meaning
+        assert sr.evaluation(codes.LEVEL_IDENTIFICATION.meaning).meaning == codes.LEVEL_IDENTIFICATION_VALUES["confirmed"].meaning
         assert [item.PersonName.family_name for item in sr_dataset.ContentSequence if "PersonName" in item] == ["rita"]
 
         db = open_database(settings.node.database)

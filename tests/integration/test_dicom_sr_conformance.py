@@ -5,6 +5,7 @@ a visual report rendered on real CT anatomy.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from PIL import Image
 from dicom_sr import AlgorithmInfo, ResultObjects, encode_results
 from dicom_sr import codes
 from dicom_sr.readers import read_seg, read_sr
-from dicom_sr.sr import STUDY_TRACKING_ID
 from inference.levels import TARGET_LEVELS
 from inference.measure import measure_study
 from inference.models import load_model
@@ -84,13 +84,32 @@ def test_every_object_passes_dciodvfy_without_errors(synthetic, dciodvfy, output
     print("\n".join(notes))
 
 
+def test_dcmtk_renders_the_sr_as_text_that_names_every_number(synthetic, require_tool, output_dir: Path) -> None:
+    """Many PACS show an SR as text: dsrdump and dsr2html must read it, each number under its concept name."""
+    _, _, paths = synthetic
+    dump = subprocess.run([require_tool("dsrdump"), str(paths["sr"])], capture_output=True, text=True, timeout=60)
+    assert dump.returncode == 0 and "Warning" not in dump.stderr and "Error" not in dump.stderr, dump.stderr
+    html = subprocess.run([require_tool("dsr2html"), str(paths["sr"])], capture_output=True, text=True, timeout=60)
+    assert html.returncode == 0, html.stderr
+    (output_dir / "sr_dsrdump.txt").write_text(dump.stdout)
+    (output_dir / "sr_dsr2html.html").write_text(html.stdout)
+    text = " ".join(re.sub(r"<[^>]+>", " ", html.stdout).split())
+    assert '<contains NUM:(,,"Attenuation Coefficient")="151.3"' in dump.stdout
+    for phrase in ("Attenuation Coefficient: 151.3 [hnsf&#39;U]", "Volume: 9.87654321 mL",
+                   "Finding Site = L1 vertebra", "Derived Imaging Measurements", "Qualitative Evaluations",
+                   "Vertebral level identification:", "Tracking Identifier = \"L2 vertebral body\""):
+        assert phrase in text, phrase
+
+
 def test_our_readers_load_our_objects(synthetic) -> None:
     source, objects, paths = synthetic
     seg = read_seg(paths["seg"])
     assert [s.label for s in seg.segments] == [f"{lv} {c}" for lv in TARGET_LEVELS for c in ("cortical", "cancellous")]
     sr = read_sr(paths["sr"])
-    segment_refs = [g.referenced_segment for g in sr.groups if g.template == "TID 1411"]
-    assert segment_refs == [(objects.seg.SOPInstanceUID, n) for n in range(1, 9)]
+    # The compartment findings are the SEG's segments: the same Tracking UIDs.
+    segment_uids = {s.tracking_uid for s in seg.segments}
+    assert len(segment_uids) == 8 and segment_uids <= {g.tracking_uid for g in sr.groups}
+    assert {g.template for g in sr.groups} == {"TID 1410"}
 
 
 def test_orthanc_stores_and_returns_all_three_objects(synthetic, orthanc, require_tool) -> None:
@@ -167,7 +186,7 @@ def test_phantom_study_measured_and_scored_encodes_and_validates(tmp_path: Path,
         assert dciodvfy(path).errors == [], kind
     sr = read_sr(paths["sr"])
     measured = [name for name in TARGET_LEVELS if measurements.levels[name].cancellous is not None]
-    assert measured and {g.tracking_id for g in sr.groups if g.template == "TID 1411"} >= {
+    assert measured and {g.tracking_id for g in sr.groups} >= {
         f"{name} cancellous core of vertebral body" for name in measured}
     assert objects.sr.StudyInstanceUID == headers[0].StudyInstanceUID
 
@@ -193,8 +212,7 @@ def test_unconfirmed_and_corrected_results_say_so_and_validate(tmp_path: Path, d
     assert all("levels confirmed" in ds.SeriesDescription for ds in corrected)
 
     def identification(path: Path) -> str:
-        study = next(g for g in read_sr(path).groups if g.tracking_id == STUDY_TRACKING_ID)
-        return {name.meaning: value.meaning for name, value in study.evaluations}[codes.LEVEL_IDENTIFICATION.meaning]
+        return read_sr(path).evaluation(codes.LEVEL_IDENTIFICATION.meaning).meaning
 
     assert identification(first["sr"]) == codes.LEVEL_IDENTIFICATION_VALUES["needs_review"].meaning
     assert identification(second["sr"]) == codes.LEVEL_IDENTIFICATION_VALUES["confirmed"].meaning

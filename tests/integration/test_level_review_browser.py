@@ -21,7 +21,6 @@ import pytest
 
 from dicom_sr import codes
 from dicom_sr.readers import read_sr
-from dicom_sr.sr import STUDY_TRACKING_ID
 from inference.phantom import generate_phantom, write_phantom_study
 from inference.phantom.matrix import phantom_matrix
 from scpnode import outbox, worklist
@@ -136,9 +135,7 @@ def test_held_study_is_corrected_in_the_browser(held_study, browser, output_dir)
         assert abs(levels[name]["centroid_lps"][2] - truth["levels"][name]["centre_lps"][2]) < 10.0, name
     assert len(outbox.items(db)) == 3
     sr = read_sr(job.output_dir / "sr.dcm")
-    study_group = next(g for g in sr.groups if g.tracking_id == STUDY_TRACKING_ID)
-    evaluations = {name.meaning: value.meaning for name, value in study_group.evaluations}
-    assert evaluations[codes.LEVEL_IDENTIFICATION.meaning] == codes.LEVEL_IDENTIFICATION_VALUES["confirmed"].meaning
+    assert sr.evaluation(codes.LEVEL_IDENTIFICATION.meaning).meaning == codes.LEVEL_IDENTIFICATION_VALUES["confirmed"].meaning
     assert "PredecessorDocumentsSequence" not in pydicom.dcmread(job.output_dir / "sr.dcm")  # none was sent
     row = _row_of(db, job.study_uid)
     assert row.level_status is worklist.LevelStatus.CONFIRMED and worklist.FlagReason.LEVELS not in row.flag_reasons
