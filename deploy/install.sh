@@ -57,10 +57,11 @@ extras=""
 say "installing the project$extras"
 "${pip[@]}" install "${pip_c[@]}" -e ".$extras"
 
-# 4. Debian test peers: Orthanc (PACS) with its DICOMweb plugin, DCMTK, dicom3tools, Chromium.
+# 4. Debian test peers: Orthanc (PACS) with its DICOMweb plugin, DCMTK, dicom3tools, Chromium,
+#    and node/npm to fetch the OHIF viewer.
 if [ "$with_test" = 1 ]; then
   missing=()
-  for tool in storescu:dcmtk Orthanc:orthanc dciodvfy:dicom3tools chromium:chromium; do
+  for tool in storescu:dcmtk Orthanc:orthanc dciodvfy:dicom3tools chromium:chromium npm:npm; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
   done
   [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
@@ -72,5 +73,20 @@ if [ "$with_test" = 1 ]; then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends \
       "${missing[@]}"
   fi
+fi
+# 5. The real image viewer the tests open our SEG and SR in: the prebuilt OHIF release
+#    published on npm, pinned (npm checks the tarball against the registry's integrity
+#    hash). Only its dist/ is kept, in .cache/ (git-ignored); tests/ohif_viewer.py serves it.
+ohif_version=3.13.2
+ohif_dir=.cache/ohif-$ohif_version
+if [ "$with_test" = 1 ] && [ ! -f "$ohif_dir/dist/index.html" ]; then
+  say "fetching the OHIF viewer @ohif/app@$ohif_version"
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  (cd "$scratch" && npm pack --silent "@ohif/app@$ohif_version" >/dev/null && tar -xzf ./*.tgz package/dist)
+  [ -f "$scratch/package/dist/index.html" ] || { echo "install.sh: @ohif/app@$ohif_version has no dist/index.html" >&2; exit 1; }
+  rm -rf "$ohif_dir"
+  mkdir -p "$ohif_dir"
+  mv "$scratch/package/dist" "$ohif_dir/dist"
 fi
 say "done: $("$venv/bin/scpnode" --version)"
