@@ -8,13 +8,15 @@ job (every ``check_interval_seconds``) does, in order:
 1. mark quiet received series ``complete``,
 2. decide every ``complete`` series with the selection rules (``selected`` or
    ``rejected`` with the reasons),
-3. hand each newly selected series to ``on_series_selected``.
+3. choose, per study whose series are all decided, the selected series to
+   analyse (:mod:`scpnode.study_choice`): the others become ``not_chosen``
+   with the reason, the chosen one goes to ``on_series_selected``.
 
 All state lives in the series table, with timestamps, so the job needs no
 job store of its own: after a restart (kill -9 included) the first run of the
 job picks up received series by their ``last_received_at``, complete series
-whose decision was lost, and (:meth:`CompletionScheduler.start`) selected
-series the pipeline never acknowledged.
+whose decision was lost, and (:meth:`CompletionScheduler.start`) studies
+whose chosen series the pipeline never acknowledged.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from scpnode import index
-from scpnode.config import CompletionSettings, SelectionSettings
+from scpnode.config import CompletionSettings, SelectionSettings, StudyChoiceSettings
 from scpnode.db import ThreadDatabases
 from scpnode.index import SeriesRef, SeriesState
 from scpnode.logs import log_event, uid_ref
 from scpnode.selection import evaluate
+from scpnode.study_choice import choose
 
 LOGGER = logging.getLogger(__name__)
 # APScheduler logs every run of a job at INFO; one line every few seconds says nothing.
@@ -42,17 +45,18 @@ class CompletionScheduler:
     """Runs completion, selection and hand-off periodically in a background thread."""
 
     def __init__(self, databases: ThreadDatabases, completion: CompletionSettings, selection: SelectionSettings,
-                 on_series_selected: SeriesHook | None = None) -> None:
+                 on_series_selected: SeriesHook | None = None,
+                 study_choice: StudyChoiceSettings | None = None) -> None:
         self.databases = databases
         self.completion = completion
         self.selection = selection
+        self.study_choice = study_choice or StudyChoiceSettings()
         self.on_series_selected = on_series_selected
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self) -> None:
-        """Start the periodic job; first re-offer selected series nobody acknowledged before a restart."""
-        for series in index.selected_not_handed_off(self.databases.get()):
-            self._hand_off(series)
+        """Start the periodic job; first choose again in studies whose choice nobody acknowledged before a restart."""
+        self.choose_in_studies()
         scheduler = BackgroundScheduler(timezone="UTC")
         scheduler.add_job(self.run_once, "interval", seconds=self.completion.check_interval_seconds,
                           id="series-completion", max_instances=1, coalesce=True)
@@ -82,11 +86,36 @@ class CompletionScheduler:
             decided.append(series)
             if decision.selected:
                 log_event(LOGGER, "series_selected", series=uid_ref(series.series_instance_uid))
-                self._hand_off(index.series_ref(db, series.series_instance_uid))
             else:
                 log_event(LOGGER, "series_rejected", series=uid_ref(series.series_instance_uid),
                           reason=decision.reason)
+        self.choose_in_studies()
         return decided
+
+    def choose_in_studies(self) -> list[SeriesRef]:
+        """In every study waiting for it, choose the series to analyse and hand it off; returns those handed off."""
+        db = self.databases.get()
+        handed = []
+        for study_uid in index.studies_awaiting_choice(db):
+            choice = choose(db, study_uid, self.study_choice)
+            if choice.waiting:
+                continue
+            for series, reason in choice.not_chosen:
+                if series.state is not SeriesState.NOT_CHOSEN or series.reason != reason:
+                    index.mark_not_chosen(db, series, reason)
+                    log_event(LOGGER, "series_not_chosen", series=uid_ref(series.series_instance_uid), reason=reason)
+            chosen = choice.analyse
+            if chosen is None:
+                continue
+            if chosen.state is SeriesState.NOT_CHOSEN and not index.choose_again(db, chosen):
+                continue  # reopened in the meantime; chosen from again once decided
+            log_event(LOGGER, "series_chosen", series=uid_ref(chosen.series_instance_uid),
+                      candidates=len(choice.ranking) or 1)
+            fresh = index.series_ref(db, chosen.series_instance_uid)
+            self._hand_off(fresh)
+            if fresh is not None:
+                handed.append(fresh)
+        return handed
 
     def _hand_off(self, series: SeriesRef | None) -> None:
         if series is None or self.on_series_selected is None:

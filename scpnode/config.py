@@ -8,6 +8,7 @@ or equal to 65535``, instead of a traceback.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -153,6 +154,55 @@ class SelectionSettings(_Section):
     allow_contrast: bool = True
 
 
+class StudyChoiceSettings(_Section):
+    """Which of a study's selected series is analysed (one result per study; :mod:`scpnode.study_choice`)."""
+
+    mode: Literal["best", "every"] = "best"
+    """"best": one series per study, the first by ``order``; "every": each selected series (one
+    result set per series, the behaviour before studies were chosen from)."""
+    order: list[Literal["coverage", "kernel", "phase", "thickness", "images"]] = [
+        "coverage", "kernel", "phase", "thickness", "images"]
+    """Criteria in order of importance; a later one only breaks ties of the earlier ones."""
+    coverage_step_mm: float = Field(50.0, gt=0)
+    """Craniocaudal coverage counts in steps of this size, so that reconstructions of one scan
+    (which differ by a few mm) tie and the next criterion decides."""
+    sharp_kernel_patterns: list[str] = [
+        r"BONE", r"LUNG", r"SHARP", r"EDGE", r"DETAIL", r"^B[R]?[5-9]\d", r"^[HI][5-9]\d", r"^FC[3-9]\d", r"^[D-F]$",
+        r"^Y[A-C]$"]
+    """Regular expressions (case-insensitive) on Convolution Kernel and the series description that
+    mark a sharp (bone, lung) reconstruction, whose noise biases attenuation and texture: Siemens
+    B/Br/H/I 50-99, Toshiba/Canon FC30+, Philips D-F and YA-YC, GE BONE/LUNG/EDGE/DETAIL."""
+    phase_order: list[Literal["non-contrast", "venous", "unknown", "arterial", "delayed"]] = [
+        "non-contrast", "venous", "unknown", "arterial", "delayed"]
+    """Contrast phases, most wanted first. Contrast raises trabecular attenuation, so a
+    non-contrast series measures bone best; the phase is read from Contrast/Bolus Agent and
+    the series description (NATIVE, ARTERIAL, PORTAL, VENOUS, DELAYED, ...)."""
+    preferred_slice_thickness_mm: tuple[float, float] = (1.0, 3.0)
+    """Thickness range the segmentation was validated on; inside it thinner is better, outside
+    the nearer the better."""
+    later_series: Literal["supersede", "keep_first"] = "supersede"
+    """A better series of an analysed study arriving later: "supersede" analyses it and sends
+    results that name the earlier SR as predecessor (the worklist row is updated); "keep_first"
+    records it as not chosen."""
+
+    @field_validator("sharp_kernel_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"sharp_kernel_patterns: {pattern!r} is not a regular expression ({exc})") from None
+        return patterns
+
+    @field_validator("order")
+    @classmethod
+    def _order_has_no_repeats(cls, order: list[str]) -> list[str]:
+        if len(set(order)) != len(order):
+            raise ValueError(f"order names a criterion twice: {order}")
+        return order
+
+
 class PipelineSettings(_Section):
     """Inference jobs."""
 
@@ -218,6 +268,7 @@ class Settings(_Section):
     destinations: list[DestinationSettings] = []
     completion: CompletionSettings = CompletionSettings()
     selection: SelectionSettings = SelectionSettings()
+    study_choice: StudyChoiceSettings = StudyChoiceSettings()
     pipeline: PipelineSettings = PipelineSettings()
     worklist: WorklistSettings = WorklistSettings()
     web: WebSettings = WebSettings()

@@ -41,12 +41,13 @@ INDEX_KEYWORDS: tuple[str, ...] = (
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "ImageType",
     "InstanceNumber", "SeriesDescription", "StudyDescription", "ProtocolName", "BodyPartExamined",
     "SliceThickness", "PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient", "GantryDetectorTilt",
-    "ContrastBolusAgent", "Rows", "Columns", "PatientID", "PatientName", "PatientBirthDate", "PatientSex",
-    "AccessionNumber", "StudyDate", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated",
+    "ContrastBolusAgent", "ConvolutionKernel", "Rows", "Columns", "PatientID", "PatientName", "PatientBirthDate",
+    "PatientSex", "AccessionNumber", "StudyDate", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated",
 )
 """What :class:`scpnode.index.InstanceMeta`, :class:`scpnode.index.PatientStudy` and the pixel data check read."""
 
-_MULTI_VALUED = frozenset({"ImageType", "PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient"})
+_MULTI_VALUED = frozenset({"ImageType", "PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient",
+                           "ConvolutionKernel"})
 
 _ASCII_CHARACTER_SETS = frozenset({
     "", "ISO_IR 6", "ISO_IR 100", "ISO_IR 101", "ISO_IR 109", "ISO_IR 110", "ISO_IR 126", "ISO_IR 127",

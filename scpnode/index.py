@@ -50,6 +50,9 @@ class SeriesState(StrEnum):
     """Failed a selection rule (``reason`` says which)."""
     OUT_OF_SCOPE = "out_of_scope"
     """Selected, but the pipeline found it cannot be analysed (e.g. T11-L2 not in view)."""
+    NOT_CHOSEN = "not_chosen"
+    """Selected, but another series of its study was analysed instead (``reason`` says why);
+    taken up again if the chosen one turns out out of scope (:mod:`scpnode.study_choice`)."""
 
 
 class RecordOutcome(StrEnum):
@@ -91,6 +94,8 @@ class InstanceMeta:
     contrast_agent: str = ""
     rows: int | None = None
     columns: int | None = None
+    convolution_kernel: str = ""
+    """Values of Convolution Kernel joined by a backslash (empty when not sent)."""
 
     @classmethod
     def from_dataset(cls, ds: Dataset | PlainHeader) -> "InstanceMeta":
@@ -131,6 +136,7 @@ class InstanceMeta:
             contrast_agent=str(ds.get("ContrastBolusAgent", "") or ""),
             rows=_int(ds.get("Rows")),
             columns=_int(ds.get("Columns")),
+            convolution_kernel="\\".join(str(v) for v in _multi(ds.get("ConvolutionKernel")) if v),
         )
 
     @classmethod
@@ -152,6 +158,7 @@ class InstanceMeta:
                 values[name] = _tuples(json.loads(values[name]))
         values["image_type"] = values["image_type"] or ()
         values["positions"] = values["positions"] or ()
+        values["convolution_kernel"] = values["convolution_kernel"] or ""
         return cls(**values)
 
 
@@ -178,6 +185,8 @@ class SeriesRef:
     body_part_examined: str = ""
     first_received_at: float = 0.0
     last_received_at: float = 0.0
+    handed_off_at: float | None = None
+    """When the job pipeline took this revision over (None: not yet)."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +261,8 @@ MIGRATIONS = [
     """,
     # When each peer last sent an instance (node status page): one index seek per peer.
     "CREATE INDEX instances_peer_received ON instances(calling_ae_title, received_at);",
+    # The reconstruction kernel ranks the series of a study (scpnode.study_choice).
+    "ALTER TABLE instances ADD COLUMN convolution_kernel TEXT;",
 ]
 
 
@@ -415,6 +426,49 @@ def acknowledge_selected(db: sqlite_utils.Database, series: SeriesRef, now: floa
     return cursor.rowcount == 1
 
 
+def study_series(db: sqlite_utils.Database, study_instance_uid: str) -> list[SeriesRef]:
+    """Every series of a study, oldest first."""
+    rows = db.query("SELECT * FROM series WHERE study_instance_uid = ? ORDER BY first_received_at",
+                    [study_instance_uid])
+    return [_ref(row) for row in rows]
+
+
+def studies_awaiting_choice(db: sqlite_utils.Database) -> list[str]:
+    """Studies with a selected series not yet handed off, or whose chosen series turned out out of scope.
+
+    The second kind has series left ``not_chosen`` and none ``selected``: the
+    next-best of them is to be analysed (:mod:`scpnode.study_choice`).
+    """
+    rows = db.execute(
+        "SELECT DISTINCT study_instance_uid FROM series s WHERE (state = ? AND handed_off_at IS NULL)"
+        " OR (state = ? AND NOT EXISTS (SELECT 1 FROM series o WHERE o.study_instance_uid = s.study_instance_uid"
+        "  AND o.state = ?)) ORDER BY study_instance_uid",
+        [SeriesState.SELECTED.value, SeriesState.NOT_CHOSEN.value, SeriesState.SELECTED.value]).fetchall()
+    return [row[0] for row in rows]
+
+
+def mark_not_chosen(db: sqlite_utils.Database, series: SeriesRef, reason: str) -> bool:
+    """Another series of the study is analysed instead of ``series`` (this revision); False if it changed since."""
+    if not reason:
+        raise ValueError("a series not chosen needs a reason")
+    with transaction(db):
+        cursor = db.execute(
+            "UPDATE series SET state = ?, reason = ? WHERE series_instance_uid = ? AND revision = ? AND state IN (?, ?)",
+            [SeriesState.NOT_CHOSEN.value, reason, series.series_instance_uid, series.revision,
+             SeriesState.SELECTED.value, SeriesState.NOT_CHOSEN.value])
+    return cursor.rowcount == 1
+
+
+def choose_again(db: sqlite_utils.Database, series: SeriesRef) -> bool:
+    """A series left ``not_chosen`` is now the one to analyse: ``selected``, to be handed off."""
+    with transaction(db):
+        cursor = db.execute(
+            "UPDATE series SET state = ?, reason = NULL, handed_off_at = NULL"
+            " WHERE series_instance_uid = ? AND revision = ? AND state = ?",
+            [SeriesState.SELECTED.value, series.series_instance_uid, series.revision, SeriesState.NOT_CHOSEN.value])
+    return cursor.rowcount == 1
+
+
 def selected_not_handed_off(db: sqlite_utils.Database) -> list[SeriesRef]:
     """Selected series the pipeline has not acknowledged (e.g. the node stopped in between)."""
     rows = db.query("SELECT * FROM series WHERE state = ? AND handed_off_at IS NULL ORDER BY decided_at",
@@ -440,6 +494,7 @@ def _ref(row: dict[str, Any]) -> SeriesRef:
         series_description=row["series_description"] or "", state=SeriesState(row["state"]),
         revision=row["revision"], reason=row["reason"], body_part_examined=row["body_part_examined"] or "",
         first_received_at=row["first_received_at"], last_received_at=row["last_received_at"],
+        handed_off_at=row["handed_off_at"],
     )
 
 

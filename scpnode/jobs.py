@@ -217,6 +217,10 @@ class JobQueue:
             raise ValueError(f"job {job_id} is {self.get(job_id).state}; only a held job can be rejected")
         return self.get(job_id)
 
+    def earlier_in_study(self, study_uid: str, before_id: int) -> list[Job]:
+        """Jobs of the same study queued before job ``before_id``, newest first (other series of the study)."""
+        return self._query("select * from jobs where study_uid = ? and id < ? order by id desc", [study_uid, before_id])
+
     def latest_for_series(self, series_uid: str) -> Job | None:
         """The newest job of a series, or None."""
         found = self._query("select * from jobs where series_uid = ? order by id desc limit 1", [series_uid])

@@ -66,7 +66,7 @@ class Node:
         self.store = InstanceStore(settings.node.storage_dir, sync=settings.node.sync_writes)
         self.receiver = Receiver(settings, self.store, self.databases)
         self.scheduler = CompletionScheduler(self.databases, settings.completion, settings.selection,
-                                             on_series_selected)
+                                             on_series_selected, settings.study_choice)
         self.sender = OutboxSender(self.databases, settings.destinations, settings.node.ae_title, settings.tls,
                                    **(sender_options or {}))
         self.services = list(services)

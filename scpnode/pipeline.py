@@ -202,7 +202,7 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
             _write_json(result_dir / "measurements.json", measurements.to_json())
         with timed("encode"):
             algorithm = algorithm_info(segmentation)
-            predecessor = sent_predecessor(db, job_dir, job.revision)
+            predecessor = sent_predecessor(db, queue, job, job_dir)
             files = encode_once(result_dir, sources, image, segmentation, measurements, algorithm,
                                 predecessor=predecessor)
             LevelViewFile(result_dir).write(image, segmentation)
@@ -260,10 +260,19 @@ def coverable_by_relabelling(segmentation: SegmentationResult, max_shift: int = 
     return False
 
 
-def sent_predecessor(db: sqlite_utils.Database, job_dir: Path, revision: int) -> Dataset | None:
-    """The newest SR of an earlier revision of this job that went to the outbox (None: none did)."""
-    for earlier in range(revision - 1, -1, -1):
-        path = revision_dir(job_dir, earlier) / RESULT_FILES["sr"]
+def sent_predecessor(db: sqlite_utils.Database, queue: JobQueue, job: Job, job_dir: Path) -> Dataset | None:
+    """The newest SR of this study that went to the outbox (None: none did).
+
+    First an earlier revision of this job (labels corrected by a person), then
+    the jobs of other series of the study (a better series that supersedes the
+    one analysed first, :mod:`scpnode.study_choice`).
+    """
+    folders = [revision_dir(job_dir, earlier) for earlier in range(job.revision - 1, -1, -1)]
+    for other in queue.earlier_in_study(job.study_uid, job.id):
+        if other.result_dir:
+            folders += [revision_dir(Path(other.result_dir), r) for r in range(other.revision, -1, -1)]
+    for folder in folders:
+        path = folder / RESULT_FILES["sr"]
         if not path.exists():
             continue
         sr = pydicom.dcmread(path)

@@ -134,8 +134,8 @@ def _delivered_series(db: sqlite_utils.Database) -> list[PurgeCandidate]:
 
 def _unprocessed_series(db: sqlite_utils.Database, cutoff: float) -> list[PurgeCandidate]:
     rows = db.query(
-        f"SELECT * FROM series s WHERE {_HAS_IMAGES} AND state IN (?, ?) AND last_received_at <= ?",
-        [SeriesState.REJECTED.value, SeriesState.OUT_OF_SCOPE.value, cutoff])
+        f"SELECT * FROM series s WHERE {_HAS_IMAGES} AND state IN (?, ?, ?) AND last_received_at <= ?",
+        [SeriesState.REJECTED.value, SeriesState.OUT_OF_SCOPE.value, SeriesState.NOT_CHOSEN.value, cutoff])
     return [_candidate(row, UNPROCESSED, row["last_received_at"]) for row in rows]
 
 
