@@ -447,6 +447,15 @@ def studies_awaiting_choice(db: sqlite_utils.Database) -> list[str]:
     return [row[0] for row in rows]
 
 
+def recent_choices(db: sqlite_utils.Database, limit: int = 20) -> list[list[SeriesRef]]:
+    """The selected and not-chosen series of the latest studies where one series was chosen from several."""
+    studies = [row[0] for row in db.execute(
+        "SELECT study_instance_uid FROM series WHERE state = ? GROUP BY study_instance_uid"
+        " ORDER BY max(decided_at) DESC LIMIT ?", [SeriesState.NOT_CHOSEN.value, limit]).fetchall()]
+    return [[s for s in study_series(db, uid) if s.state in (SeriesState.SELECTED, SeriesState.NOT_CHOSEN)]
+            for uid in studies]
+
+
 def mark_not_chosen(db: sqlite_utils.Database, series: SeriesRef, reason: str) -> bool:
     """Another series of the study is analysed instead of ``series`` (this revision); False if it changed since."""
     if not reason:

@@ -3,8 +3,9 @@
 The page reads one :class:`NodeStatus` snapshot and calls ``retry_job``; it
 knows nothing of the tables behind them. :class:`DatabaseNodeStatus` is the
 provider the node uses: jobs from :class:`scpnode.jobs.JobQueue`, outbox
-states, when each peer last sent an instance (series index), and disk use of
-the store and the database. Parts whose tables do not exist are ``None`` and
+states, when each peer last sent an instance (series index), which series of
+a study was analysed and why the others were not, and disk use of the store
+and the database. Parts whose tables do not exist are ``None`` and
 the page says so rather than showing an empty table that looks healthy.
 """
 
@@ -18,6 +19,7 @@ from typing import Protocol
 
 import sqlite_utils
 
+from scpnode import index
 from scpnode.config import Settings
 from scpnode.jobs import FAILED, QUEUED, RUNNING, Job, JobQueue
 from scpnode.logs import uid_ref
@@ -62,6 +64,17 @@ class PeerSeen:
     last_seen: str
 
 
+@dataclass(frozen=True)
+class SeriesChoiceView:
+    """One candidate series of a study where one series was analysed out of several."""
+
+    study_ref: str
+    series_ref: str
+    description: str
+    state: str
+    reason: str
+
+
 @dataclass
 class NodeStatus:
     """A snapshot for the status page. ``None``: the node does not provide that part."""
@@ -72,6 +85,8 @@ class NodeStatus:
     outbox_counts: dict[str, int] | None = None
     peers: list[PeerSeen] | None = None
     disks: list[DiskUse] = field(default_factory=list)
+    choices: list[SeriesChoiceView] | None = None
+    """Latest studies whose series were chosen from (:mod:`scpnode.study_choice`), series by series."""
 
 
 class NodeStatusProvider(Protocol):
@@ -134,6 +149,9 @@ class DatabaseNodeStatus:
             outbox_counts=self._outbox_counts() if "outbox" in tables else None,
             peers=self._peers() if "instances" in tables else None,
             disks=self._disks(stored_bytes=self._stored_bytes() if "series" in tables else None),
+            choices=[SeriesChoiceView(uid_ref(s.study_instance_uid), uid_ref(s.series_instance_uid),
+                                      s.series_description, s.state.value, s.reason or "analysed")
+                     for study in index.recent_choices(self.db) for s in study] if "series" in tables else None,
         )
 
     def retry_job(self, job_id: int) -> None:

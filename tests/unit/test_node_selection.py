@@ -133,3 +133,26 @@ def test_rules_test_command_on_a_folder_without_dicom(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
     assert main(["rules", "test", str(tmp_path)]) == 2
     assert "no DICOM files" in capsys.readouterr().err
+
+
+def test_rules_test_command_ranks_the_selected_series_of_a_study(tmp_path, capsys):
+    import SimpleITK as sitk
+
+    from inference.phantom import write_ct_series
+    from inference.phantom.dicom import SeriesInfo, StudyInfo
+
+    study = StudyInfo(study_uid="1.2.826.0.1.3680043.8.498.77")
+    for number, (slices, spacing, kernel, description) in enumerate(
+            [(40, 3.0, "B30f", "Abdomen 3.0"), (60, 2.0, "B30f", "Abdomen 2.0"), (60, 2.0, "B70f", "Abdomen 2.0 bone")],
+            start=2):
+        image = sitk.Image(64, 64, slices, sitk.sitkInt16)
+        image.SetSpacing((0.8, 0.8, spacing))
+        write_ct_series(image, tmp_path / description, study=study, seed=number,
+                        series=SeriesInfo(series_number=number, description=description, convolution_kernel=kernel))
+    assert main(["rules", "test", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "study 1.2.826.0.1.3680043.8.498.77: 3 selected series, ranked by coverage, kernel, phase, thickness" in out
+    ranking = [line.strip() for line in out.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")]
+    assert ranking[0].startswith("1. Abdomen 2.0:") and ranking[0].endswith("=> analysed")
+    assert ranking[1].startswith("2. Abdomen 3.0:") and "thickness: 2 mm slices preferred to 3 mm slices" in ranking[1]
+    assert ranking[2].startswith("3. Abdomen 2.0 bone:") and "sharp kernel (B70f)" in ranking[2]

@@ -187,3 +187,21 @@ def test_preferences_are_declared_in_order(node) -> None:
         StudyChoiceSettings(order=["thickness", "thickness"])
     with pytest.raises(ValueError, match="not a regular expression"):
         StudyChoiceSettings(sharp_kernel_patterns=["B[7"])
+
+
+def test_the_status_page_lists_what_was_chosen_and_why(node, tmp_path) -> None:
+    from scpnode.config import Settings
+    from scpnode.logs import uid_ref
+    from scpnode.web.node_status import DatabaseNodeStatus
+
+    db, scheduler, _ = node
+    _series(db, "1.1", thickness=1.0, count=301, description="thin")
+    _series(db, "1.2", thickness=3.0, count=101, description="thick")
+    scheduler.run_once(now=200.0)
+    settings = Settings.model_validate({"node": {"storage_dir": str(tmp_path), "database": str(tmp_path / "node.db")}})
+    choices = DatabaseNodeStatus(settings, db).snapshot().choices
+    assert [(c.description, c.state, c.reason.split(" (")[0]) for c in choices] == [
+        ("thin", "selected", "analysed"),
+        ("thick", "not_chosen", "ranked 2 of 2: series 'thin' analysed instead"),
+    ]
+    assert all(c.study_ref == uid_ref(STUDY) for c in choices)
