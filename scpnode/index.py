@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -414,6 +414,29 @@ def mark_out_of_scope(db: sqlite_utils.Database, series: SeriesRef, reason: str)
     if not reason:
         raise ValueError("an out-of-scope series needs a reason")
     return _transition(db, series, SeriesState.SELECTED, SeriesState.OUT_OF_SCOPE, reason, {})
+
+
+def mark_revision_out_of_scope(db: sqlite_utils.Database, series_instance_uid: str, revision: int | None,
+                               reason: str) -> bool:
+    """:func:`mark_out_of_scope` for the revision a job analysed (None: whatever revision is current).
+
+    Returns False when the series has been reopened since that revision: the
+    new content is decided, and analysed, on its own.
+    """
+    series = series_ref(db, series_instance_uid)
+    if series is None:
+        return False
+    if revision is not None:
+        series = replace(series, revision=revision)
+    return mark_out_of_scope(db, series, reason)
+
+
+def is_current_revision(db: sqlite_utils.Database, series_instance_uid: str, revision: int | None) -> bool:
+    """False when the series has been reopened since ``revision`` (None, or a series not indexed: True)."""
+    if revision is None:
+        return True
+    row = db.execute("SELECT revision FROM series WHERE series_instance_uid = ?", [series_instance_uid]).fetchone()
+    return row is None or row[0] == revision
 
 
 def acknowledge_selected(db: sqlite_utils.Database, series: SeriesRef, now: float | None = None) -> bool:

@@ -80,6 +80,9 @@ class Job:
     """Levels every label moves caudally from the backend's labels (negative: cranially)."""
     confirmed_by: str = ""
     """Who confirmed the labels of the current revision (empty for revision 0)."""
+    series_revision: int | None = None
+    """The revision of the series (:attr:`scpnode.index.SeriesRef.revision`) this job analyses; None for
+    jobs queued before it was recorded."""
 
     @property
     def output_dir(self) -> Path:
@@ -106,7 +109,8 @@ class JobQueue:
         self._lock = threading.Lock()
         ensure_schema(db)
 
-    def enqueue(self, study_uid: str, series_uid: str, series_dir: str, content_signature: str) -> Job:
+    def enqueue(self, study_uid: str, series_uid: str, series_dir: str, content_signature: str,
+                series_revision: int | None = None) -> Job:
         """Queue a job for a series, or return the existing one for the same content."""
         with self._lock:
             existing = self._query(
@@ -119,7 +123,7 @@ class JobQueue:
                 "study_uid": study_uid, "series_uid": series_uid, "series_dir": series_dir,
                 "content_signature": content_signature, "state": QUEUED, "attempts": 0,
                 "stage": "", "error": "", "reason": "", "result_dir": "",
-                "created_at": utc_now(), "stage_seconds": "{}",
+                "created_at": utc_now(), "stage_seconds": "{}", "series_revision": series_revision,
             })
             return self.get(table.last_pk)
 
@@ -271,6 +275,8 @@ MIGRATIONS = ["""
     ALTER TABLE jobs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN level_shift INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN confirmed_by TEXT NOT NULL DEFAULT '';
+""", """
+    ALTER TABLE jobs ADD COLUMN series_revision INTEGER;
 """]
 """Schema steps of the ``jobs`` table (:func:`scpnode.db.migrate`); append, never edit."""
 

@@ -14,6 +14,9 @@ naming any SR of the study sent before as its predecessor.
 a series whose T11, T12, L1 and L2 are not all completely in view is
 ``out_of_scope`` with the reason, and the series is marked so in the index.
 
+A job whose series received new content while it ran (a new revision, with
+its own job) sends nothing: only the newest content's results reach the PACS.
+
 Running a job again (after a crash or a retry) must not send its results
 twice: the encoded objects are written once per job folder and reused, so a
 rerun sends the same SOP Instance UIDs, and objects already in the outbox for
@@ -98,7 +101,7 @@ class InferencePipeline:
     def on_series_selected(self, series: SeriesRef) -> None:
         """Queue a job for a selected series (same content: the existing job) and acknowledge it."""
         job = self._queue().enqueue(series.study_instance_uid, series.series_instance_uid,
-                                    str(series.folder), f"revision-{series.revision}")
+                                    str(series.folder), f"revision-{series.revision}", series.revision)
         index.acknowledge_selected(self.databases.get(), series)
         log_event(log, "job_queued", job=job.id, series=uid_ref(series.series_instance_uid))
 
@@ -188,9 +191,7 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
             reason = coverage_problem(segmentation)
             review = segmentation.level_identification is LevelIdentification.NEEDS_REVIEW
         if reason and not (review and coverable_by_relabelling(segmentation)):
-            series = index.series_ref(db, job.series_uid)
-            if series is not None:
-                index.mark_out_of_scope(db, series, reason)
+            index.mark_revision_out_of_scope(db, job.series_uid, job.series_revision, reason)
             if job.revision:
                 worklist.withdraw_scores(db, str(sources[0].StudyInstanceUID), reason, job.confirmed_by)
             queue.finish(job.id, OUT_OF_SCOPE, reason=reason, result_dir=str(job_dir))
@@ -206,6 +207,12 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
             files = encode_once(result_dir, sources, image, segmentation, measurements, algorithm,
                                 predecessor=predecessor)
             LevelViewFile(result_dir).write(image, segmentation)
+        if not index.is_current_revision(db, job.series_uid, job.series_revision):
+            note = ("the series received new content while it was analysed: its new revision is analysed on "
+                    "its own; these results are kept here and not sent")
+            queue.finish(job.id, DONE, reason=note, result_dir=str(job_dir))
+            log_event(log, "job_results_outdated", job=job.id)
+            return JobOutcome(DONE, result_dir, reason=note)
         hold = review and settings.pipeline.uncertain_levels == "hold"
         if not hold:
             with timed("outbox"):

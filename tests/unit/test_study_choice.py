@@ -205,3 +205,19 @@ def test_the_status_page_lists_what_was_chosen_and_why(node, tmp_path) -> None:
         ("thick", "not_chosen", "ranked 2 of 2: series 'thin' analysed instead"),
     ]
     assert all(c.study_ref == uid_ref(STUDY) for c in choices)
+
+
+def test_a_job_of_an_old_revision_does_not_mark_the_reopened_series_out_of_scope(node) -> None:
+    """The revision race: a series reopened and selected again while its first job ran."""
+    db, scheduler, offered = node
+    _series(db, "1.1", thickness=1.0, count=301)
+    scheduler.run_once(now=200.0)
+    first = offered[-1]
+    _series(db, "1.1", thickness=1.0, count=1, now=205.0, offset_mm=301.0)  # more content: revision 2
+    scheduler.run_once(now=260.0)
+    assert [(s.series_instance_uid, s.revision) for s in offered] == [("1.1", 1), ("1.1", 2)]
+    # The job of revision 1 ends out of scope: revision 2 stays selected for its own job.
+    assert not index.mark_revision_out_of_scope(db, "1.1", first.revision, "L2 not in view")
+    assert _state(db, "1.1") == (SeriesState.SELECTED, None)
+    assert index.mark_revision_out_of_scope(db, "1.1", 2, "L2 not in view")
+    assert _state(db, "1.1") == (SeriesState.OUT_OF_SCOPE, "L2 not in view")
