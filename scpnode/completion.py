@@ -52,6 +52,9 @@ class CompletionScheduler:
         self.selection = selection
         self.study_choice = study_choice or StudyChoiceSettings()
         self.on_series_selected = on_series_selected
+        self._offered: set[tuple[str, int]] = set()
+        """(series, revision) handed to the hook since start: offered again only after a restart, as
+        a hook that did not acknowledge (the pipeline could not queue it) would fail the same way."""
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self) -> None:
@@ -109,12 +112,14 @@ class CompletionScheduler:
                 continue
             if chosen.state is SeriesState.NOT_CHOSEN and not index.choose_again(db, chosen):
                 continue  # reopened in the meantime; chosen from again once decided
+            fresh = index.series_ref(db, chosen.series_instance_uid)
+            if fresh is None or (fresh.series_instance_uid, fresh.revision) in self._offered:
+                continue
             log_event(LOGGER, "series_chosen", series=uid_ref(chosen.series_instance_uid),
                       candidates=len(choice.ranking) or 1)
-            fresh = index.series_ref(db, chosen.series_instance_uid)
+            self._offered.add((fresh.series_instance_uid, fresh.revision))
             self._hand_off(fresh)
-            if fresh is not None:
-                handed.append(fresh)
+            handed.append(fresh)
         return handed
 
     def _hand_off(self, series: SeriesRef | None) -> None:
