@@ -74,7 +74,7 @@ def _render(slice_map: SliceMap, segmentation: SegmentationResult, measurements:
                         va="center", ha="left", bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
     image_axes.set_axis_off()
     image_axes.set_title("Sagittal reformat (A left, P right)", color="white", fontsize=11)
-    _write_text(figure, measurements, algorithm, segmentation)
+    _write_text(figure, measurements, algorithm, segmentation, slice_map.instances[0])
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
 
@@ -204,8 +204,16 @@ def _level_identification_text(segmentation: SegmentationResult) -> str:
     return "identified automatically" + (f" ({', '.join(anchors)})" if anchors else "")
 
 
+def _series_name(source: Dataset) -> str:
+    """Which series of the study was measured: number, description and slice thickness."""
+    parts = [f"#{source.SeriesNumber}" if source.get("SeriesNumber") is not None else "",
+             str(source.get("SeriesDescription", "") or "")[:40],
+             f"({float(source.SliceThickness):g} mm)" if source.get("SliceThickness") else ""]
+    return " ".join(p for p in parts if p) or "(no series number or description)"
+
+
 def _write_text(figure: Figure, measurements: StudyMeasurements, algorithm: AlgorithmInfo,
-                segmentation: SegmentationResult) -> None:
+                segmentation: SegmentationResult, source: Dataset) -> None:
     score = measurements.score
     calibrated = score is not None and score.calibrated
     banner = ("Calibrated site model" if calibrated
@@ -248,6 +256,7 @@ def _write_text(figure: Figure, measurements: StudyMeasurements, algorithm: Algo
                      f" ({'calibrated' if score.calibrated else 'uncalibrated model'})")
     else:
         lines.append("Fracture risk    not computed (no radscore model)")
+    lines.append(f"Series           {_series_name(source)}")
     lines.append(f"Segmentation     {algorithm.name} {algorithm.version}, model {algorithm.model_id}")
     lines.append(f"Levels           {_level_identification_text(segmentation)}")
     if segmentation.level_identification is LevelIdentification.NEEDS_REVIEW:

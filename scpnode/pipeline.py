@@ -29,7 +29,6 @@ the node's hook, queues jobs, and runs them in worker processes
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -57,7 +56,7 @@ from inference.segment.anchors import SPINE_SEQUENCE
 from inference.segment.io import read_segmentation, write_segmentation
 from inference.segment.relabel import confirm_levels
 from inference.volume import load_volume
-from scpnode import __version__, index, outbox, worklist
+from scpnode import __version__, index, outbox, strict_json, worklist
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases, open_database
 from scpnode.index import SeriesRef
@@ -377,13 +376,11 @@ def _dicom_date(value: object) -> date | None:
 
 def _write_json(path: Path, document: dict) -> None:
     partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(document, indent=2, default=_json_default))
+    partial.write_text(strict_json.dumps(document, indent=2, default=_json_default))
     partial.replace(path)
 
 
 def _json_default(value: object) -> object:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
     if isinstance(value, sitk.Image):
         return None
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -41,6 +41,7 @@ from typing import Any, TextIO
 import sqlite_utils
 
 from inference.results import StudyMeasurements
+from scpnode import strict_json
 from scpnode.config import WorklistSettings
 from scpnode.db import migrate, transaction
 
@@ -321,7 +322,7 @@ def add_scored_study(db: sqlite_utils.Database, study: StudyInfo, measurements: 
         "calibrated": int(calibrated),
         "overlay_path": study.overlay_path,
         "measurements_path": study.measurements_path,
-        "measurements_json": json.dumps(_without_nan(measurements.to_json()), allow_nan=False),
+        "measurements_json": strict_json.dumps(measurements.to_json()),
         "level_status": level_status.value,
     }
     now = _now()
@@ -345,17 +346,6 @@ def add_scored_study(db: sqlite_utils.Database, study: StudyInfo, measurements: 
                    [*values.values(), now, entry_id])
         _audit(db, entry_id, "system", "rescored", status, status, "", now)
         return int(entry_id)
-
-
-def _without_nan(value: Any) -> Any:
-    """``value`` with NaN/inf floats (e.g. a radiomics feature of a tiny VOI) as None: JSON has no NaN."""
-    if isinstance(value, float):
-        return _finite(value)
-    if isinstance(value, dict):
-        return {key: _without_nan(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_without_nan(item) for item in value]
-    return value
 
 
 def set_status(db: sqlite_utils.Database, entry_id: int, status: Status | str, user: str, note: str = "") -> None:

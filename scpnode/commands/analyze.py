@@ -9,7 +9,6 @@ Non-finite numbers are written as ``null`` so the file is strict JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -29,7 +28,7 @@ from inference.results import SegmentationResult
 from inference.segment import segment_volume
 from inference.segment.io import SegmentationFolderError, read_segmentation
 from inference.volume import VolumeError, load_volume
-from scpnode import __version__
+from scpnode import __version__, strict_json
 from scpnode.commands.segment import add_lowest_level_argument
 from scpnode.config import Settings
 from scpnode.errors import UsageError
@@ -129,17 +128,6 @@ def _write_json(out_dir: Path, document: dict[str, Any]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / MEASUREMENTS_FILE
     partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(_finite(document), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    partial.write_text(strict_json.dumps(document, indent=2) + "\n", encoding="utf-8")
     os.replace(partial, path)
     return path
-
-
-def _finite(value: Any) -> Any:
-    """The document with NaN/inf replaced by None (JSON has no such numbers)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
