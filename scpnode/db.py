@@ -105,20 +105,22 @@ def migrate(db: sqlite_utils.Database, component: str, migrations: Sequence[Migr
     step runs in its own transaction with its version bump, so a crash leaves
     the schema at a known version. Never edit a released step: append one.
     """
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-    )
-    db.conn.commit()
-    with transaction(db):
-        row = db.execute("SELECT version FROM schema_versions WHERE component = ?", [component]).fetchone()
-    current = row[0] if row else 0
+    current = _schema_version(db, component)
     if current > len(migrations):
         raise RuntimeError(
             f"database schema of {component} is version {current}, newer than this software ({len(migrations)})"
         )
+    if current == len(migrations):
+        return current  # the usual case: one read, no write lock (every JobQueue() checks)
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+    )
+    db.conn.commit()
     for version in range(current, len(migrations)):
         step = migrations[version]
         with transaction(db):
+            if _schema_version(db, component) > version:
+                continue  # another process applied this step while we waited for the write lock
             if isinstance(step, str):
                 for statement in _statements(step):
                     db.execute(statement)
@@ -130,6 +132,14 @@ def migrate(db: sqlite_utils.Database, component: str, migrations: Sequence[Migr
                 [component, version + 1],
             )
     return len(migrations)
+
+
+def _schema_version(db: sqlite_utils.Database, component: str) -> int:
+    try:
+        row = db.execute("SELECT version FROM schema_versions WHERE component = ?", [component]).fetchone()
+    except sqlite3.OperationalError:  # no schema_versions table yet: nothing migrated
+        return 0
+    return row[0] if row else 0
 
 
 def _statements(script: str) -> Iterator[str]:
