@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,17 +58,24 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture
-def browser(require_tool: Callable[[str], str]):
-    """Debian's Chromium, headless, driven by Playwright."""
+@contextmanager
+def chromium(require_tool: Callable[[str], str], args: list[str]):
+    """Debian's Chromium with ``args``, driven by Playwright (never a downloaded browser)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     executable = require_tool("chromium")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=args)
         try:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def browser(require_tool: Callable[[str], str]):
+    """Debian's Chromium, headless, driven by Playwright."""
+    with chromium(require_tool, CHROMIUM_ARGS) as launched:
+        yield launched
 
 
 @pytest.fixture
