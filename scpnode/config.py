@@ -47,6 +47,9 @@ class NodeSettings(_Section):
     """Total simultaneous associations the listener accepts."""
     require_known_peers: bool = True
     """Reject associations from calling AE titles/addresses not in [[peers]]."""
+    require_called_aet: bool = True
+    """Reject associations addressed to another Called AE Title than ``ae_title`` (a misrouted
+    sender, or one probing for any listener)."""
     sync_writes: bool = True
     """fsync every received file before answering Success, so an acknowledged instance survives a
     power loss. False is faster on slow disks; a crash of the node (kill -9) still loses nothing."""

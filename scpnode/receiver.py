@@ -261,6 +261,14 @@ class Receiver:
         assoc = event.assoc
         ae_title = str(assoc.requestor.primitive.calling_ae_title).strip()
         address = assoc.requestor.address
+        called = str(assoc.requestor.primitive.called_ae_title).strip()
+        if self.settings.node.require_called_aet and called != self.settings.node.ae_title:
+            log_event(LOGGER, "association_rejected", logging.WARNING, calling_ae=ae_title, address=address,
+                      reason=f"called AE title {called!r} is not this node's {self.settings.node.ae_title!r}")
+            assoc.acse.send_reject(0x01, 0x01, 0x07)  # permanent, service user, called AE not recognised
+            assoc.is_rejected = True
+            assoc.kill()
+            return
         key, refusal = self.policy.admit(ae_title, address)
         if key is None:
             log_event(LOGGER, "association_rejected", logging.WARNING,

@@ -102,6 +102,17 @@ def test_unknown_calling_ae_is_rejected_and_known_one_can_echo(running_node, req
     assert accepted.returncode == 0, accepted.stderr
 
 
+def test_an_association_to_another_called_ae_title_is_rejected(running_node, require_tool, caplog):
+    echoscu = require_tool("echoscu")
+    with caplog.at_level("WARNING", logger="scpnode.receiver"):
+        refused = subprocess.run([echoscu, "-aet", "STORESCU", "-aec", "NOTNODE", "127.0.0.1",
+                                  str(running_node.port)], capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0
+    assert "Called AE Title Not Recognized" in refused.stderr
+    assert [getattr(r, "reason", None) for r in caplog.records if r.getMessage() == "association_rejected"] == [
+        "called AE title 'NOTNODE' is not this node's 'SCPNODE'"]
+
+
 def test_resend_of_same_content_does_not_reprocess_but_changed_content_does(running_node, tmp_path):
     files = write_ct_series(tmp_path / "series", 24)
     series_uid = pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID
