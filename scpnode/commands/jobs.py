@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 import getpass
 
+from scpnode.commands._common import terminal_safe
 from scpnode.db import open_database
 from scpnode.errors import UsageError
 from scpnode.jobs import STATES, Job, JobQueue
-from scpnode.level_review import LevelAnswer, LevelReviewError, answer_level_review, reject_segmentation
+from scpnode.level_review import (
+    LevelAnswer,
+    LevelReviewError,
+    answer_level_review,
+    reject_segmentation,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -87,4 +93,4 @@ def print_jobs(jobs: list[Job]) -> None:
         if job.revision:
             detail = f"revision {job.revision}, levels by {job.confirmed_by}" + (f"; {detail}" if detail else "")
         print(f"{job.id:>5}  {job.state:<12} {job.attempts:>5}  {job.created_at[:19]:<19}  "
-              f"{seconds:>8.1f}  {detail}")
+              f"{seconds:>8.1f}  {terminal_safe(detail)}")

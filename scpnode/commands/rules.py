@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pydicom
 
+from scpnode.commands._common import terminal_safe
 from scpnode.config import StudyChoiceSettings
 from scpnode.errors import UsageError
 from scpnode.index import InstanceMeta, SeriesRef, SeriesState
@@ -92,7 +93,7 @@ def format_ranking(study_uid: str, ranking: list[RankedSeries], settings: StudyC
     for place, ranked in enumerate(ranking, start=1):
         facts = "; ".join(describe(ranked.facts, criterion) for criterion in settings.order)
         verdict = "=> analysed" if place == 1 else f"=> not chosen ({why_not(ranked, ranking[0], settings)})"
-        lines.append(f"  {place}. {ranked.series.series_description or ranked.series.series_instance_uid}: "
+        lines.append(f"  {place}. {terminal_safe(ranked.series.series_description or ranked.series.series_instance_uid)}: "
                      f"{facts}  {verdict}")
     return "\n".join(lines)
 
@@ -102,6 +103,6 @@ def format_decision(series_uid: str, count: int, decision: SelectionDecision) ->
     lines = [f"series {series_uid} ({count} files)"]
     width = max(len(result.rule) for result in decision.results)
     for result in decision.results:
-        lines.append(f"  {'pass' if result.passed else 'FAIL'}  {result.rule:<{width}}  {result.detail}")
-    lines.append("  => selected" if decision.selected else f"  => rejected: {decision.reason}")
+        lines.append(f"  {'pass' if result.passed else 'FAIL'}  {result.rule:<{width}}  {terminal_safe(result.detail)}")
+    lines.append("  => selected" if decision.selected else f"  => rejected: {terminal_safe(decision.reason)}")
     return "\n".join(lines)

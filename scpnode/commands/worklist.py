@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from scpnode import worklist
+from scpnode.commands._common import terminal_safe
 from scpnode.db import open_database
 from scpnode.errors import UsageError
 from scpnode.worklist import FlagReason, Status, WorklistError
@@ -75,7 +76,8 @@ def _print_page(page: worklist.WorklistPage) -> None:
           f"{'L1 HU':>6} {'vBMD':>6} {'risk':<14} reasons")
     for row in page.rows:
         print(f"{row.id:>6} {'*' if row.flagged else '':<4} {row.status.value:<10} {row.study_date:<10} "
-              f"{row.patient_id[:16]:<16} {row.accession_number[:16]:<16} {_num(row.l1_hu):>6} {_num(row.vbmd):>6} "
+              f"{terminal_safe(row.patient_id)[:16]:<16} {terminal_safe(row.accession_number)[:16]:<16} "
+              f"{_num(row.l1_hu):>6} {_num(row.vbmd):>6} "
               f"{row.risk_display:<14} {' '.join(r.value for r in row.flag_reasons)}")
     print(f"page {page.page} of {page.pages}, {page.total} rows", file=sys.stderr)
 

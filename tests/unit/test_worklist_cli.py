@@ -2,10 +2,12 @@
 
 import csv
 import io
+from datetime import date
 
 import pytest
 
 from scpnode.cli import main
+from scpnode.config import WorklistSettings
 from scpnode.db import open_database
 from scpnode.users import authenticate
 from scpnode.worklist import ensure_schema
@@ -73,3 +75,18 @@ def test_worklist_list_and_export(scpnode, tmp_path):
 
     code, _, err = scpnode("worklist", "list", "--from", "2026-31-01")
     assert code == 2 and "date_from must be a date" in err
+
+
+def test_terminal_escapes_in_patient_fields_are_shown_not_obeyed(scpnode, tmp_path):
+    from scpnode.worklist import StudyInfo, add_scored_study
+    from tests.unit.worklist_samples import measurements
+
+    db = open_database(tmp_path / "var" / "node.db")
+    ensure_schema(db)
+    hostile = StudyInfo(study_uid="1.2.826.0.1.3680043.10.99", series_uid="1.2.826.0.1.3680043.10.98",
+                        patient_id="PAT\x1b[2J\x1b]0;owned\x07", patient_name="X^Y", accession_number="ACC\x9b31m",
+                        study_date=date(2026, 1, 2), study_description="CT")
+    add_scored_study(db, hostile, measurements(90.0, 70.0, 0, None), WorklistSettings())
+    code, out, _ = scpnode("worklist", "list")
+    assert code == 0 and "\x1b" not in out and "\x9b" not in out and "\x07" not in out
+    assert "PAT\\x1b[2J\\x1b]" in out and "ACC\\x9b31m" in out
