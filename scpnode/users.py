@@ -8,6 +8,12 @@ technologist) also confirms or corrects vertebral levels the node was unsure
 of, and sees those studies first; ``admin`` may do everything, sees node
 status and retries failed jobs. Users are disabled, never deleted, so the audit log keeps
 naming real accounts.
+
+Web sessions are recorded here too, so that they can end: the browser's cookie
+carries a random token, this table its SHA-256 (a copy of the database gives
+no usable token) with the user and the session's worklist search term (a
+patient ID, kept out of the cookie). Logging out ends that session; a new
+password or disabling the user ends all of theirs.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -69,7 +76,15 @@ create table if not exists users (
     created_at text not null,
     last_login_at text
 );
-""", lambda db: _allow_roles(db, ("coordinator", "reviewer", "admin"))]
+""", lambda db: _allow_roles(db, ("coordinator", "reviewer", "admin")), """
+create table web_sessions (
+    token_sha256 text primary key,
+    user_id integer not null references users(id),
+    started_at real not null,
+    search text not null default ''
+);
+create index web_sessions_user on web_sessions(user_id);
+"""]
 """Schema steps of the ``users`` component (:func:`scpnode.db.migrate`); append, never edit."""
 
 
@@ -164,14 +179,66 @@ def add_user(db: sqlite_utils.Database, username: str, password: str, role: Role
 
 
 def set_password(db: sqlite_utils.Database, username: str, password: str) -> None:
-    """Replace a user's password."""
+    """Replace a user's password and end every session the user has open."""
     check_password_rules(password)
     _update(db, username, "password_hash = ?", [hash_password(password)])
+    end_all_sessions(db, get_user(db, username).id)
 
 
 def set_disabled(db: sqlite_utils.Database, username: str, disabled: bool = True) -> None:
-    """Disable (or enable again) a user; a disabled user's open sessions stop working at the next request."""
+    """Disable (or enable again) a user; disabling ends the user's open sessions."""
     _update(db, username, "disabled = ?", [int(disabled)])
+    if disabled:
+        end_all_sessions(db, get_user(db, username).id)
+
+
+def start_session(db: sqlite_utils.Database, user_id: int, lifetime_seconds: float,
+                  now: float | None = None) -> str:
+    """Record a new session of ``user_id`` and return its token (for the cookie only).
+
+    Sessions older than ``lifetime_seconds`` are removed at the same time:
+    their cookies have expired anyway.
+    """
+    now = time.time() if now is None else now
+    token = secrets.token_urlsafe(32)
+    with transaction(db):
+        db.execute("delete from web_sessions where started_at < ?", [now - lifetime_seconds])
+        db.execute("insert into web_sessions (token_sha256, user_id, started_at) values (?, ?, ?)",
+                   [_token_hash(token), user_id, now])
+    return token
+
+
+def session_user(db: sqlite_utils.Database, token: str) -> User | None:
+    """The enabled user of an open session, or None (ended, unknown, or the user disabled)."""
+    row = db.execute("select user_id from web_sessions where token_sha256 = ?", [_token_hash(token)]).fetchone()
+    user = get_user_by_id(db, row[0]) if row else None
+    return user if user is not None and not user.disabled else None
+
+
+def end_session(db: sqlite_utils.Database, token: str) -> None:
+    with transaction(db):
+        db.execute("delete from web_sessions where token_sha256 = ?", [_token_hash(token)])
+
+
+def end_all_sessions(db: sqlite_utils.Database, user_id: int) -> int:
+    """End every session of a user; returns how many were open."""
+    with transaction(db):
+        cursor = db.execute("delete from web_sessions where user_id = ?", [user_id])
+    return cursor.rowcount
+
+
+def session_search(db: sqlite_utils.Database, token: str) -> str:
+    row = db.execute("select search from web_sessions where token_sha256 = ?", [_token_hash(token)]).fetchone()
+    return row[0] if row else ""
+
+
+def set_session_search(db: sqlite_utils.Database, token: str, term: str) -> None:
+    with transaction(db):
+        db.execute("update web_sessions set search = ? where token_sha256 = ?", [term, _token_hash(token)])
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _update(db: sqlite_utils.Database, username: str, assignment: str, params: list) -> None:

@@ -61,7 +61,7 @@ from scpnode.web.login_throttle import LoginThrottle
 from scpnode.web.node_status import DatabaseNodeStatus, NodeStatusProvider
 from scpnode.web.security import (
     SESSION_COOKIE, LoginRequired, SecurityHeaders, check_csrf, csrf_token, current_user, log_in, log_out,
-    pop_next_path, require_user,
+    pop_next_path, require_user, search_term, set_search_term,
 )
 from scpnode.web.session_key import RotatingSessionMiddleware, ensure_session_key
 from scpnode.worklist import FlagReason, LevelStatus, Status, WorklistError
@@ -172,13 +172,13 @@ class _Pages:
             return self.render(request, "login.html", status_code=401, error="Unknown user or wrong password.",
                                username=username)
         self.throttle.succeeded(db, attempt)
-        log_in(request, user)
+        log_in(request, db, user, self.settings.web.session_hours * 3600)
         log_event(log, "web_login", username=user.username, role=user.role.value)
         return RedirectResponse(pop_next_path(request), status_code=303)
 
     def logout(self, request: Request) -> Response:
         check_csrf(request, _form(request))
-        log_out(request)
+        log_out(request, self.db.get())
         return RedirectResponse("/login", status_code=303)
 
     # ------------------------------------------------------------ worklist
@@ -203,7 +203,7 @@ class _Pages:
         term = str(form.get("search", "")).strip()[:64]
         filters = {k: str(v) for k, v in form.items() if k not in ("search", "csrf_token")}
         query = _parse(filters)
-        request.session["search"] = term
+        set_search_term(request, self.db.get(), term)
         return RedirectResponse("/worklist?" + urlencode(query.filter_params()), status_code=303)
 
     def export(self, request: Request) -> Response:
@@ -218,7 +218,7 @@ class _Pages:
                         headers={"content-disposition": f'attachment; filename="worklist-{stamp}.csv"'})
 
     def _query(self, request: Request) -> worklist.WorklistQuery:
-        return _parse(dict(request.query_params), search=request.session.get("search", ""))
+        return _parse(dict(request.query_params), search=search_term(request, self.db.get()))
 
     # ------------------------------------------------------------ study
 

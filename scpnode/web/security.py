@@ -5,11 +5,14 @@ SameSite=Strict, ``Secure`` unless ``[web] secure_cookies = false``, expiring
 after ``[web] session_hours``. They are signed with the installation's key
 from the node database (:mod:`scpnode.web.session_key`), so a restart keeps
 users logged in and ``scpnode users rotate-session-key`` logs everyone out.
-The session holds the user id (looked up again on every request, so
-disabling a user takes effect at once), the CSRF token and the worklist
-search term: a patient ID typed into the search box travels in a POST body
-and this cookie, never in a URL that access logs or proxies record. Failed
-logins are rate limited (:mod:`scpnode.web.login_throttle`).
+The cookie holds a session token, the CSRF token and where to go after
+logging in; the session itself is a row in the node database
+(:func:`scpnode.users.start_session`), looked up on every request, so logging
+out, a new password or disabling the user ends it for every copy of the
+cookie. The worklist search term (a patient ID typed into the search box)
+travels in a POST body and is kept in that row: never in the cookie, nor in a
+URL that access logs or proxies record. Failed logins are rate limited
+(:mod:`scpnode.web.login_throttle`).
 
 CSRF: the synchroniser-token pattern (OWASP CSRF Prevention Cheat Sheet):
 every form carries the session's random token, compared in constant time on
@@ -28,7 +31,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from scpnode.users import User, get_user_by_id
+from scpnode import users
 
 SESSION_COOKIE = "scpnode_session"
 CSRF_FIELD = "csrf_token"
@@ -55,31 +58,47 @@ def check_csrf(request: Request, form: FormData) -> None:
                                  "Go back, reload the page and try again.")
 
 
-def log_in(request: Request, user: User) -> None:
-    """Start a fresh session for ``user`` (new CSRF token: nothing from before the login carries over)."""
+def log_in(request: Request, db: sqlite_utils.Database, user: users.User, lifetime_seconds: float) -> None:
+    """Start a fresh session for ``user`` (new token and CSRF token: nothing from before the login carries over)."""
     next_path = request.session.get("next", "")
     request.session.clear()
-    request.session.update({"uid": user.id, "csrf": secrets.token_urlsafe(32)})
+    token = users.start_session(db, user.id, lifetime_seconds)
+    request.session.update({"sid": token, "csrf": secrets.token_urlsafe(32)})
     if next_path:
         request.session["next"] = next_path
 
 
-def log_out(request: Request) -> None:
+def log_out(request: Request, db: sqlite_utils.Database) -> None:
+    """End the session in the database (every copy of the cookie) and clear the cookie."""
+    token = request.session.get("sid")
+    if isinstance(token, str):
+        users.end_session(db, token)
     request.session.clear()
 
 
-def current_user(request: Request, db: sqlite_utils.Database) -> User | None:
-    """The logged-in user if the session names an enabled one, else None."""
-    user_id = request.session.get("uid")
-    user = get_user_by_id(db, user_id) if isinstance(user_id, int) else None
-    return user if user is not None and not user.disabled else None
+def current_user(request: Request, db: sqlite_utils.Database) -> users.User | None:
+    """The logged-in user if the session is open and its user enabled, else None."""
+    token = request.session.get("sid")
+    return users.session_user(db, token) if isinstance(token, str) else None
 
 
-def require_user(request: Request, db: sqlite_utils.Database, *, admin: bool = False) -> User:
+def search_term(request: Request, db: sqlite_utils.Database) -> str:
+    """The worklist search term of this session ("" when none)."""
+    token = request.session.get("sid")
+    return users.session_search(db, token) if isinstance(token, str) else ""
+
+
+def set_search_term(request: Request, db: sqlite_utils.Database, term: str) -> None:
+    token = request.session.get("sid")
+    if isinstance(token, str):
+        users.set_session_search(db, token, term)
+
+
+def require_user(request: Request, db: sqlite_utils.Database, *, admin: bool = False) -> users.User:
     """The logged-in, enabled user; :class:`LoginRequired` without one, 403 when ``admin`` is needed."""
     user = current_user(request, db)
     if user is None:
-        request.session.pop("uid", None)
+        request.session.pop("sid", None)
         if request.method == "GET" and _safe_next(request.url.path):
             request.session["next"] = request.url.path
         raise LoginRequired()

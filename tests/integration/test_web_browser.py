@@ -200,3 +200,26 @@ def test_sessions_survive_a_restart_until_the_key_is_rotated_and_guessing_is_loc
         admin.screenshot(path=output_dir / "node_status_security.png", full_page=True)
     finally:
         restarted.stop()
+
+
+def test_after_logout_a_copied_session_cookie_is_refused(node, browser, output_dir):
+    """A cookie copied from a shared workstation (or a proxy log) stops working when its owner logs out."""
+    server, _, _ = node
+    base = server.url
+    owner = browser.new_context()
+    page = owner.new_page()
+    log_in(page, base, "carol")
+    copied = owner.cookies()
+    assert [cookie["name"] for cookie in copied] == ["scpnode_session"]
+
+    thief = browser.new_context()
+    thief.add_cookies(copied)
+    stolen = thief.new_page()
+    stolen.goto(f"{base}/worklist")
+    assert stolen.url == f"{base}/worklist", "the copy works while the session is open"
+
+    page.click("button:has-text('Log out')")
+    page.wait_for_url(f"{base}/login")
+    stolen.goto(f"{base}/worklist")
+    assert stolen.url.endswith("/login")
+    stolen.screenshot(path=output_dir / "copied_cookie_after_logout.png")

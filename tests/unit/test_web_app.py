@@ -1,5 +1,6 @@
 """The web UI through Starlette's TestClient: login, roles, CSRF, bad input, pages, export."""
 
+import base64
 import csv
 import io
 import logging
@@ -12,8 +13,9 @@ from scpnode import index, outbox
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
 from scpnode.jobs import FAILED, QUEUED, JobQueue
-from scpnode.users import Role, add_user, ensure_schema, set_disabled
+from scpnode.users import Role, add_user, ensure_schema, set_disabled, set_password
 from scpnode.web import create_app
+from scpnode.web.security import SESSION_COOKIE
 from scpnode.worklist import Status, audit_log, get_row
 from tests.unit.worklist_samples import add_study, draw_overlay
 
@@ -119,6 +121,33 @@ def test_search_keeps_patient_data_out_of_urls(node, caplog):
     assert "ACC00003" not in caplog.text and "PAT00003" not in caplog.text
     exported = list(csv.DictReader(io.StringIO(client.get("/worklist.csv").text)))
     assert [r["accession_number"] for r in exported] == ["ACC00003"]
+    # ...and out of the cookie: its payload is readable base64, the term stays in the node database.
+    payload = client.cookies[SESSION_COOKIE].split(".")[0]
+    decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    assert b"ACC00003" not in decoded and b"search" not in decoded
+
+
+def test_logout_ends_the_session_for_every_copy_of_the_cookie(node):
+    _, _, app, _ = node
+    client = TestClient(app)
+    login(client, "carol")
+    copied = client.cookies[SESSION_COOKIE]
+    page = client.get("/worklist")
+    assert client.post("/logout", data={"csrf_token": _csrf(page.text)}, follow_redirects=False).status_code == 303
+    thief = TestClient(app, cookies={SESSION_COOKIE: copied})
+    response = thief.get("/worklist", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+
+
+def test_a_new_password_ends_every_open_session_of_the_user(node):
+    _, db, app, _ = node
+    laptop, workstation = TestClient(app), TestClient(app)
+    login(laptop, "carol")
+    login(workstation, "carol")
+    assert laptop.get("/worklist").status_code == 200 and workstation.get("/worklist").status_code == 200
+    set_password(db, "carol", "a new long passphrase")
+    for client in (laptop, workstation):
+        assert client.get("/worklist", follow_redirects=False).headers["location"] == "/login"
 
 
 @pytest.mark.parametrize("query", ["status=closed", "date_from=yesterday", "page=0", "page_size=abc",
