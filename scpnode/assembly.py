@@ -22,6 +22,6 @@ def assemble_node(settings: Settings, *, web: bool | None = None, poll_seconds: 
     services: list = [pipeline]
     if settings.web.enabled if web is None else web:
         app = create_app(settings, ThreadDatabases(settings.node.database))
-        services.append(WebServer(app, settings.web.host, settings.web.port))
+        services.append(WebServer(app, settings.web.host, settings.web.port, settings.web.trusted_proxies))
     return Node(settings, on_series_selected=pipeline.on_series_selected, services=services,
                 sender_options=sender_options)

@@ -8,6 +8,7 @@ or equal to 65535``, instead of a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from pathlib import Path
@@ -246,6 +247,20 @@ class WebSettings(_Section):
     """Failed logins per user name, and per client address, within the window before logins are refused."""
     login_window_minutes: float = Field(15.0, gt=0)
     """The sliding window over which failed logins are counted (and so the longest a lockout lasts)."""
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
+    """Addresses (or networks, e.g. "10.1.2.0/24") of reverse proxies whose X-Forwarded-For and
+    X-Forwarded-Proto are believed. Requests from anywhere else are taken at their own address, so
+    a client cannot pick the address the per-address login lockout counts. Never "*"."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
+        return proxies
 
 
 class RetentionSettings(_Section):

@@ -21,15 +21,20 @@ class WebServer:
     Logging goes through the node's own handlers (``log_config=None``); the
     access log lists paths and filter parameters only, no patient data (see
     :mod:`scpnode.web.app`). Bind to 127.0.0.1 (the ``[web] host`` default)
-    and put a TLS reverse proxy in front for other machines (README); uvicorn
-    trusts ``X-Forwarded-For``/``-Proto`` from 127.0.0.1 only (its default),
-    i.e. from a proxy on the same machine. Has the ``start``/``stop`` of a
-    :class:`scpnode.node.Node` service.
+    and put a TLS reverse proxy in front for other machines (README). uvicorn
+    believes ``X-Forwarded-For``/``-Proto`` only from ``trusted_proxies``
+    (``[web] trusted_proxies``, default 127.0.0.1: a proxy on the same
+    machine), given explicitly so that a ``FORWARDED_ALLOW_IPS`` in the
+    environment (container images often set "*") cannot widen it. Has the
+    ``start``/``stop`` of a :class:`scpnode.node.Node` service.
     """
 
-    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 8080):
+    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 8080,
+                 trusted_proxies: list[str] | None = None):
         config = uvicorn.Config(app, host=host, port=port, log_config=None, server_header=False,
-                                timeout_graceful_shutdown=5)
+                                timeout_graceful_shutdown=5, proxy_headers=True,
+                                forwarded_allow_ips=list(trusted_proxies if trusted_proxies is not None
+                                                         else ["127.0.0.1", "::1"]))
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self.host = host

@@ -12,6 +12,7 @@ to ``output_dir``.
 from __future__ import annotations
 
 import csv
+import re
 import logging
 from datetime import date
 
@@ -223,3 +224,35 @@ def test_after_logout_a_copied_session_cookie_is_refused(node, browser, output_d
     stolen.goto(f"{base}/worklist")
     assert stolen.url.endswith("/login")
     stolen.screenshot(path=output_dir / "copied_cookie_after_logout.png")
+
+
+@pytest.mark.parametrize(("trusted", "counted_as"), [(["127.0.0.1"], "203.0.113.7"), (["10.9.9.9"], "127.0.0.1")])
+def test_forwarded_addresses_are_believed_only_from_configured_proxies(tmp_path, trusted, counted_as):
+    """The per-address login lockout counts the address a trusted proxy names, else the connection's own."""
+    import http.cookiejar
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    settings = Settings.model_validate({
+        "node": {"database": str(tmp_path / "node.db"), "storage_dir": str(tmp_path / "store")},
+        "web": {"secure_cookies": False, "port": free_port(), "trusted_proxies": trusted},
+    })
+    databases = ThreadDatabases(settings.node.database)
+    ensure_schema(databases.get())
+    add_user(databases.get(), "carol", PASSWORD, Role.COORDINATOR)
+    server = WebServer(create_app(settings, databases), settings.web.host, settings.web.port,
+                       settings.web.trusted_proxies).start()
+    try:
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        opener.addheaders = [("X-Forwarded-For", "203.0.113.7")]
+        page = opener.open(f"{server.url}/login").read().decode()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode({"username": "carol", "password": "wrong", "csrf_token": token}).encode()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            opener.open(f"{server.url}/login", data=form)
+        assert refused.value.code == 401
+    finally:
+        server.stop()
+    rows = databases.get().execute("select client from login_failures").fetchall()
+    assert rows == [(counted_as,)]
