@@ -23,8 +23,10 @@ C-STORE handler (one thread per association, as pynetdicom runs them):
 and answers Success only after step 4. Statuses on failure (PS3.4 B.2.3):
 ``0xA700`` out of resources (disk full or unwritable, database unavailable),
 ``0xA900`` data set does not match SOP class (missing or wrong UIDs, missing
-or empty pixel data), ``0xC000`` cannot understand (undecodable or truncated
-data set). The Error Comment says why.
+or empty pixel data, native pixel data shorter or longer than Rows x Columns x
+Samples x Bits Allocated x frames declare), ``0xC000`` cannot understand
+(undecodable data set, or truncated anywhere: inside a value, inside the header
+of its last element). The Error Comment says why.
 
 A data set whose SOP Class UID is empty, while the presentation context says
 CT Image Storage, is refused with ``0xA900``: the node stores exactly the bytes
@@ -418,7 +420,10 @@ def _check_complete(encoded: bytes, transfer_syntax: UID) -> None:
     # pydicom tolerates truncation (it drops the cut element with a warning);
     # a receiver must not, so walk the top-level elements and check that each
     # value is whole and that the walk ends exactly at the end of the bytes.
+    # The walk must also end on an element boundary: pydicom's generator stops
+    # quietly at a last element header cut short (fewer than 8 bytes left).
     stream = io.BytesIO(encoded)
+    last_end = 0
     try:
         for element in data_element_generator(stream, transfer_syntax.is_implicit_VR,
                                               transfer_syntax.is_little_endian, defer_size=None):
@@ -427,13 +432,14 @@ def _check_complete(encoded: bytes, transfer_syntax: UID) -> None:
             if (length not in (None, _UNDEFINED_LENGTH) and isinstance(value, bytes)
                     and len(value) != length):
                 raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, "truncated data set")
+            last_end = stream.tell()
     except EOFError:
         raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, "truncated data set") from None
     except RejectedInstance:
         raise
     except Exception as exc:  # noqa: BLE001
         raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"undecodable data set: {exc}") from None
-    if stream.tell() != len(encoded):
+    if last_end != len(encoded):
         raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, "truncated data set")
 
 
@@ -474,5 +480,5 @@ def _check_pixel_data(length: int | None, shape: tuple, transfer_syntax: UID) ->
         expected = (int(frames or 1) * int(rows) * int(columns) * int(samples or 1) * int(bits_allocated) + 7) // 8
     except (TypeError, ValueError):
         raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, "image without Rows/Columns/Bits Allocated") from None
-    if length < expected:
+    if length != expected + expected % 2:  # OB/OW values are padded to an even length (PS3.5 6.2)
         raise RejectedInstance(STATUS_DOES_NOT_MATCH_SOP_CLASS, f"Pixel Data has {length} bytes, {expected} expected")

@@ -67,13 +67,25 @@ def test_truncated_and_unidentified_objects_get_failure_statuses(node, tmp_path,
     assert not list(node.store.root.rglob("*.part"))
 
 
-def test_empty_pixel_data_is_refused(node, tmp_path):
+def test_empty_short_or_long_pixel_data_is_refused(node, tmp_path):
     ds = ct_slice(generate_uid(), generate_uid(), 0)
     ds.PixelData = b""
     assert send(node.port, ds) == [(0xA900, "Pixel Data is empty")]
     short = ct_slice(generate_uid(), generate_uid(), 0)
     short.PixelData = short.PixelData[:100]
     assert send(node.port, short) == [(0xA900, "Pixel Data has 100 bytes, 8192 expected")]
+    long = ct_slice(generate_uid(), generate_uid(), 0)
+    long.PixelData = long.PixelData + b"\x00\x00"
+    assert send(node.port, long) == [(0xA900, "Pixel Data has 8194 bytes, 8192 expected")]
+    assert node.database()["instances"].count == 0
+
+
+def test_a_data_set_cut_inside_the_header_of_its_last_element_is_refused(node, tmp_path, raw_sender):
+    """pydicom would read it (it stops quietly at a short last header); the node answers "truncated"."""
+    good = write_ct_series(tmp_path / "series", 1)[0]
+    for cut_header in (b"\xfc\xff", b"\xfc\xff\xfc\xffOB", b"\xfc\xff\xfc\xffOB\x00"):
+        (tmp_path / "cut.dcm").write_bytes(good.read_bytes() + cut_header)
+        assert send(node.port, tmp_path / "cut.dcm") == [(0xC000, "truncated data set")], cut_header
     assert node.database()["instances"].count == 0
 
 
