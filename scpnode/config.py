@@ -48,6 +48,9 @@ class NodeSettings(_Section):
     """Total simultaneous associations the listener accepts."""
     require_known_peers: bool = True
     """Reject associations from calling AE titles/addresses not in [[peers]]."""
+    max_inflated_mb: int = Field(512, ge=1, le=65536)
+    """Largest size a received Deflated Explicit VR Little Endian data set may inflate to; beyond it
+    the instance is refused (0xA700) rather than the node's memory filled (a "deflate bomb")."""
     require_called_aet: bool = True
     """Reject associations addressed to another Called AE Title than ``ae_title`` (a misrouted
     sender, or one probing for any listener)."""

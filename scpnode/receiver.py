@@ -118,6 +118,9 @@ STATUS_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _DEFLATED = "1.2.840.10008.1.2.1.99"
+_INFLATE_PIECE = 16 * 2**20
+DEFAULT_MAX_INFLATED_BYTES = 512 * 2**20
+"""``[node] max_inflated_mb`` by default: far above a CT slice, bounded for eight associations at once."""
 
 
 class RejectedInstance(ValueError):
@@ -319,7 +322,8 @@ class Receiver:
         transfer_syntax = UID(event.context.transfer_syntax)
         encoded = event.encoded_dataset(include_meta=False)
         meta, study = checked_attributes(encoded, transfer_syntax, str(request.AffectedSOPClassUID),
-                                         str(request.AffectedSOPInstanceUID))
+                                         str(request.AffectedSOPInstanceUID),
+                                         max_inflated_bytes=self.settings.node.max_inflated_mb * 2**20)
         sha256 = hashlib.sha256(encoded).hexdigest()
         existing = index.find_instance(self.databases.get(), meta.sop_instance_uid)
         if existing is not None and index.is_stored_duplicate(existing, sha256):
@@ -341,11 +345,13 @@ class Receiver:
         return StoredInstance(meta, outcome, size)
 
 
-def checked_attributes(encoded: bytes, transfer_syntax: UID, sop_class_uid: str,
-                       sop_instance_uid: str) -> tuple[index.InstanceMeta, index.PatientStudy]:
+def checked_attributes(encoded: bytes, transfer_syntax: UID, sop_class_uid: str, sop_instance_uid: str, *,
+                       max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES
+                       ) -> tuple[index.InstanceMeta, index.PatientStudy]:
     """Check a received data set against its request; return its index attributes.
 
-    Plain data sets are read by :func:`scan_plain_header`, all others by pydicom.
+    Plain data sets are read by :func:`scan_plain_header`, all others by pydicom;
+    a deflated one is inflated to at most ``max_inflated_bytes``.
 
     Raises:
         RejectedInstance: undecodable or incomplete, UIDs missing, invalid or not
@@ -353,7 +359,7 @@ def checked_attributes(encoded: bytes, transfer_syntax: UID, sop_class_uid: str,
     """
     source: Dataset | PlainHeader | None = scan_plain_header(encoded, transfer_syntax)
     if source is None:
-        source = _decode(encoded, transfer_syntax)
+        source = _decode(encoded, transfer_syntax, max_inflated_bytes)
     try:
         meta = index.InstanceMeta.from_dataset(source)
         study = index.PatientStudy.from_dataset(source)
@@ -402,18 +408,40 @@ def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
     return struct.pack("<HH", 0x0002, element) + vr + struct.pack("<H", len(value)) + value
 
 
-def _decode(encoded: bytes, transfer_syntax: UID) -> Dataset:
+def _decode(encoded: bytes, transfer_syntax: UID, max_inflated_bytes: int) -> Dataset:
     if not encoded:
         raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, "empty data set")
     try:
         if transfer_syntax == _DEFLATED:
-            return read_dataset(io.BytesIO(zlib.decompress(encoded, -zlib.MAX_WBITS)), False, True)
+            return read_dataset(io.BytesIO(_inflate(encoded, max_inflated_bytes)), False, True)
         _check_complete(encoded, transfer_syntax)
         return read_dataset(io.BytesIO(encoded), transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian)
     except RejectedInstance:
         raise
     except Exception as exc:  # noqa: BLE001 - pydicom and zlib raise many types on malformed input
         raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, f"undecodable data set: {exc}") from None
+
+
+def _inflate(encoded: bytes, limit: int) -> bytes:
+    """Inflate a Deflated Explicit VR Little Endian data set (raw deflate, PS3.5 A.5), to ``limit`` bytes at most.
+
+    A few MB of deflate stream can inflate to GBs ("zip bomb"): the output is
+    capped as it is produced, so memory stays bounded whatever the peer sends.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflated = bytearray()
+    pending = encoded
+    while not inflater.eof:
+        # In pieces: one call with max_length still grows its output buffer by doubling.
+        piece = inflater.decompress(pending, _INFLATE_PIECE)
+        inflated += piece
+        if len(inflated) > limit:
+            raise RejectedInstance(STATUS_OUT_OF_RESOURCES,
+                                   f"deflated data set inflates beyond max_inflated_mb ({limit // 2**20} MB)")
+        pending = inflater.unconsumed_tail
+        if not piece and not pending:
+            raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, "truncated deflate stream")
+    return bytes(inflated)
 
 
 def _check_complete(encoded: bytes, transfer_syntax: UID) -> None:

@@ -158,3 +158,55 @@ def test_indexed_instance_whose_file_is_gone_is_stored_again(node):
     path.unlink()  # as a power loss between the index commit and the folder fsync could leave it
     assert send(node.port, ds) == [(0x0000, "")]
     assert path.is_file() and node.database()["instances"].count == 1
+
+
+def test_a_deflate_bomb_is_refused_with_bounded_memory_and_the_node_keeps_serving(node, tmp_path, raw_sender):
+    """1 GB of zeros deflates to about 1 MB; inflating it whole would take the node's memory."""
+    import resource
+    import zlib
+
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = ct_slice(generate_uid(), generate_uid(), 0)
+    plain = pydicom.filebase.DicomBytesIO()
+    plain.is_little_endian, plain.is_implicit_VR = True, False
+    pydicom.filewriter.write_dataset(plain, ds)
+    header = plain.getvalue()
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = [deflater.compress(header)]
+    # A private OB element of 1 GiB of zeros after the image (group 0x0009 sorts before pixel data,
+    # but the order does not matter to the inflater, which is what is attacked).
+    bomb_length = 2**30
+    body.append(deflater.compress(b"\x09\x00\x10\x10OB\x00\x00" + bomb_length.to_bytes(4, "little")))
+    zeros = bytes(2**23)
+    for _ in range(bomb_length // len(zeros)):
+        body.append(deflater.compress(zeros))
+    body.append(deflater.flush())
+    deflated = b"".join(body)
+    assert len(deflated) < 2 * 2**20
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    meta_bytes = pydicom.filebase.DicomBytesIO()
+    meta_bytes.is_little_endian, meta_bytes.is_implicit_VR = True, False
+    pydicom.filewriter.write_file_meta_info(meta_bytes, meta)
+    bomb = tmp_path / "bomb.dcm"
+    bomb.write_bytes(b"\x00" * 128 + b"DICM" + meta_bytes.getvalue() + deflated)
+
+    ae = AE(ae_title="PYSCU")
+    ae.add_requested_context(CT_IMAGE_STORAGE, DeflatedExplicitVRLittleEndian)
+    ae.add_requested_context(CT_IMAGE_STORAGE, ExplicitVRLittleEndian)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="SCPNODE")
+    try:
+        status = assoc.send_c_store(bomb)
+        assert (int(status.Status), str(status.ErrorComment)) == (
+            0xA700, "deflated data set inflates beyond max_inflated_mb (512 MB)")
+        assert int(assoc.send_c_store(ct_slice(generate_uid(), generate_uid(), 0)).Status) == 0x0000
+    finally:
+        assoc.release()
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    print(f"peak memory growth while refusing the bomb: {grown_mb:.0f} MB")
+    assert grown_mb < 800, "the inflate is bounded by max_inflated_mb (512 MB), not by the bomb (1 GiB)"
+    assert node.database()["instances"].count == 1
