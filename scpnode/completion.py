@@ -13,9 +13,10 @@ job (every ``check_interval_seconds``) does, in order:
    with the reason, the chosen one goes to ``on_series_selected``.
 
 All state lives in the series table, with timestamps, so the job needs no
-job store of its own: after a restart (kill -9 included) the first run of the
-job picks up received series by their ``last_received_at``, complete series
-whose decision was lost, and (:meth:`CompletionScheduler.start`) studies
+job store of its own: after a restart (kill -9 included) series that were
+still receiving get their quiet period again from the restart (a transfer cut
+by the stop is not judged complete before the sender resumes), the first run
+of the job picks up complete series whose decision was lost, and (:meth:`CompletionScheduler.start`) studies
 whose chosen series the pipeline never acknowledged.
 """
 
@@ -58,7 +59,12 @@ class CompletionScheduler:
         self._scheduler: BackgroundScheduler | None = None
 
     def start(self) -> None:
-        """Start the periodic job; first choose again in studies whose choice nobody acknowledged before a restart."""
+        """Start the periodic job. First give series that were receiving when the node stopped their quiet
+        period again (:func:`scpnode.index.restart_receiving_clocks`), and choose again in studies whose
+        choice nobody acknowledged."""
+        resumed = index.restart_receiving_clocks(self.databases.get())
+        if resumed:
+            log_event(LOGGER, "receiving_series_resumed", series=resumed)
         self.choose_in_studies()
         scheduler = BackgroundScheduler(timezone="UTC")
         scheduler.add_job(self.run_once, "interval", seconds=self.completion.check_interval_seconds,

@@ -396,6 +396,22 @@ def complete_quiet_series(db: sqlite_utils.Database, quiet_seconds: float, force
     return [_ref(row) for row in rows]
 
 
+def restart_receiving_clocks(db: sqlite_utils.Database, now: float | None = None) -> int:
+    """At node start: series still receiving count as having received their last instance now.
+
+    The node may have stopped (or crashed) in the middle of a transfer. Judged by
+    the time of its last instance, such a series would be declared complete at
+    once, before the sender has resumed, and analysed incomplete. Restarting
+    its quiet (and force) clock gives the sender the quiet period to go on.
+    Returns how many series it applied to.
+    """
+    now = time.time() if now is None else now
+    with transaction(db):
+        cursor = db.execute("UPDATE series SET last_received_at = ?, opened_at = ? WHERE state = ?",
+                            [now, now, SeriesState.RECEIVED.value])
+    return cursor.rowcount
+
+
 def record_decision(db: sqlite_utils.Database, series: SeriesRef, selected: bool, reason: str | None,
                     details: dict[str, Any] | None = None, now: float | None = None) -> bool:
     """Record the selection decision taken on ``series`` (its revision); False if it was reopened since."""

@@ -221,3 +221,15 @@ def test_a_job_of_an_old_revision_does_not_mark_the_reopened_series_out_of_scope
     assert _state(db, "1.1") == (SeriesState.SELECTED, None)
     assert index.mark_revision_out_of_scope(db, "1.1", 2, "L2 not in view")
     assert _state(db, "1.1") == (SeriesState.OUT_OF_SCOPE, "L2 not in view")
+
+
+def test_a_series_receiving_when_the_node_stopped_gets_its_quiet_period_again(node) -> None:
+    """A transfer cut by a crash is not judged complete from its last instance's time."""
+    db, scheduler, offered = node
+    _series(db, "1.1", thickness=1.0, count=150, now=100.0)  # the node dies mid-transfer at t=100
+    assert index.restart_receiving_clocks(db, now=1000.0) == 1  # it starts again at t=1000
+    scheduler.run_once(now=1010.0)
+    assert offered == [] and _state(db, "1.1")[0] is SeriesState.RECEIVED
+    _series(db, "1.1", thickness=1.0, count=151, now=1015.0, offset_mm=302.0)  # the sender resumes
+    scheduler.run_once(now=1050.0)
+    assert [(s.series_instance_uid, s.revision) for s in offered] == [("1.1", 1)], "one complete series, once"
