@@ -48,6 +48,15 @@ class NodeSettings(_Section):
     """Total simultaneous associations the listener accepts."""
     require_known_peers: bool = True
     """Reject associations from calling AE titles/addresses not in [[peers]]."""
+    max_pending_connections: int = Field(16, ge=1, le=1000)
+    """TCP connections that have not yet sent their A-ASSOCIATE-RQ, in all; a new one beyond it closes
+    the oldest (:mod:`scpnode.connection_guard`)."""
+    max_pending_per_address: int = Field(8, ge=1, le=1000)
+    """The same, from one address."""
+    negotiation_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    """A connection that has not sent its A-ASSOCIATE-RQ this long after connecting is closed."""
+    read_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    """Longest wait for data on an accepted connection (mid-PDU included) before it is closed."""
     max_inflated_mb: int = Field(512, ge=1, le=65536)
     """Largest size a received Deflated Explicit VR Little Endian data set may inflate to; beyond it
     the instance is refused (0xA700) rather than the node's memory filled (a "deflate bomb")."""

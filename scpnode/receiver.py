@@ -59,6 +59,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from scpnode import index
 from scpnode.header_scan import PlainHeader, scan_plain_header
 from scpnode.config import PeerSettings, Settings, TlsSettings
+from scpnode.connection_guard import ConnectionGuard
 from scpnode.db import ThreadDatabases
 from scpnode.logs import log_event, uid_ref
 from scpnode.store import InstanceStore, StoreError, is_valid_uid
@@ -173,11 +174,17 @@ def client_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
 class PeerPolicy:
     """Who may open associations, and how many at once (thread-safe)."""
 
-    def __init__(self, peers: list[PeerSettings], require_known_peers: bool) -> None:
+    def __init__(self, peers: list[PeerSettings], require_known_peers: bool, max_total: int | None = None) -> None:
         self.require_known_peers = require_known_peers
+        self.max_total = max_total
         self._peers = [(peer, _resolve(peer.host)) for peer in peers]
         self._active: Counter[str] = Counter()
         self._lock = threading.Lock()
+
+    def allowed_addresses(self) -> set[str] | None:
+        """Addresses that may connect at all (None: any, without require_known_peers or with a "*" peer)."""
+        hosts = {host for _, host in self._peers}
+        return None if not self.require_known_peers or "*" in hosts else hosts
 
     def admit(self, ae_title: str, address: str) -> tuple[str | None, str | None]:
         """Count a new association in; returns (peer key, None) or (None, reason to reject)."""
@@ -188,6 +195,8 @@ class PeerPolicy:
         with self._lock:
             if limit is not None and self._active[key] >= limit:
                 return None, "peer association limit"
+            if self.max_total is not None and sum(self._active.values()) >= self.max_total:
+                return None, "node association limit"
             self._active[key] += 1
         return key, None
 
@@ -220,7 +229,12 @@ class Receiver:
         self.settings = settings
         self.store = store
         self.databases = databases
-        self.policy = PeerPolicy(settings.peers, settings.node.require_known_peers)
+        node = settings.node
+        self.policy = PeerPolicy(settings.peers, node.require_known_peers, node.max_associations)
+        self.guard = ConnectionGuard(
+            allowed_addresses=self.policy.allowed_addresses(),
+            max_pending=node.max_pending_connections, max_pending_per_address=node.max_pending_per_address,
+            negotiation_timeout=node.negotiation_timeout_seconds, read_timeout=node.read_timeout_seconds)
         self._server: ThreadedAssociationServer | None = None
         self._admitted: dict[int, str] = {}
 
@@ -234,7 +248,10 @@ class Receiver:
     def start(self) -> None:
         """Start listening in background threads."""
         node = self.settings.node
-        ae = make_application_entity(node.ae_title, node.max_associations)
+        # pynetdicom counts connections not yet negotiated as associations: room for them on top
+        # of max_associations, which the PeerPolicy enforces on negotiated ones.
+        ae = make_application_entity(node.ae_title, node.max_associations + node.max_pending_connections)
+        ae.acse_timeout = node.negotiation_timeout_seconds
         ssl_context = server_ssl_context(self.settings.tls) if self.settings.tls.enabled else None
         handlers = [
             (evt.EVT_REQUESTED, self._on_requested),
@@ -242,8 +259,10 @@ class Receiver:
             (evt.EVT_C_ECHO, lambda event: STATUS_SUCCESS),
             (evt.EVT_C_STORE, self._on_store),
         ]
-        self._server = ae.start_server((node.host, node.port), block=False, ssl_context=ssl_context,
-                                       evt_handlers=handlers)
+        self.guard.start()
+        self._server = ae.make_server((node.host, node.port), ssl_context=ssl_context, evt_handlers=handlers,
+                                      server_class=self.guard.server_class())
+        threading.Thread(target=self._server.serve_forever, name="dicom-acceptor", daemon=True).start()
         log_event(LOGGER, "receiver_started", ae_title=node.ae_title, port=self.port,
                   tls=self.settings.tls.enabled, peers=len(self.settings.peers))
 
@@ -259,11 +278,13 @@ class Receiver:
             time.sleep(0.05)
         for assoc in server.active_associations:
             assoc.abort()
+        self.guard.stop()
         log_event(LOGGER, "receiver_stopped")
 
     # -- association events ---------------------------------------------------
     def _on_requested(self, event: evt.Event) -> None:
         assoc = event.assoc
+        self.guard.negotiated((str(assoc.requestor.address), int(assoc.requestor.port)))
         ae_title = str(assoc.requestor.primitive.calling_ae_title).strip()
         address = assoc.requestor.address
         called = str(assoc.requestor.primitive.called_ae_title).strip()
@@ -288,6 +309,8 @@ class Receiver:
         self._admitted[id(assoc)] = key
 
     def _on_closed(self, event: evt.Event) -> None:
+        requestor = event.assoc.requestor
+        self.guard.closed((str(requestor.address), int(requestor.port)))
         key = self._admitted.pop(id(event.assoc), None)
         if key is not None:
             self.policy.release(key)
