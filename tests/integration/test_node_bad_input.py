@@ -128,7 +128,7 @@ def test_unwritable_store_answers_out_of_resources_and_node_recovers(node, tmp_p
 def test_node_keeps_serving_after_bad_input(node, tmp_path, require_tool, raw_sender):
     truncated = tmp_path / "truncated.dcm"
     good = write_ct_series(tmp_path / "series", 1)[0]
-    truncated.write_bytes(good.read_bytes()[:1000])
+    truncated.write_bytes(good.read_bytes()[:-1000])  # inside the pixel data: always "truncated"
     assert send(node.port, truncated)[0][0] == 0xC000
     echo = subprocess.run([require_tool("echoscu"), "-aet", "STORESCU", "-aec", "SCPNODE", "127.0.0.1",
                            str(node.port)], capture_output=True, text=True, timeout=30)
