@@ -88,12 +88,14 @@ def spool_folder(db: sqlite_utils.Database) -> Path:
 
 
 def enqueue(db: sqlite_utils.Database, path_or_dataset: str | Path | Dataset, destination_name: str,
-            now: float | None = None) -> int:
+            now: float | None = None, *, written: Dataset | None = None) -> int:
     """Queue a DICOM file (or data set) for ``destination_name``; return the item id.
 
     A data set is first written durably to :func:`spool_folder`. When the same
     SOP instance is already pending for that destination, the pending item is
-    pointed at the new file instead of adding a second one.
+    pointed at the new file instead of adding a second one. ``written``: the
+    data set the caller has just written to the file, so that it is not read
+    back for its UIDs.
 
     Raises:
         ValueError: the object has no usable SOP Class/Instance UID, or the file is not DICOM.
@@ -105,7 +107,7 @@ def enqueue(db: sqlite_utils.Database, path_or_dataset: str | Path | Dataset, de
     else:
         path = Path(path_or_dataset).resolve()
         try:
-            dataset = pydicom.dcmread(path, stop_before_pixels=True)
+            dataset = written if written is not None else pydicom.dcmread(path, stop_before_pixels=True)
         except (OSError, pydicom.errors.InvalidDicomError) as exc:
             raise ValueError(f"cannot queue {path}: {exc}") from None
     sop_instance_uid = str(dataset.get("SOPInstanceUID", "") or "")

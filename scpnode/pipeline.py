@@ -203,8 +203,8 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
         with timed("encode"):
             algorithm = algorithm_info(segmentation)
             predecessor = sent_predecessor(db, queue, job, job_dir)
-            files = encode_once(result_dir, sources, image, segmentation, measurements, algorithm,
-                                predecessor=predecessor)
+            results = encode_once(result_dir, sources, image, segmentation, measurements, algorithm,
+                                  predecessor=predecessor)
             LevelViewFile(result_dir).write(image, segmentation)
         if not index.is_current_revision(db, job.series_uid, job.series_revision):
             note = ("the series received new content while it was analysed: its new revision is analysed on "
@@ -215,11 +215,11 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
         hold = review and settings.pipeline.uncertain_levels == "hold"
         if not hold:
             with timed("outbox"):
-                queue_results(db, files, [d.name for d in settings.destinations])
+                queue_results(db, results, [d.name for d in settings.destinations])
         with timed("worklist"):
             overlay = result_dir / "overlay.png"
             if not overlay.exists():
-                save_overlay_png(pydicom.dcmread(files["report"]), overlay)
+                save_overlay_png(results.dataset("report"), overlay)
             worklist.add_scored_study(db, study_info(sources[0], job.series_uid, overlay, result_dir),
                                       measurements, settings.worklist)
         if hold:
@@ -314,33 +314,50 @@ def coverage_problem(segmentation: SegmentationResult) -> str:
     return "; ".join(problems)
 
 
+@dataclass(frozen=True)
+class ResultFiles:
+    """SEG, SR and report of a job on disk, with the data sets when this run encoded them.
+
+    The data sets are handed on in memory (outbox, overlay) rather than read
+    back from the files just written; a rerun that reuses earlier files reads
+    them when asked.
+    """
+
+    paths: dict[str, Path]
+    encoded: dict[str, Dataset]
+
+    def dataset(self, kind: str) -> Dataset:
+        return self.encoded[kind] if kind in self.encoded else pydicom.dcmread(self.paths[kind])
+
+
 def encode_once(result_dir: Path, sources: list[Dataset], ct: sitk.Image, segmentation: SegmentationResult,
                 measurements: StudyMeasurements, algorithm: AlgorithmInfo, *,
-                predecessor: Dataset | None = None) -> dict[str, Path]:
+                predecessor: Dataset | None = None) -> ResultFiles:
     """Encode SEG, SR and report into ``result_dir``, or reuse them from an earlier run of the job.
 
     Reuse keeps the SOP Instance UIDs of a job stable across reruns, so the
     PACS never gets two SEGs for one job.
     """
-    files = {kind: result_dir / name for kind, name in RESULT_FILES.items()}
-    if all(path.exists() for path in files.values()):
-        return files
+    paths = {kind: result_dir / name for kind, name in RESULT_FILES.items()}
+    if all(path.exists() for path in paths.values()):
+        return ResultFiles(paths, {})
     objects = encode_results(sources, segmentation, measurements, algorithm, ct=ct, predecessor=predecessor)
-    for kind, dataset in (("seg", objects.seg), ("sr", objects.sr), ("report", objects.report)):
-        partial = files[kind].with_suffix(".partial")
+    encoded = {"seg": objects.seg, "sr": objects.sr, "report": objects.report}
+    for kind, dataset in encoded.items():
+        partial = paths[kind].with_suffix(".partial")
         dataset.save_as(partial, enforce_file_format=True)
-        partial.replace(files[kind])
-    return files
+        partial.replace(paths[kind])
+    return ResultFiles(paths, encoded)
 
 
-def queue_results(db, files: dict[str, Path], destinations: list[str]) -> None:
+def queue_results(db, results: ResultFiles, destinations: list[str]) -> None:
     """Put the result files in the outbox of every destination, once per SOP instance."""
     queued = {(item.sop_instance_uid, item.destination) for item in outbox.items(db)}
-    for path in files.values():
-        sop_uid = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID
+    for kind, path in results.paths.items():
+        dataset = results.encoded.get(kind) or pydicom.dcmread(path, stop_before_pixels=True)
         for destination in destinations:
-            if (sop_uid, destination) not in queued:
-                outbox.enqueue(db, path, destination)
+            if (str(dataset.SOPInstanceUID), destination) not in queued:
+                outbox.enqueue(db, path, destination, written=dataset)
 
 
 def save_overlay_png(report: Dataset, path: Path) -> None:
