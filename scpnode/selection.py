@@ -196,8 +196,17 @@ def _rule_gantry_tilt(instances, settings, stack) -> RuleResult:
     return RuleResult("gantry_tilt", passed, f"{tilt:.2g} deg" + ("" if passed else f" > {settings.max_gantry_tilt_deg:g} deg"))
 
 
+def craniocaudal_extent_mm(instances: Sequence[InstanceMeta]) -> float:
+    """Distance from the first to the last slice centre along the slice normal (0 without geometry)."""
+    return _extent(_stack(instances))
+
+
+def _extent(stack: _Stack) -> float:
+    return float(stack.locations[-1] - stack.locations[0]) if len(stack.locations) else 0.0
+
+
 def _rule_coverage(instances, settings, stack) -> RuleResult:
-    coverage = float(stack.locations[-1] - stack.locations[0]) if len(stack.locations) else 0.0
+    coverage = _extent(stack)
     passed = coverage >= settings.min_coverage_mm
     return RuleResult("coverage", passed, f"{coverage:.0f} mm craniocaudal" + ("" if passed else f" < {settings.min_coverage_mm:g} mm"))
 

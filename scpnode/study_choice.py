@@ -45,6 +45,7 @@ import sqlite_utils
 from scpnode import index
 from scpnode.config import StudyChoiceSettings
 from scpnode.index import InstanceMeta, SeriesRef, SeriesState
+from scpnode.selection import NO_CONTRAST_VALUES, craniocaudal_extent_mm
 
 PHASE_KEYWORDS: dict[str, tuple[str, ...]] = {
     "non-contrast": ("NATIVE", "NON CONTRAST", "NONCONTRAST", "NON-CONTRAST", "PLAIN", "UNENHANCED", "WO"),
@@ -53,9 +54,6 @@ PHASE_KEYWORDS: dict[str, tuple[str, ...]] = {
     "delayed": ("DELAYED", "DELAY", "LATE", "EXCRETORY", "UROGRAPHIC"),
 }
 """Whole words of a series description that name its contrast phase."""
-
-NO_AGENT = {"", "NONE", "NO", "N", "NO CONTRAST"}
-
 
 @dataclass(frozen=True)
 class SeriesFacts:
@@ -93,16 +91,10 @@ class StudyChoice:
 def series_facts(instances: Sequence[InstanceMeta], settings: StudyChoiceSettings) -> SeriesFacts:
     """The ranking's view of one series."""
     first = instances[0]
-    positions = np.array([p for i in instances for p in i.positions], dtype=float)
-    orientation = next((i.orientation for i in instances if i.orientation), None)
-    coverage = 0.0
-    if orientation is not None and len(positions) >= 2:
-        normal = np.cross(np.array(orientation[:3]), np.array(orientation[3:]))
-        along = positions @ normal
-        coverage = float(along.max() - along.min())
+    positions = [p for i in instances for p in i.positions]
     thicknesses = [i.slice_thickness for i in instances if i.slice_thickness is not None]
     return SeriesFacts(
-        coverage_mm=coverage,
+        coverage_mm=craniocaudal_extent_mm(instances),
         sharp_kernel=_sharp_kernel(first.convolution_kernel, first.series_description, settings),
         phase=contrast_phase(first.series_description, first.contrast_agent),
         slice_thickness_mm=float(np.median(thicknesses)) if thicknesses else None,
@@ -118,7 +110,7 @@ def contrast_phase(description: str, contrast_agent: str) -> str:
     for phase in ("non-contrast", "delayed", "arterial", "venous"):
         if words & {k.replace(" ", "").replace("-", "") for k in PHASE_KEYWORDS[phase]}:
             return phase
-    if contrast_agent.strip().upper() in NO_AGENT:
+    if contrast_agent.strip().upper() in NO_CONTRAST_VALUES:
         return "non-contrast"
     return "unknown"
 

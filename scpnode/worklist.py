@@ -282,10 +282,6 @@ def _below(value: float | None, threshold: float | None) -> bool:
     return value is not None and threshold is not None and math.isfinite(value) and value < threshold
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
 def add_scored_study(db: sqlite_utils.Database, study: StudyInfo, measurements: StudyMeasurements,
                      settings: WorklistSettings) -> int:
     """Put a scored study on the worklist and return its row id.
@@ -309,12 +305,12 @@ def add_scored_study(db: sqlite_utils.Database, study: StudyInfo, measurements: 
         "study_date": study.study_date.isoformat() if study.study_date else "",
         "study_description": study.study_description,
         "levels_measured": json.dumps([name for name, lv in measurements.levels.items() if lv.complete]),
-        "l1_hu": _finite(measurements.l1_attenuation_hu),
+        "l1_hu": strict_json.finite(measurements.l1_attenuation_hu),
         "l1_hu_category": measurements.l1_attenuation_category,
-        "vbmd": _finite(measurements.vbmd_mg_cm3),
+        "vbmd": strict_json.finite(measurements.vbmd_mg_cm3),
         "vbmd_category": measurements.vbmd_category,
-        "radscore": _finite(score.radscores.get("vertebral")) if score else None,
-        "risk_probability": _finite(score.probability) if calibrated else None,
+        "radscore": strict_json.finite(score.radscores.get("vertebral")) if score else None,
+        "risk_probability": strict_json.finite(score.probability) if calibrated else None,
         "risk_category": score.category if calibrated else None,
         "genant_grade": measurements.max_genant_grade,
         "model_id": score.model_id if score else "",

@@ -68,29 +68,34 @@ def log_in(request: Request, db: sqlite_utils.Database, user: users.User, lifeti
         request.session["next"] = next_path
 
 
+def _session_token(request: Request) -> str | None:
+    token = request.session.get("sid")
+    return token if isinstance(token, str) else None
+
+
 def log_out(request: Request, db: sqlite_utils.Database) -> None:
     """End the session in the database (every copy of the cookie) and clear the cookie."""
-    token = request.session.get("sid")
-    if isinstance(token, str):
+    token = _session_token(request)
+    if token is not None:
         users.end_session(db, token)
     request.session.clear()
 
 
 def current_user(request: Request, db: sqlite_utils.Database) -> users.User | None:
     """The logged-in user if the session is open and its user enabled, else None."""
-    token = request.session.get("sid")
-    return users.session_user(db, token) if isinstance(token, str) else None
+    token = _session_token(request)
+    return users.session_user(db, token) if token is not None else None
 
 
 def search_term(request: Request, db: sqlite_utils.Database) -> str:
     """The worklist search term of this session ("" when none)."""
-    token = request.session.get("sid")
-    return users.session_search(db, token) if isinstance(token, str) else ""
+    token = _session_token(request)
+    return users.session_search(db, token) if token is not None else ""
 
 
 def set_search_term(request: Request, db: sqlite_utils.Database, term: str) -> None:
-    token = request.session.get("sid")
-    if isinstance(token, str):
+    token = _session_token(request)
+    if token is not None:
         users.set_session_search(db, token, term)
 
 
