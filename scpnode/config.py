@@ -50,7 +50,7 @@ class NodeSettings(_Section):
     """Reject associations from calling AE titles/addresses not in [[peers]]."""
     max_pending_connections: int = Field(16, ge=1, le=1000)
     """TCP connections that have not yet sent their A-ASSOCIATE-RQ, in all; a new one beyond it closes
-    the oldest (:mod:`scpnode.connection_guard`)."""
+    the oldest (:mod:`scpnode.network.connection_guard`)."""
     max_pending_per_address: int = Field(8, ge=1, le=1000)
     """The same, from one address."""
     negotiation_timeout_seconds: float = Field(10.0, gt=0, le=300)
@@ -171,7 +171,7 @@ class SelectionSettings(_Section):
 
 
 class StudyChoiceSettings(_Section):
-    """Which of a study's selected series is analysed (one result per study; :mod:`scpnode.study_choice`)."""
+    """Which of a study's selected series is analysed (one result per study; :mod:`scpnode.pipeline.study_choice`)."""
 
     mode: Literal["best", "every"] = "best"
     """"best": one series per study, the first by ``order``; "every": each selected series (one

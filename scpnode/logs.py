@@ -2,7 +2,7 @@
 
 Log with :func:`log_event` so every line has an event name and fields::
 
-    2026-11-21T10:00:00.123Z INFO scpnode.receiver event=instance_stored series=ab12cd34 bytes=525312
+    2026-11-21T10:00:00.123Z INFO scpnode.network.receiver event=instance_stored series=ab12cd34 bytes=525312
 
 Patient names, IDs, birth dates and accession numbers are never logged at INFO
 or above. UIDs are logged through :func:`uid_ref`, a short one-way digest that

@@ -13,9 +13,9 @@ associations, open ones finish), then the sender and the scheduler::
     node.stop()
 
 ``on_series_selected`` is called from the scheduler thread with a
-:class:`~scpnode.index.SeriesRef` each time a series is selected, and again at
+:class:`~scpnode.storage.index.SeriesRef` each time a series is selected, and again at
 start for selected series that were never acknowledged
-(:func:`scpnode.index.acknowledge_selected`), which happens before the
+(:func:`scpnode.storage.index.acknowledge_selected`), which happens before the
 services are started. It must return quickly (enqueue, do not process).
 """
 
@@ -27,15 +27,15 @@ from typing import Protocol
 
 import sqlite_utils
 
-from scpnode import index, outbox, retention
-from scpnode.completion import CompletionScheduler
 from scpnode.config import Settings
-from scpnode.db import ThreadDatabases, open_database
-from scpnode.index import SeriesRef
+from scpnode.db import ThreadDatabases
+from scpnode.delivery.sender import OutboxSender
 from scpnode.logs import log_event
-from scpnode.receiver import Receiver
-from scpnode.sender import OutboxSender
-from scpnode.store import InstanceStore
+from scpnode.network.receiver import Receiver
+from scpnode.pipeline.completion import CompletionScheduler
+from scpnode.schema import open_node_database
+from scpnode.storage.index import SeriesRef
+from scpnode.storage.store import InstanceStore
 
 LOGGER = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Node:
         settings: the whole configuration.
         on_series_selected: hook for selected series (see module docstring), or None.
         services: more services started after, and stopped before, the node's own.
-        sender_options: keyword arguments for :class:`~scpnode.sender.OutboxSender`
+        sender_options: keyword arguments for :class:`~scpnode.delivery.sender.OutboxSender`
             (poll and retry timing).
     """
 
@@ -84,11 +84,7 @@ class Node:
     def start(self) -> None:
         """Create/migrate the tables, then start receiver, scheduler, sender and the attached services."""
         self.settings.node.storage_dir.mkdir(parents=True, exist_ok=True)
-        db = open_database(self.settings.node.database)
-        index.create_tables(db)
-        outbox.create_tables(db)
-        retention.create_tables(db)  # the purged_at columns exist from the first run, not the first purge
-        db.conn.close()
+        open_node_database(self.settings.node.database).conn.close()
         removed = self.store.remove_partial_files()
         if removed:
             log_event(LOGGER, "partial_files_removed", count=removed)

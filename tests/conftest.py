@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from scpnode.orthanc import DICOMWEB_PLUGIN, LocalOrthanc
+from scpnode.delivery.orthanc import DICOMWEB_PLUGIN, LocalOrthanc
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"

@@ -20,14 +20,14 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
 from inference.phantom import abdominal_ct, generate_phantom, write_phantom_study
-from scpnode import outbox
 from scpnode.assembly import assemble_node
 from scpnode.config import Settings, settings_from_dict
-from scpnode.db import open_database
+from scpnode.delivery import outbox
+from scpnode.delivery.orthanc import LocalOrthanc, free_port, orthanc_available
 from scpnode.errors import UsageError
-from scpnode.jobs import FINAL_STATES, Job, JobQueue
 from scpnode.logs import configure_logging
-from scpnode.orthanc import LocalOrthanc, free_port, orthanc_available
+from scpnode.pipeline.jobs import FINAL_STATES, Job, JobQueue
+from scpnode.schema import open_node_database
 
 SIZES = {"small": (320, 320, 200), "full": (512, 512, 300)}
 DEMO_AET, PACS_AET, NODE_AET = "DEMOSCU", "DEMOPACS", "SCPNODE"
@@ -132,7 +132,7 @@ def send_files(files: list[Path], port: int) -> None:
 
 def wait_for_job(settings: Settings, series_uid: str, timeout: float) -> Job:
     """Poll the job table until the series' job ends, printing each new stage."""
-    queue = JobQueue(open_database(settings.node.database))
+    queue = JobQueue(open_node_database(settings.node.database))
     deadline = time.monotonic() + timeout
     shown = ""
     while time.monotonic() < deadline:
@@ -152,7 +152,7 @@ def wait_for_job(settings: Settings, series_uid: str, timeout: float) -> Job:
 
 
 def wait_for_outbox(settings: Settings, timeout: float) -> None:
-    db = open_database(settings.node.database)
+    db = open_node_database(settings.node.database)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if all(item.state == outbox.OutboxState.SENT for item in outbox.items(db)):

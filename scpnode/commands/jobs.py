@@ -6,15 +6,15 @@ import argparse
 import getpass
 
 from scpnode.commands._common import terminal_safe
-from scpnode.db import open_database
 from scpnode.errors import UsageError
-from scpnode.jobs import STATES, Job, JobQueue
-from scpnode.level_review import (
+from scpnode.pipeline.jobs import STATES, Job, JobQueue
+from scpnode.pipeline.level_review import (
     LevelAnswer,
     LevelReviewError,
     answer_level_review,
     reject_segmentation,
 )
+from scpnode.schema import open_node_database
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    queue = JobQueue(open_database(args.settings.node.database))
+    queue = JobQueue(open_node_database(args.settings.node.database))
     if args.action == "retry":
         try:
             job = queue.retry(args.job_id)

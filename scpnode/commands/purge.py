@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 
-from scpnode import retention
-from scpnode.db import open_database
 from scpnode.errors import UsageError
+from scpnode.schema import open_node_database
+from scpnode.storage import retention
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,13 +33,13 @@ def run(args: argparse.Namespace) -> int:
     path = settings.node.database
     if not path.exists():
         raise UsageError(f"no node database at {path} (has the node run with this configuration?)")
-    db = open_database(path)
+    db = open_node_database(path)
     try:
         if args.dry_run:
             candidates = retention.purge_candidates(db, rules)
             for candidate in candidates:
-                print(_line("would purge", candidate, candidate.instance_count, candidate.total_bytes))
-            print(f"{len(candidates)} series, {_size(sum(c.total_bytes for c in candidates))} would be purged")
+                print(_line("would purge", candidate, candidate.series.instance_count, candidate.series.total_bytes))
+            print(f"{len(candidates)} series, {_size(sum(c.series.total_bytes for c in candidates))} would be purged")
             return 0
         outcomes = retention.purge(db, rules)
         for outcome in outcomes:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _line(verb: str, candidate: retention.PurgeCandidate, files: int, size: int) -> str:
     since = datetime.fromtimestamp(candidate.since, timezone.utc).strftime("%Y-%m-%d %H:%M")
-    return (f"{verb}: series {candidate.series_instance_uid} of study {candidate.study_instance_uid}: "
+    return (f"{verb}: series {candidate.series_instance_uid} of study {candidate.series.study_instance_uid}: "
             f"{files} files, {_size(size)} ({candidate.rule} {since} UTC)")
 
 

@@ -20,9 +20,9 @@ import pydicom
 from scpnode.commands._common import terminal_safe
 from scpnode.config import StudyChoiceSettings
 from scpnode.errors import UsageError
-from scpnode.index import InstanceMeta, SeriesRef, SeriesState
-from scpnode.selection import SelectionDecision, evaluate
-from scpnode.study_choice import RankedSeries, describe, rank, series_facts, why_not
+from scpnode.pipeline.selection import SelectionDecision, evaluate
+from scpnode.pipeline.study_choice import RankedSeries, describe, rank, series_facts, why_not
+from scpnode.storage.index import InstanceMeta, SeriesRef, SeriesState
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from scpnode import outbox
 from scpnode.commands.jobs import print_jobs
-from scpnode.db import open_database
+from scpnode.delivery import outbox
 from scpnode.errors import UsageError
-from scpnode.jobs import JobQueue
+from scpnode.pipeline.jobs import JobQueue
+from scpnode.schema import open_node_database
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,11 +23,10 @@ def run(args: argparse.Namespace) -> int:
     path = args.settings.node.database
     if not path.exists():
         raise UsageError(f"no node database at {path} (has the node run with this configuration?)")
-    db = open_database(path)
+    db = open_node_database(path)
     queue = JobQueue(db)
     counts = queue.counts()
     print("jobs:   " + ", ".join(f"{state} {n}" for state, n in counts.items()))
-    outbox.create_tables(db)
     states = Counter(item.state.value for item in outbox.items(db))
     print("outbox: " + (", ".join(f"{state} {n}" for state, n in sorted(states.items())) or "empty"))
     print()

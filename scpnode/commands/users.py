@@ -7,14 +7,14 @@ import argparse
 import getpass
 import sys
 
-from scpnode.db import open_database
 from scpnode.errors import UsageError
-from scpnode.users import (
-    Role, UserError, add_user, check_password_rules, ensure_schema, list_users, set_disabled, set_password,
-)
-from scpnode.web import security_audit, tables as web_tables
+from scpnode.schema import open_node_database
+from scpnode.web import security_audit
 from scpnode.web.login_throttle import unlock
 from scpnode.web.session_key import rotate_session_key
+from scpnode.web.users import (
+    Role, UserError, add_user, check_password_rules, list_users, set_disabled, set_password,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,8 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    db = open_database(args.settings.node.database)
-    ensure_schema(db)
+    db = open_node_database(args.settings.node.database)
     try:
         if args.action == "add":
             user = add_user(db, args.username, _read_password(args.password_stdin), args.role)
@@ -64,14 +63,12 @@ def run(args: argparse.Namespace) -> int:
             rotate_session_key(db, by=_operator())
             print("session key replaced: every web UI session has ended")
         elif args.action == "unlock":
-            web_tables.ensure_schema(db)
             try:
                 cleared = unlock(db, username=args.username, client=args.client, by=_operator())
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
             print(f"cleared {cleared} failed login(s)")
         elif args.action == "audit":
-            web_tables.ensure_schema(db)
             print(f"{'at (UTC)':<26} {'event':<20} {'user':<24} {'client':<16} detail")
             for event in security_audit.recent(db, args.limit):
                 print(f"{event.at:<26} {event.event:<20} {event.username:<24} {event.client:<16} {event.detail}")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from scpnode import worklist
 from scpnode.commands._common import terminal_safe
-from scpnode.db import open_database
 from scpnode.errors import UsageError
+from scpnode.schema import open_node_database
 from scpnode.worklist import FlagReason, Status, WorklistError
 
 
@@ -47,9 +47,8 @@ def run(args: argparse.Namespace) -> int:
         query = worklist.parse_query({k: v for k, v in params.items() if v}, search=args.search)
     except WorklistError as exc:
         raise UsageError(str(exc)) from None
-    db = open_database(args.settings.node.database)
+    db = open_node_database(args.settings.node.database)
     try:
-        worklist.ensure_schema(db)
         if args.action == "export":
             return _export(db, query, args.out)
         _print_page(worklist.query_worklist(db, query))

@@ -5,7 +5,7 @@ export), study detail (identifiers, per-level table, risk, overlay, PACS
 viewer link, review actions with audit log, and the vertebral levels: a
 sagittal and coronal picture of every labelled vertebra where a reviewer
 confirms the labels, moves them, or clicks the vertebra that is T12 or L1;
-:mod:`scpnode.level_review`) and, for admins, node status
+:mod:`scpnode.pipeline.level_review`) and, for admins, node status
 (jobs with retry, outbox, peers, disk use, security audit log). No
 JavaScript: every action is a plain form. Failed logins are rate limited
 (:mod:`scpnode.web.login_throttle`).
@@ -45,17 +45,17 @@ from starlette.templating import Jinja2Templates
 
 from inference.segment.anchors import SPINE_SEQUENCE
 from inference.segment.level_view import LevelView
-from scpnode import users as users_table
-from scpnode import worklist
+from scpnode import schema, worklist
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
-from scpnode.jobs import CONFIRMABLE_STATES, JobQueue
-from scpnode.level_review import (
+from scpnode.logs import log_event
+from scpnode.pipeline.jobs import CONFIRMABLE_STATES, JobQueue
+from scpnode.pipeline.level_review import (
     ANSWERABLE_AS, MAX_LEVEL_SHIFT, LevelAnswer, LevelReviewError, LevelViewFile, answer_level_review,
     reject_segmentation, shown_levels,
 )
-from scpnode.logs import log_event
-from scpnode.web import security_audit, tables as web_tables
+from scpnode.web import users as users_table
+from scpnode.web import security_audit
 from scpnode.web.health import health_endpoint
 from scpnode.web.login_throttle import LoginThrottle
 from scpnode.web.node_status import DatabaseNodeStatus, NodeStatusProvider
@@ -88,9 +88,7 @@ def create_app(settings: Settings, db: ThreadDatabases, node_status: NodeStatusF
             and ``login_window_minutes``.
     """
     startup_db = db.get()
-    users_table.ensure_schema(startup_db)
-    worklist.ensure_schema(startup_db)
-    web_tables.ensure_schema(startup_db)
+    schema.prepare(startup_db)
     ensure_session_key(startup_db)
     make_status = node_status or (lambda conn: DatabaseNodeStatus(settings, conn))
     throttle = login_throttle or LoginThrottle(settings.web.login_max_failures,

@@ -24,10 +24,10 @@ from starlette.responses import JSONResponse
 
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
-from scpnode.index import SeriesState
-from scpnode.jobs import FAILED
+from scpnode.delivery import outbox
 from scpnode.logs import log_event
-from scpnode.outbox import OutboxState
+from scpnode.pipeline.jobs import FAILED
+from scpnode.storage import index
 from scpnode.web.node_status import DatabaseNodeStatus
 
 log = logging.getLogger(__name__)
@@ -43,21 +43,15 @@ def health_report(settings: Settings, databases: ThreadDatabases, now: float | N
     now = time.time() if now is None else now
     db = databases.get()
     snapshot = DatabaseNodeStatus(settings, db).snapshot()
-    tables = set(db.table_names())
-    open_series = oldest_pending = None
-    if "series" in tables:
-        open_series = db.execute("SELECT count(*) FROM series WHERE state IN (?, ?)",
-                                 [SeriesState.RECEIVED.value, SeriesState.COMPLETE.value]).fetchone()[0]
-    if "outbox" in tables:
-        oldest = db.execute("SELECT min(created_at) FROM outbox WHERE state = ?",
-                            [OutboxState.PENDING.value]).fetchone()[0]
-        oldest_pending = round(now - oldest, 1) if oldest is not None else None
+    open_series = index.open_series_count(db)
+    oldest = outbox.oldest_pending_since(db)
+    oldest_pending = round(now - oldest, 1) if oldest is not None else None
     jobs, sent = snapshot.job_counts or {}, snapshot.outbox_counts or {}
     problems = []
     if jobs.get(FAILED):
         problems.append(f"{jobs[FAILED]} failed jobs")
-    if sent.get(OutboxState.FAILED.value):
-        problems.append(f"{sent[OutboxState.FAILED.value]} outbox items failed")
+    if sent.get(outbox.OutboxState.FAILED.value):
+        problems.append(f"{sent[outbox.OutboxState.FAILED.value]} outbox items failed")
     if oldest_pending is not None and oldest_pending > OUTBOX_STALE_SECONDS:
         problems.append(f"results pending for {oldest_pending / 3600:.1f} h")
     problems += [f"{disk.label}: {disk.free_fraction:.1%} free" for disk in snapshot.disks

@@ -2,11 +2,12 @@
 
 The page reads one :class:`NodeStatus` snapshot and calls ``retry_job``; it
 knows nothing of the tables behind them. :class:`DatabaseNodeStatus` is the
-provider the node uses: jobs from :class:`scpnode.jobs.JobQueue`, outbox
+provider the node uses: jobs from :class:`scpnode.pipeline.jobs.JobQueue`, outbox
 states, when each peer last sent an instance (series index), which series of
 a study was analysed and why the others were not, and disk use of the store
-and the database. Parts whose tables do not exist are ``None`` and
-the page says so rather than showing an empty table that looks healthy.
+and the database, each read through its owner's API. A provider that cannot
+tell a part leaves it ``None`` and the page says so rather than showing an
+empty table that looks healthy.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from typing import Protocol
 
 import sqlite_utils
 
-from scpnode import index
 from scpnode.config import Settings
-from scpnode.jobs import FAILED, QUEUED, RUNNING, Job, JobQueue
+from scpnode.delivery import outbox
 from scpnode.logs import uid_ref
-from scpnode.outbox import OutboxState
+from scpnode.pipeline.jobs import FAILED, QUEUED, RUNNING, Job, JobQueue
+from scpnode.storage import index
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class NodeStatus:
     peers: list[PeerSeen] | None = None
     disks: list[DiskUse] = field(default_factory=list)
     choices: list[SeriesChoiceView] | None = None
-    """Latest studies whose series were chosen from (:mod:`scpnode.study_choice`), series by series."""
+    """Latest studies whose series were chosen from (:mod:`scpnode.pipeline.study_choice`), series by series."""
 
 
 class NodeStatusProvider(Protocol):
@@ -102,27 +103,6 @@ class NodeStatusProvider(Protocol):
             KeyError: no such job.
             ValueError: the job cannot be retried (it is not failed).
         """
-
-
-PEERS_LAST_SEEN = """
-with recursive peers(ae_title) as (
-    select min(calling_ae_title) from instances
-    union all
-    select (select min(calling_ae_title) from instances where calling_ae_title > ae_title)
-    from peers where ae_title is not null
-)
-select ae_title, (select max(received_at) from instances where calling_ae_title = ae_title)
-from peers where ae_title is not null
-"""
-"""Each calling AE title in the series index with the time of its latest instance.
-
-``group by calling_ae_title`` would read every entry of the index
-``instances_peer_received`` (90 ms for a million instances, 420 ms without the
-index). This loose index scan, written as a recursive common table expression
-(https://www.sqlite.org/lang_with.html), seeks from one AE title to the next
-and reads one index entry per peer (0.3 ms), so the admin page stays fast as
-the store grows. (SQLite's own skip-scan would need ``ANALYZE`` statistics.)
-"""
 
 
 class DatabaseNodeStatus:
@@ -142,36 +122,25 @@ class DatabaseNodeStatus:
 
     def snapshot(self) -> NodeStatus:
         jobs = [job for state in (RUNNING, QUEUED, FAILED) for job in self.queue.recent(self.job_limit, state)]
-        tables = set(self.db.table_names())
         return NodeStatus(
             job_counts=self.queue.counts(),
             jobs=[_job_view(job) for job in sorted(jobs, key=lambda j: j.id, reverse=True)],
-            outbox_counts=self._outbox_counts() if "outbox" in tables else None,
-            peers=self._peers() if "instances" in tables else None,
-            disks=self._disks(stored_bytes=self._stored_bytes() if "series" in tables else None),
+            outbox_counts=outbox.state_counts(self.db),
+            peers=self._peers(),
+            disks=self._disks(stored_bytes=index.stored_bytes(self.db)),
             choices=[SeriesChoiceView(uid_ref(s.study_instance_uid), uid_ref(s.series_instance_uid),
                                       s.series_description, s.state.value, s.reason or "analysed")
-                     for study in index.recent_choices(self.db) for s in study] if "series" in tables else None,
+                     for study in index.recent_choices(self.db) for s in study],
         )
 
     def retry_job(self, job_id: int) -> None:
         self.queue.retry(job_id)
 
-    # The three reads below are read-only queries on tables of scpnode.outbox
-    # and scpnode.index, which offer no aggregate functions of their own.
-
-    def _outbox_counts(self) -> dict[str, int]:
-        found = dict(self.db.execute("select state, count(*) from outbox group by state").fetchall())
-        return {state.value: found.get(state.value, 0) for state in OutboxState}
-
     def _peers(self) -> list[PeerSeen]:
         hosts = {peer.ae_title: peer.host for peer in self.settings.peers}
-        seen = {ae: _utc(at) for ae, at in self.db.execute(PEERS_LAST_SEEN).fetchall()}
+        seen = {ae: _utc(at) for ae, at in index.peers_last_seen(self.db).items()}
         names = sorted(set(hosts) | set(seen))
         return [PeerSeen(ae, hosts.get(ae, "(not configured)"), seen.get(ae, "never")) for ae in names]
-
-    def _stored_bytes(self) -> int:
-        return int(self.db.execute("select coalesce(sum(total_bytes), 0) from series").fetchone()[0])
 
     def _disks(self, stored_bytes: int | None) -> list[DiskUse]:
         node = self.settings.node

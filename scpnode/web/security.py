@@ -7,7 +7,7 @@ from the node database (:mod:`scpnode.web.session_key`), so a restart keeps
 users logged in and ``scpnode users rotate-session-key`` logs everyone out.
 The cookie holds a session token, the CSRF token and where to go after
 logging in; the session itself is a row in the node database
-(:func:`scpnode.users.start_session`), looked up on every request, so logging
+(:func:`scpnode.web.users.start_session`), looked up on every request, so logging
 out, a new password or disabling the user ends it for every copy of the
 cookie. The worklist search term (a patient ID typed into the search box)
 travels in a POST body and is kept in that row: never in the cookie, nor in a
@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from scpnode import users
+from scpnode.web import users
 
 SESSION_COOKIE = "scpnode_session"
 CSRF_FIELD = "csrf_token"

@@ -27,7 +27,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scpnode.db import ThreadDatabases, transaction
 from scpnode.web import security_audit
-from scpnode.web.tables import ensure_schema
 
 KEY_BYTES = 48
 """Random bytes in a key (384 bits; itsdangerous derives its HMAC key from it)."""
@@ -39,7 +38,6 @@ class SessionKeyMissing(RuntimeError):
 
 def ensure_session_key(db: sqlite_utils.Database) -> None:
     """Create the installation's key if there is none yet (safe when several processes start at once)."""
-    ensure_schema(db)
     with transaction(db):
         db.execute("insert or ignore into web_session_key (id, secret, created_at) values (1, ?, ?)",
                    [_new_secret(), _now()])
@@ -62,7 +60,6 @@ def rotate_session_key(db: sqlite_utils.Database, *, by: str = "") -> None:
 
     The rotation is written to the security audit log; ``by`` says who asked.
     """
-    ensure_schema(db)
     with transaction(db):
         db.execute("insert into web_session_key (id, secret, created_at) values (1, ?, ?) "
                    "on conflict (id) do update set secret = excluded.secret, created_at = excluded.created_at",

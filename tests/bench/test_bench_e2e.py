@@ -16,8 +16,8 @@ import pytest
 
 from inference.phantom import abdominal_ct, generate_phantom, write_phantom_study
 from scpnode.assembly import assemble_node
-from scpnode.db import open_database
-from scpnode.orthanc import free_port
+from scpnode.delivery.orthanc import free_port
+from scpnode.schema import open_node_database
 from tests.e2e.conftest import NODE_AET, NodeAndPacs, e2e_settings, push_study, series_of_study
 
 pytestmark = pytest.mark.bench
@@ -45,7 +45,7 @@ def test_latency_512x512x300(tmp_path, orthanc, bench_report):
     running = _node(tmp_path, orthanc)
     try:
         push_study(orthanc, study.series.files, study.series.study.study_uid)
-        db = open_database(running.settings.node.database)
+        db = open_node_database(running.settings.node.database)
         last_received = db.execute("select max(received_at) from instances").fetchone()[0]
         job, = running.wait_for_jobs(1, timeout=900)
         while job.state == "done" and not _results_in_pacs(orthanc, study.series.study.study_uid):

@@ -12,7 +12,7 @@ Figures are printed, never asserted.
 
 Where the time goes (2-core VM, one 256 x 256 slice, ~4 ms in all): pynetdicom
 itself (PDUs, DIMSE, its polling threads) ~3 ms, the same for the bare SCP;
-the node's check (``scpnode.header_scan``) 0.17 ms, SHA-256 0.09 ms, SQLite
+the node's check (``scpnode.network.header_scan``) 0.17 ms, SHA-256 0.09 ms, SQLite
 index 0.25 ms, file create and write ~0.3 ms, fsyncs ~0.4 (file) + ~0.2 ms
 (folder). With 4 associations the 2 cores are shared with 4 storescu
 processes and pynetdicom's polling threads, and the node's extra CPU per
@@ -33,9 +33,9 @@ from pathlib import Path
 import pytest
 from pynetdicom import evt
 
+from scpnode.delivery.orthanc import free_port
+from scpnode.network.receiver import make_application_entity
 from scpnode.node import Node
-from scpnode.orthanc import free_port
-from scpnode.receiver import make_application_entity
 from tests.integration.node_helpers import node_settings, wait_for, write_ct_series
 
 pytestmark = pytest.mark.bench

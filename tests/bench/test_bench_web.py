@@ -17,9 +17,9 @@ import pytest
 
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
-from scpnode.orthanc import free_port
-from scpnode.users import Role, add_user, ensure_schema
+from scpnode.delivery.orthanc import free_port
 from scpnode.web import WebServer, create_app
+from scpnode.web.users import Role, add_user, ensure_schema
 from tests.unit.worklist_samples import add_study
 
 pytestmark = pytest.mark.bench

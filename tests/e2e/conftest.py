@@ -13,10 +13,10 @@ import pytest
 
 from scpnode.assembly import assemble_node
 from scpnode.config import Settings, settings_from_dict
-from scpnode.db import open_database
-from scpnode.jobs import FINAL_STATES, Job, JobQueue
+from scpnode.delivery.orthanc import LocalOrthanc, free_port
 from scpnode.node import Node
-from scpnode.orthanc import LocalOrthanc, free_port
+from scpnode.pipeline.jobs import FINAL_STATES, Job, JobQueue
+from scpnode.schema import open_node_database
 
 NODE_AET = "SCPNODE"
 PHANTOM_SHAPE = (288, 288, 176)
@@ -45,7 +45,7 @@ class NodeAndPacs:
     pacs: LocalOrthanc
 
     def jobs(self) -> JobQueue:
-        return JobQueue(open_database(self.settings.node.database))
+        return JobQueue(open_node_database(self.settings.node.database))
 
     def wait_for_jobs(self, count: int, timeout: float = 600.0) -> list[Job]:
         """Wait until ``count`` jobs exist and all are final; return them oldest first."""
@@ -58,8 +58,8 @@ class NodeAndPacs:
         raise AssertionError(f"jobs not finished in {timeout:.0f} s: {[(j.id, j.state, j.stage) for j in jobs]}")
 
     def wait_for_outbox_empty(self, timeout: float = 120.0) -> None:
-        from scpnode import outbox
-        db = open_database(self.settings.node.database)
+        from scpnode.delivery import outbox
+        db = open_node_database(self.settings.node.database)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(item.state == outbox.OutboxState.SENT for item in outbox.items(db)):

@@ -16,9 +16,10 @@ import pytest
 from inference.phantom import abdominal_ct, chest_ct, generate_phantom, neck_ct, write_ct_series, write_phantom_study
 from inference.phantom.dicom import PatientInfo, SeriesInfo, StudyInfo
 from inference.volume import load_volume
-from scpnode import index, worklist
-from scpnode.db import open_database
-from scpnode.level_review import LevelAnswer, answer_level_review, reject_segmentation
+from scpnode import worklist
+from scpnode.pipeline.level_review import LevelAnswer, answer_level_review, reject_segmentation
+from scpnode.schema import open_node_database
+from scpnode.storage import index
 from tests.e2e.conftest import PHANTOM_SHAPE, push_study, series_of_study
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +61,7 @@ def test_three_studies_from_orthanc(node_and_pacs, tmp_path):
         assert series_of_study(node_and_pacs.pacs, study.series.study.study_uid) == {
             "CT": len(study.series.files)}, name
 
-    db = open_database(node_and_pacs.settings.node.database)
+    db = open_node_database(node_and_pacs.settings.node.database)
     neck_series = index.series_ref(db, studies["neck"].series.series.series_uid)
     assert neck_series.state == "out_of_scope" and "not in view" in neck_series.reason
     page = worklist.query_worklist(db, worklist.parse_query({}))

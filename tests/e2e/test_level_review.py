@@ -29,12 +29,12 @@ from inference.phantom import generate_phantom, write_phantom_study
 from inference.phantom.matrix import phantom_matrix
 from scpnode import worklist
 from scpnode.assembly import assemble_node
-from scpnode.db import open_database
-from scpnode.jobs import HELD, JobQueue
-from scpnode.level_review import LevelAnswer, answer_level_review
-from scpnode.orthanc import LocalOrthanc, free_port
-from scpnode.users import Role, add_user
-from scpnode.users import ensure_schema as ensure_users
+from scpnode.delivery.orthanc import LocalOrthanc, free_port
+from scpnode.pipeline.jobs import HELD, JobQueue
+from scpnode.pipeline.level_review import LevelAnswer, answer_level_review
+from scpnode.schema import open_node_database
+from scpnode.web.users import Role, add_user
+from scpnode.web.users import ensure_schema as ensure_users
 from tests.e2e.conftest import NODE_AET, e2e_settings, push_study, series_of_study, wait_until
 from tests.web_helpers import PASSWORD, log_in
 
@@ -52,7 +52,7 @@ def _node(tmp_path: Path, orthanc: LocalOrthanc, *, web: bool, **pipeline):
     settings = e2e_settings(tmp_path / "node", orthanc, port, pipeline={"concurrency": 2, **pipeline},
                             selection={"max_pixel_spacing_mm": 3.5},
                             web={"enabled": web, "host": "127.0.0.1", "port": free_port(), "secure_cookies": False})
-    db = open_database(settings.node.database)
+    db = open_node_database(settings.node.database)
     ensure_users(db)
     add_user(db, "rita", PASSWORD, Role.REVIEWER)
     node = assemble_node(settings, web=web, poll_seconds=0.3, sender_options={"poll_seconds": 0.3})
@@ -67,7 +67,7 @@ def _phantom(name: str, folder: Path):
 
 def _final_jobs(settings, count: int, timeout: float = 300.0) -> dict[str, object]:
     """Series UID -> job, once ``count`` jobs exist and none is queued or running."""
-    queue = JobQueue(open_database(settings.node.database))
+    queue = JobQueue(open_node_database(settings.node.database))
 
     def settled():
         jobs = queue.recent(50)
@@ -78,8 +78,8 @@ def _final_jobs(settings, count: int, timeout: float = 300.0) -> dict[str, objec
 
 
 def _outbox_delivered(settings) -> None:
-    from scpnode import outbox
-    db = open_database(settings.node.database)
+    from scpnode.delivery import outbox
+    db = open_node_database(settings.node.database)
     wait_until(lambda: all(item.state == outbox.OutboxState.SENT for item in outbox.items(db)), 120, "outbox")
 
 
@@ -172,7 +172,7 @@ def test_uncertain_levels_are_held_until_a_reviewer_corrects_them(orthanc, tmp_p
         assert sr.evaluation(codes.LEVEL_IDENTIFICATION.meaning).meaning == codes.LEVEL_IDENTIFICATION_VALUES["confirmed"].meaning
         assert [item.PersonName.family_name for item in sr_dataset.ContentSequence if "PersonName" in item] == ["rita"]
 
-        db = open_database(settings.node.database)
+        db = open_node_database(settings.node.database)
         rows = {row.study_uid: row for row in worklist.query_worklist(db, worklist.parse_query({})).rows}
         phantom_row = rows[ambiguous.series.study.study_uid]
         assert phantom_row.level_status is worklist.LevelStatus.CONFIRMED
@@ -200,7 +200,7 @@ def test_sent_unconfirmed_then_corrected_names_its_predecessor(orthanc, tmp_path
         assert all("LEVELS UNCONFIRMED" in ds.SeriesDescription
                    for modality in ("SEG", "SR", "OT") for ds in _study_files(orthanc, study_uid, modality))
 
-        db = open_database(settings.node.database)
+        db = open_node_database(settings.node.database)
         answer_level_review(db, job.id, "rita", LevelAnswer(vertebra_at_mm=truth["levels"]["T12"]["centre_lps"][2]))
         assert _final_jobs(settings, 1)[ambiguous.series.series.series_uid].state == "done"
         _outbox_delivered(settings)

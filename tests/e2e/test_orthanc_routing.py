@@ -17,9 +17,9 @@ import pytest
 
 from inference.phantom import SeriesInfo, abdominal_ct, generate_phantom, write_phantom_study
 from scpnode.assembly import assemble_node
-from scpnode.db import open_database
-from scpnode.index import SeriesState
-from scpnode.orthanc import LocalOrthanc, free_port
+from scpnode.delivery.orthanc import LocalOrthanc, free_port
+from scpnode.schema import open_node_database
+from scpnode.storage.index import SeriesState
 from tests.e2e.conftest import PHANTOM_SHAPE, e2e_settings, series_of_study
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +63,7 @@ def test_ct_sent_to_orthanc_comes_back_with_seg_sr_and_report(tmp_path, require_
                 time.sleep(1.0)
             time.sleep(3)  # a result routed back to the node would arrive now
             counts = series_of_study(pacs, study_uid)
-            db = open_database(settings.node.database)
+            db = open_node_database(settings.node.database)
             received = list(db.query("SELECT modality, state, instance_count FROM series"))
         finally:
             node.stop()
@@ -92,7 +92,7 @@ def test_routing_criteria_keep_a_derived_series_off_the_node(tmp_path, require_t
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and "not sent" not in log.read_text(errors="replace"):
                 time.sleep(0.5)
-            db = open_database(settings.node.database)
+            db = open_node_database(settings.node.database)
             assert db.execute("SELECT count(*) FROM series").fetchone()[0] == 0
         finally:
             node.stop()

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from inference.phantom import abdominal_ct, generate_phantom, write_phantom_study
-from scpnode.db import open_database
-from scpnode.jobs import JobQueue
-from scpnode.orthanc import free_port
+from scpnode.delivery.orthanc import free_port
+from scpnode.pipeline.jobs import JobQueue
+from scpnode.schema import open_node_database
 from scpnode.worklist import parse_query, query_worklist
 from tests.e2e.conftest import (NODE_AET, PHANTOM_SHAPE, push_study, serve_config, series_of_study, start_serve,
                                 wait_until)
@@ -33,7 +33,7 @@ def test_kill_minus_9_during_a_job(orthanc, tmp_path):
         push_study(orthanc, study.series.files, study.series.study.study_uid)
 
         def running_job():
-            jobs = JobQueue(open_database(workdir / "node.db")).recent(5)
+            jobs = JobQueue(open_node_database(workdir / "node.db")).recent(5)
             return jobs and jobs[0].state == "running" and jobs[0].stage in ("segment", "measure") and jobs[0]
 
         job = wait_until(running_job, 300, "a running job")
@@ -43,7 +43,7 @@ def test_kill_minus_9_during_a_job(orthanc, tmp_path):
 
     restarted = start_serve(config, workdir / "serve.log")
     try:
-        queue = JobQueue(open_database(workdir / "node.db"))
+        queue = JobQueue(open_node_database(workdir / "node.db"))
         done = wait_until(lambda: queue.get(job.id).state in ("done", "failed") and queue.get(job.id), 600, "the job")
         assert done.state == "done", done.error
         assert done.attempts == 2
@@ -56,4 +56,4 @@ def test_kill_minus_9_during_a_job(orthanc, tmp_path):
     assert len(queue.recent(10)) == 1
     counts = series_of_study(orthanc, study.series.study.study_uid)
     assert counts == {"CT": len(study.series.files), "SEG": 1, "SR": 1, "OT": 1}
-    assert len(query_worklist(open_database(workdir / "node.db"), parse_query({})).rows) == 1
+    assert len(query_worklist(open_node_database(workdir / "node.db"), parse_query({})).rows) == 1

@@ -18,9 +18,11 @@ import SimpleITK as sitk
 
 from inference.phantom import abdominal_ct, generate_phantom, write_ct_series
 from inference.phantom.dicom import PatientInfo, SeriesInfo, StudyInfo
-from scpnode import index, outbox, worklist
-from scpnode.db import open_database
-from scpnode.index import SeriesState
+from scpnode import worklist
+from scpnode.delivery import outbox
+from scpnode.schema import open_node_database
+from scpnode.storage import index
+from scpnode.storage.index import SeriesState
 from tests.e2e.conftest import PHANTOM_SHAPE, push_study, series_of_study
 
 pytestmark = pytest.mark.e2e
@@ -73,7 +75,7 @@ def test_one_study_many_series_one_result_then_resend_and_a_better_series_later(
         "SEG": 1, "SR": 1, "OT": 1}
     assert _sr_source_series(pacs, STUDY.study_uid) == {uids["thin"]}
 
-    db = open_database(node_and_pacs.settings.node.database)
+    db = open_node_database(node_and_pacs.settings.node.database)
     states = {name: index.series_ref(db, uid) for name, uid in uids.items()}
     assert states["thin"].state is SeriesState.SELECTED
     assert states["thick"].state is SeriesState.NOT_CHOSEN and "2.13 mm slices preferred to 3 mm" in (

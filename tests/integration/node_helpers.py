@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from scpnode.config import Settings, settings_from_dict
-from scpnode.orthanc import free_port
+from scpnode.delivery.orthanc import free_port
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 SENDER_AE = "STORESCU"

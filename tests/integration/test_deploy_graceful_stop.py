@@ -22,9 +22,9 @@ import pytest
 from pynetdicom import AE
 
 from inference.phantom import abdominal_ct, generate_phantom, write_phantom_study
-from scpnode.db import open_database
-from scpnode.jobs import JobQueue
-from scpnode.orthanc import free_port
+from scpnode.delivery.orthanc import free_port
+from scpnode.pipeline.jobs import JobQueue
+from scpnode.schema import open_node_database
 from tests.e2e.conftest import NODE_AET, PHANTOM_SHAPE, serve_config, series_of_study, start_serve, wait_until
 
 pytestmark = pytest.mark.integration
@@ -99,14 +99,14 @@ def test_sigterm_lets_the_association_finish_and_work_resumes_after_restart(orth
     finally:
         _stopped(node)
     assert statuses == [0x0000] * len(datasets)
-    db = open_database(workdir / "node.db")
+    db = open_node_database(workdir / "node.db")
     assert db.execute("SELECT count(*) FROM instances").fetchone()[0] == len(datasets)
     assert all(Path(row[0]).exists() for row in db.execute("SELECT path FROM instances"))
     assert "node_stopped" in log.read_text()
 
     restarted = start_serve(config, log)
     try:
-        queue = JobQueue(open_database(workdir / "node.db"))
+        queue = JobQueue(open_node_database(workdir / "node.db"))
         job = wait_until(lambda: [j for j in queue.recent(5) if j.state in ("done", "failed")], 300, "the job")[0]
         assert job.state == "done", job.error
         study_uid = study.series.study.study_uid
@@ -135,7 +135,7 @@ def test_sigterm_finishes_the_running_job_and_the_queued_one_runs_after_restart(
         assoc = _association(port, first_ds + second_ds)
         assert all(assoc.send_c_store(ds).Status == 0x0000 for ds in first_ds + second_ds)
         assoc.release()
-        queue = JobQueue(open_database(workdir / "node.db"))
+        queue = JobQueue(open_node_database(workdir / "node.db"))
         queued, running = wait_until(lambda: [j.state for j in queue.recent(5)] == ["queued", "running"]
                                 and queue.recent(5), 120, "one job running, one queued")
         assert _sigterm_during_association(node, port, late_ds) == [0x0000] * len(late_ds)

@@ -14,13 +14,16 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, SegmentationStorage, generate_uid
 
-from scpnode import index, outbox, retention, worklist
+from scpnode import worklist
 from scpnode.cli import main
 from scpnode.config import RetentionSettings
-from scpnode.db import open_database
-from scpnode.index import InstanceMeta, PatientStudy, SeriesState
-from scpnode.jobs import DONE, FAILED, JobQueue
-from scpnode.store import InstanceStore
+from scpnode.delivery import outbox
+from scpnode.pipeline.jobs import DONE, FAILED, JobQueue
+from scpnode.schema import open_node_database
+from scpnode.storage import index
+from scpnode.storage import retention
+from scpnode.storage.index import InstanceMeta, PatientStudy, SeriesState
+from scpnode.storage.store import InstanceStore
 
 DAY = 86400.0
 NOW = time.time()
@@ -46,7 +49,7 @@ class Site:
     def __init__(self, root: Path):
         self.root = root
         self.store = InstanceStore(root / "store")
-        self.db = open_database(root / "node.db")
+        self.db = open_node_database(root / "node.db")
         retention.create_tables(self.db)
         self.jobs = JobQueue(self.db)
 
@@ -221,7 +224,7 @@ def test_purge_command_without_rules_does_nothing(site, capsys):
 
 def test_backup_is_a_consistent_copy_while_a_writer_is_open(site, tmp_path):
     site.receive()
-    writer = open_database(site.root / "node.db")  # uncommitted work of a running node is not copied
+    writer = open_node_database(site.root / "node.db")  # uncommitted work of a running node is not copied
     writer.execute("BEGIN IMMEDIATE")
     writer.execute("DELETE FROM instances")
     config = _config(site.root, "")

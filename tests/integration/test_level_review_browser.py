@@ -23,14 +23,15 @@ from dicom_sr import codes
 from dicom_sr.readers import read_sr
 from inference.phantom import generate_phantom, write_phantom_study
 from inference.phantom.matrix import phantom_matrix
-from scpnode import outbox, worklist
+from scpnode import worklist
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
-from scpnode.jobs import DONE, HELD, QUEUED, JobQueue
-from scpnode.orthanc import free_port
-from scpnode.pipeline import process_job
-from scpnode.users import Role, add_user, ensure_schema
+from scpnode.delivery import outbox
+from scpnode.delivery.orthanc import free_port
+from scpnode.pipeline.analysis import process_job
+from scpnode.pipeline.jobs import DONE, HELD, QUEUED, JobQueue
 from scpnode.web import WebServer, create_app
+from scpnode.web.users import Role, add_user, ensure_schema
 from tests.unit.worklist_samples import add_study
 from tests.web_helpers import PASSWORD, log_in
 

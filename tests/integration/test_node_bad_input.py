@@ -13,11 +13,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 from pynetdicom import AE
 
-from scpnode import index
-from scpnode import store as store_module
-from scpnode.index import SeriesState
+from scpnode.network.receiver import STORAGE_SOP_CLASSES
 from scpnode.node import Node
-from scpnode.receiver import STORAGE_SOP_CLASSES
+from scpnode.storage import index
+from scpnode.storage import store as store_module
+from scpnode.storage.index import SeriesState
 from tests.integration.node_helpers import CT_IMAGE_STORAGE, ct_slice, node_settings, storescu, wait_for, write_ct_series
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""Sockets that never negotiate cannot lock senders out (scpnode.connection_guard).
+"""Sockets that never negotiate cannot lock senders out (scpnode.network.connection_guard).
 
 As an attacker on the hospital network would: no AE title needed, only TCP.
 12 connections send an A-ASSOCIATE-RQ header announcing 4 GB and stop, 12
@@ -87,7 +87,7 @@ def test_half_open_random_and_idle_connections_do_not_keep_a_sender_out(tmp_path
 
 
 def test_an_address_not_in_the_peers_list_is_closed_at_connect(tmp_path: Path) -> None:
-    from scpnode.connection_guard import ConnectionGuard
+    from scpnode.network.connection_guard import ConnectionGuard
 
     guard = ConnectionGuard(allowed_addresses={"127.0.0.1"}, max_pending=2, max_pending_per_address=1,
                             negotiation_timeout=1.0, read_timeout=1.0)

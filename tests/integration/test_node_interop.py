@@ -8,8 +8,8 @@ import pydicom
 import pytest
 from pynetdicom import AE
 
+from scpnode.network.receiver import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from scpnode.node import Node
-from scpnode.receiver import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES
 from tests.integration.node_helpers import dataset_bytes, node_settings
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,10 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from scpnode import index, outbox
-from scpnode.index import SeriesState
+from scpnode.delivery import outbox
 from scpnode.node import Node
+from scpnode.storage import index
+from scpnode.storage.index import SeriesState
 from tests.integration.node_helpers import ct_slice, node_settings, wait_for, write_ct_series
 
 pytestmark = pytest.mark.integration

@@ -14,9 +14,9 @@ from pydicom.uid import (
 )
 from pynetdicom import AE
 
-from scpnode import index
-from scpnode.index import SeriesState
 from scpnode.node import Node
+from scpnode.storage import index
+from scpnode.storage.index import SeriesState
 from tests.integration.node_helpers import (
     CT_IMAGE_STORAGE, ct_slice, dataset_bytes, node_settings, storescu, wait_for, write_ct_series,
 )
@@ -104,7 +104,7 @@ def test_unknown_calling_ae_is_rejected_and_known_one_can_echo(running_node, req
 
 def test_an_association_to_another_called_ae_title_is_rejected(running_node, require_tool, caplog):
     echoscu = require_tool("echoscu")
-    with caplog.at_level("WARNING", logger="scpnode.receiver"):
+    with caplog.at_level("WARNING", logger="scpnode.network.receiver"):
         refused = subprocess.run([echoscu, "-aet", "STORESCU", "-aec", "NOTNODE", "127.0.0.1",
                                   str(running_node.port)], capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0

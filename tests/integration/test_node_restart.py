@@ -12,10 +12,10 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from scpnode import index
-from scpnode.db import open_database
-from scpnode.index import SeriesState
-from scpnode.orthanc import free_port
+from scpnode.delivery.orthanc import free_port
+from scpnode.schema import open_node_database
+from scpnode.storage import index
+from scpnode.storage.index import SeriesState
 from tests.integration.node_helpers import dataset_bytes, storescu, wait_for, write_ct_series
 
 pytestmark = pytest.mark.integration
@@ -83,7 +83,7 @@ def acknowledged_files(storescu_log: str) -> list[Path]:
 def count_instances(database: Path) -> int:
     if not database.exists():
         return 0
-    db = open_database(database)
+    db = open_node_database(database)
     try:
         return db["instances"].count if db["instances"].exists() else 0
     finally:
@@ -113,7 +113,7 @@ def test_kill_9_mid_transfer_loses_nothing_acknowledged_and_series_completes(tmp
 
     node = start_node(config, port)
     try:
-        db = open_database(tmp_path / "node.db")
+        db = open_node_database(tmp_path / "node.db")
         for sent in acknowledged:
             ds = pydicom.dcmread(sent, stop_before_pixels=True)
             row = index.find_instance(db, ds.SOPInstanceUID)

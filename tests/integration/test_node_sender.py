@@ -8,13 +8,13 @@ import pytest
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
 
-from scpnode import outbox
 from scpnode.config import DestinationSettings, TlsSettings
 from scpnode.db import ThreadDatabases
-from scpnode.orthanc import free_port
-from scpnode.outbox import OutboxState
-from scpnode.receiver import STORAGE_SOP_CLASSES
-from scpnode.sender import OutboxSender
+from scpnode.delivery import outbox
+from scpnode.delivery.orthanc import free_port
+from scpnode.delivery.outbox import OutboxState
+from scpnode.delivery.sender import OutboxSender
+from scpnode.network.receiver import STORAGE_SOP_CLASSES
 from tests.integration.node_helpers import ct_slice
 
 pytestmark = pytest.mark.integration

@@ -9,12 +9,12 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from scpnode import outbox
 from scpnode.config import ConfigError, DestinationSettings, TlsSettings
 from scpnode.db import ThreadDatabases
-from scpnode.orthanc import LocalOrthanc
-from scpnode.outbox import OutboxState
-from scpnode.sender import OutboxSender
+from scpnode.delivery import outbox
+from scpnode.delivery.orthanc import LocalOrthanc
+from scpnode.delivery.outbox import OutboxState
+from scpnode.delivery.sender import OutboxSender
 from tests.integration.node_helpers import ct_slice
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ import pytest
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
-from scpnode import outbox
-from scpnode.index import find_instance
+from scpnode.delivery import outbox
 from scpnode.node import Node
+from scpnode.storage.index import find_instance
 from tests.integration.node_helpers import CT_IMAGE_STORAGE, ct_slice, node_settings, wait_for
 
 pytestmark = pytest.mark.integration

@@ -29,7 +29,7 @@ from inference.results import SegmentationResult
 from inference.segment.api import segment_volume
 from inference.segment.levels import describe_levels
 from inference.volume import load_volume
-from scpnode.orthanc import LocalOrthanc, free_port
+from scpnode.delivery.orthanc import LocalOrthanc, free_port
 from scpnode.web.server import WebServer
 from tests.conftest import CHROMIUM_ARGS, _missing, chromium
 from tests.ohif_viewer import OHIF_DIST, OHIF_VERSION, ohif_app

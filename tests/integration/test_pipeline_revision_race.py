@@ -8,12 +8,14 @@ import pydicom
 import pytest
 
 from inference.phantom import abdominal_ct, generate_phantom, write_phantom_study
-from scpnode import index, outbox, worklist
+from scpnode import worklist
 from scpnode.config import Settings
-from scpnode.db import open_database
-from scpnode.index import InstanceMeta, PatientStudy, SeriesState
-from scpnode.jobs import DONE, JobQueue
-from scpnode.pipeline import process_job
+from scpnode.delivery import outbox
+from scpnode.pipeline.analysis import process_job
+from scpnode.pipeline.jobs import DONE, JobQueue
+from scpnode.schema import open_node_database
+from scpnode.storage import index
+from scpnode.storage.index import InstanceMeta, PatientStudy, SeriesState
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +33,7 @@ def test_results_of_an_outdated_revision_are_not_sent_and_the_new_revision_is_an
                  "results_dir": str(tmp_path / "results")},
         "destinations": [{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": 11112}],
     })
-    db = open_database(settings.node.database)
+    db = open_node_database(settings.node.database)
     index.create_tables(db)
     outbox.create_tables(db)
     worklist.ensure_schema(db)

@@ -4,7 +4,7 @@ A real node database, a real uvicorn server on a free loopback port, a real
 browser: log in, see the flagged study first, filter, open the detail page
 with its overlay, refer with a note, see the audit entry, export the CSV, and
 be refused without a login; an admin retries a failed job from the ``jobs``
-table of :mod:`scpnode.jobs`; a session outlives a server restart but not a
+table of :mod:`scpnode.pipeline.jobs`; a session outlives a server restart but not a
 key rotation, and password guessing meets the lockout page. Screenshots go
 to ``output_dir``.
 """
@@ -20,11 +20,11 @@ import pytest
 
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases, database_path
-from scpnode.jobs import FAILED, QUEUED, JobQueue
-from scpnode.orthanc import free_port
-from scpnode.users import Role, add_user, ensure_schema
+from scpnode.delivery.orthanc import free_port
+from scpnode.pipeline.jobs import FAILED, QUEUED, JobQueue
 from scpnode.web import WebServer, create_app
 from scpnode.web.session_key import rotate_session_key
+from scpnode.web.users import Role, add_user, ensure_schema
 from scpnode.worklist import Status, audit_log, get_row
 from tests.unit.worklist_samples import add_study, draw_overlay
 from tests.web_helpers import PASSWORD, log_in

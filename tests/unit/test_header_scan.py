@@ -24,8 +24,8 @@ from pydicom.filewriter import write_dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from scpnode import receiver
-from scpnode.header_scan import scan_plain_header
+from scpnode.network import receiver
+from scpnode.network.header_scan import scan_plain_header
 from tests.integration.node_helpers import ct_slice, dataset_bytes
 
 Case = tuple[str, bytes, UID, str, str]

@@ -3,13 +3,16 @@ import sqlite3
 import pytest
 import sqlite_utils
 
-from scpnode.jobs import DONE, FAILED, OUT_OF_SCOPE, QUEUED, RUNNING, JobQueue
+from scpnode.pipeline.jobs import DONE, FAILED, OUT_OF_SCOPE, QUEUED, RUNNING, JobQueue
+from scpnode.schema import prepare
 
 
 @pytest.fixture
 def queue(tmp_path):
     conn = sqlite3.connect(tmp_path / "node.db", check_same_thread=False)
-    return JobQueue(sqlite_utils.Database(conn))
+    db = sqlite_utils.Database(conn)
+    prepare(db)
+    return JobQueue(db)
 
 
 def test_same_content_is_one_job_changed_content_is_another(queue):

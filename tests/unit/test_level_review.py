@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,19 +14,21 @@ import sqlite_utils
 
 from inference.levels import verse_id
 from inference.results import LevelIdentification
+from inference.results import SegmentationResult
 from inference.segment.level_view import LevelView
 from inference.segment.levels import describe_levels
 from inference.segment.relabel import confirm_levels, describe_shift
-from inference.results import SegmentationResult
-from scpnode import index, worklist
+from scpnode import worklist
 from scpnode.cli import main
 from scpnode.config import WorklistSettings
 from scpnode.db import open_database
-from scpnode.jobs import DONE, HELD, OUT_OF_SCOPE, QUEUED, RUNNING, JobQueue
-from scpnode.level_review import LevelAnswer, LevelReviewError, answer_level_review, reject_segmentation
-from scpnode.pipeline import coverable_by_relabelling
-from scpnode.users import Role, add_user, get_user
-from scpnode.users import ensure_schema as ensure_users
+from scpnode.pipeline.analysis import coverable_by_relabelling
+from scpnode.pipeline.jobs import DONE, HELD, OUT_OF_SCOPE, QUEUED, RUNNING, JobQueue
+from scpnode.pipeline.level_review import LevelAnswer, LevelReviewError, answer_level_review, reject_segmentation
+from scpnode.schema import open_node_database
+from scpnode.storage import index
+from scpnode.web.users import Role, add_user, get_user
+from scpnode.web.users import ensure_schema as ensure_users
 from tests.unit.worklist_samples import add_study, measurements
 
 NAMES = ["T10", "T11", "T12", "L1", "L2"]
@@ -37,8 +38,8 @@ Z_MM = {"T10": 80.0, "T11": 50.0, "T12": 20.0, "L1": -12.0, "L2": -45.0}
 def _labels() -> sitk.Image:
     """Five stacked boxes labelled T10..L2 from the top down (LPS: higher z is superior)."""
     array = np.zeros((50, 20, 20), dtype=np.uint8)
-    for index, name in enumerate(NAMES):
-        top = 49 - 10 * index
+    for position, name in enumerate(NAMES):
+        top = 49 - 10 * position
         array[top - 7:top - 1, 6:14, 6:14] = verse_id(name)
     image = sitk.GetImageFromArray(array)
     image.SetSpacing((1.0, 1.0, 3.0))
@@ -93,7 +94,7 @@ def test_answers_are_counted_from_the_labels_shown() -> None:
 
 @pytest.fixture
 def db(tmp_path: Path) -> sqlite_utils.Database:
-    return sqlite_utils.Database(sqlite3.connect(tmp_path / "node.db", check_same_thread=False))
+    return open_node_database(tmp_path / "node.db")
 
 
 def _held_job(db: sqlite_utils.Database, tmp_path: Path, study_uid: str = "1.2.826.0.1.3680043.10.100700"):
@@ -206,7 +207,7 @@ def test_users_of_an_older_database_gain_the_reviewer_role(tmp_path) -> None:
 def test_jobs_relabel_on_the_command_line(tmp_path, capsys, monkeypatch) -> None:
     config = tmp_path / "node.toml"
     config.write_text('[node]\ndatabase = "var/node.db"\nstorage_dir = "var/store"\n')
-    db = open_database(tmp_path / "var" / "node.db")
+    db = open_node_database(tmp_path / "var" / "node.db")
     job = _held_job(db, tmp_path)
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     assert main(["--config", str(config), "jobs", "relabel", str(job.id), "--t12-at", "-12", "--user", "rob"]) == 0

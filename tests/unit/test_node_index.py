@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from pydicom.uid import generate_uid
 
-from scpnode import index
-from scpnode.completion import CompletionScheduler
 from scpnode.config import CompletionSettings, SelectionSettings
 from scpnode.db import ThreadDatabases, migrate, open_database
-from scpnode.index import InstanceMeta, PatientStudy, RecordOutcome, SeriesState
-from scpnode.store import InstanceStore, StoreError, is_valid_uid
+from scpnode.pipeline.completion import CompletionScheduler
+from scpnode.schema import open_node_database
+from scpnode.storage import index
+from scpnode.storage.index import InstanceMeta, PatientStudy, RecordOutcome, SeriesState
+from scpnode.storage.store import InstanceStore, StoreError, is_valid_uid
 
 
 def test_database_is_wal_with_foreign_keys_and_busy_timeout(tmp_path):
@@ -94,7 +95,7 @@ def record(db, item: InstanceMeta, sha: str = "a", now: float = 100.0) -> Record
 
 @pytest.fixture
 def db(tmp_path):
-    database = open_database(tmp_path / "node.db")
+    database = open_node_database(tmp_path / "node.db")
     index.create_tables(database)
     return database
 

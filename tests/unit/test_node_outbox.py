@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from pydicom.uid import generate_uid
 
-from scpnode import outbox
-from scpnode.db import open_database
-from scpnode.outbox import OutboxState
+from scpnode.delivery import outbox
+from scpnode.delivery.outbox import OutboxState
+from scpnode.schema import open_node_database
 from tests.integration.node_helpers import ct_slice
 
 
 @pytest.fixture
 def db(tmp_path):
-    return open_database(tmp_path / "var" / "node.db")
+    return open_node_database(tmp_path / "var" / "node.db")
 
 
 def test_data_sets_are_spooled_durably_and_files_are_queued_in_place(db, tmp_path):

@@ -11,8 +11,8 @@ from pydicom.sequence import Sequence
 
 from scpnode.cli import main
 from scpnode.config import SelectionSettings
-from scpnode.index import InstanceMeta
-from scpnode.selection import evaluate
+from scpnode.pipeline.selection import evaluate
+from scpnode.storage.index import InstanceMeta
 
 
 def series(count: int = 60, spacing: float = 2.5, **changes) -> list[InstanceMeta]:

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from scpnode import store as store_module
-from scpnode.store import InstanceStore, StoreError
+from scpnode.storage import store as store_module
+from scpnode.storage.store import InstanceStore, StoreError
 
 
 @pytest.mark.parametrize("sync", [True, False])

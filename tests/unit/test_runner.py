@@ -1,20 +1,19 @@
 """JobRunner with real worker processes and a real SQLite job table."""
 
 import os
-import sqlite3
 import time
 
 import pytest
-import sqlite_utils
 
-from scpnode.jobs import DONE, FAILED, JobQueue
-from scpnode.runner import JobRunner
+from scpnode.pipeline.jobs import DONE, FAILED, JobQueue
+from scpnode.pipeline.runner import JobRunner
+from scpnode.schema import open_node_database
 
 DB_ENV = "SCPNODE_TEST_RUNNER_DB"
 
 
 def _queue(path) -> JobQueue:
-    return JobQueue(sqlite_utils.Database(sqlite3.connect(path, check_same_thread=False)))
+    return JobQueue(open_node_database(path))
 
 
 def finish_in_worker(job_id: int) -> None:

@@ -7,7 +7,7 @@ import json
 import pytest
 import requests
 
-from scpnode.stow import Delivery, Outcome, _from_response_module, _http_failure
+from scpnode.delivery.stow import Delivery, Outcome, _from_response_module, _http_failure
 
 UID = "1.2.3.4"
 

@@ -31,7 +31,7 @@ def test_what_is_not_json_is_refused_not_written() -> None:
 
 
 def test_the_node_writes_measurements_as_strict_json(tmp_path) -> None:
-    from scpnode.pipeline import _write_json
+    from scpnode.pipeline.analysis import _write_json
 
     _write_json(tmp_path / "measurements.json", {"levels": {"L1": {"wedge_ratio": float("nan")}}})
     assert _strict_loads((tmp_path / "measurements.json").read_text()) == {"levels": {"L1": {"wedge_ratio": None}}}

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 from pydicom.uid import generate_uid
 
-from scpnode import index
-from scpnode.completion import CompletionScheduler
 from scpnode.config import CompletionSettings, SelectionSettings, StudyChoiceSettings
 from scpnode.db import ThreadDatabases
-from scpnode.index import InstanceMeta, PatientStudy, SeriesState
-from scpnode.study_choice import choose, contrast_phase
+from scpnode.pipeline.completion import CompletionScheduler
+from scpnode.pipeline.study_choice import choose, contrast_phase
+from scpnode.schema import prepare
+from scpnode.storage import index
+from scpnode.storage.index import InstanceMeta, PatientStudy, SeriesState
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 CT_IMAGE = ("ORIGINAL", "PRIMARY", "AXIAL")
@@ -37,7 +38,7 @@ def _scheduler(tmp_path, choice: StudyChoiceSettings) -> tuple:
     """(database, scheduler, series offered) with the default rules; the hook acknowledges as the pipeline does."""
     databases = ThreadDatabases(tmp_path / "node.db")
     db = databases.get()
-    index.create_tables(db)
+    prepare(db)
     offered: list = []
 
     def take(series) -> None:

@@ -9,13 +9,13 @@ import re
 import pytest
 from starlette.testclient import TestClient
 
-from scpnode import index, outbox
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
-from scpnode.jobs import FAILED, QUEUED, JobQueue
-from scpnode.users import Role, add_user, ensure_schema, set_disabled, set_password
+from scpnode.pipeline.jobs import FAILED, QUEUED, JobQueue
+from scpnode.schema import prepare
 from scpnode.web import create_app
 from scpnode.web.security import SESSION_COOKIE
+from scpnode.web.users import Role, add_user, set_disabled, set_password
 from scpnode.worklist import Status, audit_log, get_row
 from tests.unit.worklist_samples import add_study, draw_overlay
 
@@ -30,7 +30,7 @@ def node(tmp_path):
     })
     databases = ThreadDatabases(settings.node.database)
     db = databases.get()
-    ensure_schema(db)
+    prepare(db)
     add_user(db, "carol", PASSWORD, Role.COORDINATOR)
     add_user(db, "root", PASSWORD, Role.ADMIN)
     overlay = draw_overlay(tmp_path / "overlay.png")
@@ -241,10 +241,11 @@ def test_node_status_shows_outbox_peers_and_disk(node):
     admin = TestClient(app)
     login(admin, "root")
     page = admin.get("/admin/status").text
-    assert "There is no outbox in this database yet" in page and "Nothing has been received yet" in page
+    outbox_section = page.split("<h2>Outbox</h2>")[1].split("<h2>")[0]
+    assert re.findall(r"<li>(\w+) <b>(\d+)</b></li>", outbox_section) == [("pending", "0"), ("sent", "0"),
+                                                                           ("failed", "0")]
+    assert "<tr><td>PACS</td><td>10.0.0.5</td><td>never</td></tr>" in page
 
-    outbox.create_tables(db)
-    index.create_tables(db)
     for state in ("pending", "sent", "sent", "failed"):
         db["outbox"].insert({"path": "/x", "destination": "pacs", "sop_instance_uid": f"1.2.{len(state)}.{state}",
                              "sop_class_uid": "1.2", "state": state, "next_try_at": 0, "created_at": 0})

@@ -7,10 +7,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SegmentationStorage, generate_uid
 from starlette.testclient import TestClient
 
-from scpnode import index, outbox
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
-from scpnode.jobs import FAILED, JobQueue
+from scpnode.delivery import outbox
+from scpnode.pipeline.jobs import FAILED, JobQueue
+from scpnode.schema import prepare
 from scpnode.web import create_app
 from tests.unit.worklist_samples import add_study
 
@@ -21,8 +22,7 @@ def node(tmp_path):
         "node": {"database": str(tmp_path / "node.db"), "storage_dir": str(tmp_path / "store")}})
     databases = ThreadDatabases(settings.node.database)
     db = databases.get()
-    index.create_tables(db)
-    outbox.create_tables(db)
+    prepare(db)
     add_study(db, 1)
     return db, TestClient(create_app(settings, databases)), tmp_path
 

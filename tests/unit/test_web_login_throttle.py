@@ -8,12 +8,13 @@ from starlette.testclient import TestClient
 
 from scpnode.cli import main
 from scpnode.config import Settings
-from scpnode.db import ThreadDatabases, open_database
-from scpnode.users import Role, add_user, ensure_schema
+from scpnode.db import ThreadDatabases
+from scpnode.schema import open_node_database
 from scpnode.web import create_app
 from scpnode.web import tables as web_tables
 from scpnode.web.login_throttle import LoginThrottle
 from scpnode.web.security_audit import LOGIN_LOCKED_OUT, LOGIN_UNLOCKED, recent
+from scpnode.web.users import Role, add_user, ensure_schema
 
 PASSWORD = "correct horse battery"
 WINDOW = 15 * 60
@@ -29,7 +30,7 @@ class Clock:
 
 @pytest.fixture
 def db(tmp_path):
-    database = open_database(tmp_path / "node.db")
+    database = open_node_database(tmp_path / "node.db")
     web_tables.ensure_schema(database)
     return database
 
@@ -97,12 +98,12 @@ def test_one_client_guessing_many_user_names_is_locked_out(db, caplog):
 
 def test_failures_survive_a_restart(tmp_path):
     clock = Clock()
-    first = open_database(tmp_path / "node.db")
+    first = open_node_database(tmp_path / "node.db")
     web_tables.ensure_schema(first)
     for _ in range(2):
         fail(LoginThrottle(2, WINDOW, clock), first, "carol")
     first.conn.close()
-    assert LoginThrottle(2, WINDOW, clock).begin(open_database(tmp_path / "node.db"), "carol", "10.0.0.1").refused
+    assert LoginThrottle(2, WINDOW, clock).begin(open_node_database(tmp_path / "node.db"), "carol", "10.0.0.1").refused
 
 
 @pytest.fixture
@@ -145,7 +146,7 @@ def error_message(response) -> str:
 def test_an_admin_unlocks_a_user_name_or_a_client(tmp_path, capsys):
     config = tmp_path / "node.toml"
     config.write_text(f'[node]\ndatabase = "{tmp_path / "node.db"}"\n')
-    db = open_database(tmp_path / "node.db")
+    db = open_node_database(tmp_path / "node.db")
     web_tables.ensure_schema(db)
     clock = Clock()
     throttle = LoginThrottle(5, WINDOW, clock)

@@ -2,16 +2,15 @@
 
 import pytest
 
-from scpnode import index
 from scpnode.config import Settings
-from scpnode.db import open_database
-from scpnode.web.node_status import PEERS_LAST_SEEN, DatabaseNodeStatus
+from scpnode.schema import open_node_database
+from scpnode.storage import index
+from scpnode.web.node_status import DatabaseNodeStatus
 
 
 @pytest.fixture
 def db(tmp_path):
-    database = open_database(tmp_path / "node.db")
-    index.create_tables(database)
+    database = open_node_database(tmp_path / "node.db")
     database["studies"].insert({"study_instance_uid": "1.7", "first_received_at": 0, "last_received_at": 0})
     database["series"].insert({"series_instance_uid": "1.8", "study_instance_uid": "1.7", "folder": "/x",
                                "state": "open", "first_received_at": 0, "opened_at": 0, "last_received_at": 0})
@@ -25,8 +24,8 @@ def db(tmp_path):
 
 
 def test_peers_last_seen_is_the_latest_instance_of_each_calling_ae(db):
-    assert sorted(db.execute(PEERS_LAST_SEEN).fetchall()) == [
-        ("A", 1_700_000_000.0), ("CT1", 1_780_000_600.0), ("MR_2", 1_780_000_300.0)]
+    assert index.peers_last_seen(db) == {
+        "A": 1_700_000_000.0, "CT1": 1_780_000_600.0, "MR_2": 1_780_000_300.0}
     settings = Settings.model_validate({"peers": [{"ae_title": "PACS", "host": "10.0.0.5"},
                                                   {"ae_title": "CT1", "host": "10.0.0.7"}]})
     peers = DatabaseNodeStatus(settings, db).snapshot().peers
@@ -36,7 +35,7 @@ def test_peers_last_seen_is_the_latest_instance_of_each_calling_ae(db):
 
 
 def test_peers_last_seen_seeks_the_peer_index_instead_of_scanning_instances(db):
-    plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + PEERS_LAST_SEEN).fetchall()]
+    plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + index.PEERS_LAST_SEEN).fetchall()]
     reads = [step for step in plan if "instances" in step]
     assert reads and all(step.startswith("SEARCH instances USING COVERING INDEX instances_peer_received")
                          for step in reads), plan

@@ -8,7 +8,6 @@ from starlette.testclient import TestClient
 from scpnode.cli import main
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
-from scpnode.users import Role, add_user, ensure_schema
 from scpnode.web import create_app
 from scpnode.web import tables as web_tables
 from scpnode.web.security import SESSION_COOKIE
@@ -16,6 +15,7 @@ from scpnode.web.security_audit import SESSION_KEY_ROTATED, recent
 from scpnode.web.session_key import (
     SessionKeyMissing, ensure_session_key, rotate_session_key, session_key,
 )
+from scpnode.web.users import Role, add_user, ensure_schema
 
 PASSWORD = "correct horse battery"
 

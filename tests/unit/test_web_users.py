@@ -2,8 +2,8 @@
 
 import pytest
 
-from scpnode.db import open_database
-from scpnode.users import (
+from scpnode.schema import open_node_database
+from scpnode.web.users import (
     Role, UserError, add_user, authenticate, ensure_schema, hash_password, list_users, set_disabled, set_password,
     verify_password,
 )
@@ -11,7 +11,7 @@ from scpnode.users import (
 
 @pytest.fixture
 def db(tmp_path):
-    database = open_database(tmp_path / "node.db")
+    database = open_node_database(tmp_path / "node.db")
     ensure_schema(database)
     return database
 

@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 
 from scpnode.config import WorklistSettings
-from scpnode.db import open_database
+from scpnode.schema import open_node_database
 from scpnode.worklist import (
     UNCALIBRATED, FlagReason, Status, StudyInfo, WorklistError, WorklistQuery, add_scored_study, audit_log,
     ensure_schema, export_csv, flag_reasons, get_row, parse_query, query_worklist, set_status, status_counts,
@@ -15,7 +15,7 @@ from tests.unit.worklist_samples import add_study, measurements
 
 @pytest.fixture
 def db(tmp_path):
-    database = open_database(tmp_path / "node.db")
+    database = open_node_database(tmp_path / "node.db")
     ensure_schema(database)
     return database
 

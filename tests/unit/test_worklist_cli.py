@@ -8,8 +8,8 @@ import pytest
 
 from scpnode.cli import main
 from scpnode.config import WorklistSettings
-from scpnode.db import open_database
-from scpnode.users import authenticate
+from scpnode.schema import open_node_database
+from scpnode.web.users import authenticate
 from scpnode.worklist import ensure_schema
 from tests.unit.worklist_samples import add_study
 
@@ -49,14 +49,14 @@ def test_users_add_list_disable(scpnode, tmp_path):
     listing = scpnode("users", "list")[1].splitlines()
     assert [line.split()[:3] for line in listing[1:]] == [["carol", "coordinator", "disabled"],
                                                           ["root", "admin", "active"]]
-    db = open_database(tmp_path / "var" / "node.db")
+    db = open_node_database(tmp_path / "var" / "node.db")
     assert authenticate(db, "carol", "correct horse battery") is None
     assert authenticate(db, "root", "correct horse battery").username == "root"
     assert scpnode("users", "disable", "nobody")[0] == 2
 
 
 def test_worklist_list_and_export(scpnode, tmp_path):
-    db = open_database(tmp_path / "var" / "node.db")
+    db = open_node_database(tmp_path / "var" / "node.db")
     ensure_schema(db)
     for i in range(5):
         add_study(db, i)
@@ -81,7 +81,7 @@ def test_terminal_escapes_in_patient_fields_are_shown_not_obeyed(scpnode, tmp_pa
     from scpnode.worklist import StudyInfo, add_scored_study
     from tests.unit.worklist_samples import measurements
 
-    db = open_database(tmp_path / "var" / "node.db")
+    db = open_node_database(tmp_path / "var" / "node.db")
     ensure_schema(db)
     hostile = StudyInfo(study_uid="1.2.826.0.1.3680043.10.99", series_uid="1.2.826.0.1.3680043.10.98",
                         patient_id="PAT\x1b[2J\x1b]0;owned\x07", patient_name="X^Y", accession_number="ACC\x9b31m",

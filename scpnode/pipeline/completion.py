@@ -9,7 +9,7 @@ job (every ``check_interval_seconds``) does, in order:
 2. decide every ``complete`` series with the selection rules (``selected`` or
    ``rejected`` with the reasons),
 3. choose, per study whose series are all decided, the selected series to
-   analyse (:mod:`scpnode.study_choice`): the others become ``not_chosen``
+   analyse (:mod:`scpnode.pipeline.study_choice`): the others become ``not_chosen``
    with the reason, the chosen one goes to ``on_series_selected``.
 
 All state lives in the series table, with timestamps, so the job needs no
@@ -27,13 +27,13 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from scpnode import index
 from scpnode.config import CompletionSettings, SelectionSettings, StudyChoiceSettings
 from scpnode.db import ThreadDatabases
-from scpnode.index import SeriesRef, SeriesState
 from scpnode.logs import log_event, uid_ref
-from scpnode.selection import evaluate
-from scpnode.study_choice import choose
+from scpnode.pipeline.selection import evaluate
+from scpnode.pipeline.study_choice import choose
+from scpnode.storage import index
+from scpnode.storage.index import SeriesRef, SeriesState
 
 LOGGER = logging.getLogger(__name__)
 # APScheduler logs every run of a job at INFO; one line every few seconds says nothing.
@@ -60,7 +60,7 @@ class CompletionScheduler:
 
     def start(self) -> None:
         """Start the periodic job. First give series that were receiving when the node stopped their quiet
-        period again (:func:`scpnode.index.restart_receiving_clocks`), and choose again in studies whose
+        period again (:func:`scpnode.storage.index.restart_receiving_clocks`), and choose again in studies whose
         choice nobody acknowledged."""
         resumed = index.restart_receiving_clocks(self.databases.get())
         if resumed:

@@ -18,7 +18,7 @@ A job row records when each state was entered and how long each pipeline
 stage took (``stage_seconds``, JSON). A job that was ``running`` when the node
 died (kill -9 included) is put back to ``queued`` on start by
 :meth:`JobQueue.recover_interrupted`; the pipeline is written so that running a
-job again does not send its results twice (see :mod:`scpnode.pipeline`).
+job again does not send its results twice (see :mod:`scpnode.pipeline.analysis`).
 
 One series gets one job per content: enqueueing the same series with the same
 content signature again returns the existing job, so a resend of identical
@@ -81,7 +81,7 @@ class Job:
     confirmed_by: str = ""
     """Who confirmed the labels of the current revision (empty for revision 0)."""
     series_revision: int | None = None
-    """The revision of the series (:attr:`scpnode.index.SeriesRef.revision`) this job analyses; None for
+    """The revision of the series (:attr:`scpnode.storage.index.SeriesRef.revision`) this job analyses; None for
     jobs queued before it was recorded."""
 
     @property
@@ -107,7 +107,6 @@ class JobQueue:
     def __init__(self, db: sqlite_utils.Database):
         self.db = db
         self._lock = threading.Lock()
-        ensure_schema(db)
 
     def enqueue(self, study_uid: str, series_uid: str, series_dir: str, content_signature: str,
                 series_revision: int | None = None) -> Job:

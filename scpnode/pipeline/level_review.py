@@ -5,7 +5,7 @@ answer is relative to the labels the person was shown (the job's current
 revision): "as shown", "every label N levels down" or "the vertebra at this
 height is T12" (or L1). :func:`answer_level_review` turns it into a shift from
 the backend's labels, queues the job's next revision
-(:meth:`scpnode.jobs.JobQueue.confirm_levels`) and writes who said what to the
+(:meth:`scpnode.pipeline.jobs.JobQueue.confirm_levels`) and writes who said what to the
 worklist's audit log; a worker then relabels, measures, encodes and sends.
 
 Renaming cannot mend a segmentation that merged two vertebrae, missed one or
@@ -32,9 +32,10 @@ from inference.results import SegmentationResult
 from inference.segment.anchors import SPINE_SEQUENCE
 from inference.segment.level_view import LevelView, render_level_view
 from inference.segment.relabel import describe_shift
-from scpnode import index, worklist
-from scpnode.jobs import CONFIRMABLE_STATES, Job, JobQueue
+from scpnode import worklist
 from scpnode.logs import log_event
+from scpnode.pipeline.jobs import CONFIRMABLE_STATES, Job, JobQueue
+from scpnode.storage import index
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Stages, each timed into the job row (``stage_seconds``)::
 
 A study whose level labels need review skips ``outbox`` and its job ends
 ``held`` (``[pipeline] uncertain_levels = "hold"``); once a person confirms or
-corrects the labels (:mod:`scpnode.level_review`), the job's next revision runs
+corrects the labels (:mod:`scpnode.pipeline.level_review`), the job's next revision runs
 the same stages on the stored segmentation and sends the results, the SR
 naming any SR of the study sent before as its predecessor.
 
@@ -24,7 +24,7 @@ a destination are not queued again.
 
 :class:`InferencePipeline` is the node service: it takes selected series from
 the node's hook, queues jobs, and runs them in worker processes
-(:class:`scpnode.runner.JobRunner`); :func:`run_job` is what a worker runs.
+(:class:`scpnode.pipeline.runner.JobRunner`); :func:`run_job` is what a worker runs.
 """
 
 from __future__ import annotations
@@ -56,14 +56,16 @@ from inference.segment.anchors import SPINE_SEQUENCE
 from inference.segment.io import read_segmentation, write_segmentation
 from inference.segment.relabel import confirm_levels
 from inference.volume import load_volume
-from scpnode import __version__, index, outbox, strict_json, worklist
+from scpnode import __version__, strict_json, worklist
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases, open_database
-from scpnode.index import SeriesRef
-from scpnode.level_review import MAX_LEVEL_SHIFT, LevelViewFile
-from scpnode.jobs import DONE, FAILED, HELD, OUT_OF_SCOPE, Job, JobQueue, revision_dir
+from scpnode.delivery import outbox
 from scpnode.logs import configure_logging, log_event, uid_ref
-from scpnode.runner import JobRunner
+from scpnode.pipeline.jobs import DONE, FAILED, HELD, OUT_OF_SCOPE, Job, JobQueue, revision_dir
+from scpnode.pipeline.level_review import MAX_LEVEL_SHIFT, LevelViewFile
+from scpnode.pipeline.runner import JobRunner
+from scpnode.storage import index
+from scpnode.storage.index import SeriesRef
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +217,7 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
         hold = review and settings.pipeline.uncertain_levels == "hold"
         if not hold:
             with timed("outbox"):
-                queue_results(db, results, [d.name for d in settings.destinations])
+                queue_results(db, results, [d.name for d in settings.destinations], job.id)
         with timed("worklist"):
             overlay = result_dir / "overlay.png"
             if not overlay.exists():
@@ -271,7 +273,7 @@ def sent_predecessor(db: sqlite_utils.Database, queue: JobQueue, job: Job, job_d
 
     First an earlier revision of this job (labels corrected by a person), then
     the jobs of other series of the study (a better series that supersedes the
-    one analysed first, :mod:`scpnode.study_choice`).
+    one analysed first, :mod:`scpnode.pipeline.study_choice`).
     """
     folders = [revision_dir(job_dir, earlier) for earlier in range(job.revision - 1, -1, -1)]
     for other in queue.earlier_in_study(job.study_uid, job.id):
@@ -350,14 +352,14 @@ def encode_once(result_dir: Path, sources: list[Dataset], ct: sitk.Image, segmen
     return ResultFiles(paths, encoded)
 
 
-def queue_results(db, results: ResultFiles, destinations: list[str]) -> None:
-    """Put the result files in the outbox of every destination, once per SOP instance."""
-    queued = {(item.sop_instance_uid, item.destination) for item in outbox.items(db)}
+def queue_results(db: sqlite_utils.Database, results: ResultFiles, destinations: list[str], job_id: int) -> None:
+    """Put job ``job_id``'s result files in the outbox of every destination, once per SOP instance."""
     for kind, path in results.paths.items():
         dataset = results.encoded.get(kind) or pydicom.dcmread(path, stop_before_pixels=True)
+        queued = {item.destination for item in outbox.instance_items(db, str(dataset.SOPInstanceUID))}
         for destination in destinations:
-            if (str(dataset.SOPInstanceUID), destination) not in queued:
-                outbox.enqueue(db, path, destination, written=dataset)
+            if destination not in queued:
+                outbox.enqueue(db, path, destination, written=dataset, job_id=job_id)
 
 
 def save_overlay_png(report: Dataset, path: Path) -> None:

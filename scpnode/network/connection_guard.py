@@ -27,7 +27,7 @@ close that gap around it:
 
 pynetdicom's own ``maximum_associations`` is raised by the pending cap; the
 limit on negotiated associations is enforced by the receiver
-(:class:`scpnode.receiver.PeerPolicy`).
+(:class:`scpnode.network.receiver.PeerPolicy`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ An item is one file and one ``[[destinations]]`` name. Its state is
 destination refused it for good; ``last_error`` says why, and :func:`retry`
 puts it back). Nothing leaves the table, so failures stay visible and a
 restart resumes exactly where the node stopped. The sender
-(:mod:`scpnode.sender`) does the sending.
+(:mod:`scpnode.delivery.sender`) does the sending.
 
 Objects given as data sets are written first to ``<database folder>/outbox/``
 (write-then-rename, like received instances), so an item always points at a
@@ -26,7 +26,7 @@ import sqlite_utils
 from pydicom.dataset import Dataset
 
 from scpnode.db import database_path, migrate, transaction
-from scpnode.store import InstanceStore, is_valid_uid
+from scpnode.storage.store import InstanceStore, is_valid_uid
 
 
 class OutboxState(StrEnum):
@@ -53,6 +53,8 @@ class OutboxItem:
     last_error: str | None
     created_at: float
     sent_at: float | None
+    job_id: int | None = None
+    """The inference job whose result this is (None: queued by hand, or before jobs were recorded)."""
 
 
 MIGRATIONS = [
@@ -74,7 +76,26 @@ MIGRATIONS = [
     CREATE INDEX outbox_due ON outbox(state, next_try_at);
     CREATE UNIQUE INDEX outbox_one_pending ON outbox(sop_instance_uid, destination) WHERE state = 'pending';
     """,
+    lambda db: _add_job_ids(db),
 ]
+"""Schema steps of the ``outbox`` component (:func:`scpnode.db.migrate`); append, never edit."""
+
+
+def _add_job_ids(db: sqlite_utils.Database) -> None:
+    """Each item names the job whose result it is. Items queued before this step get theirs from the
+    job whose results folder (or one of its ``revision-N`` folders) holds the file."""
+    db.execute("ALTER TABLE outbox ADD COLUMN job_id INTEGER")
+    db.execute("CREATE INDEX outbox_job ON outbox(job_id)")
+    if "jobs" not in db.table_names():
+        return
+    folders = {}
+    for job_id, result_dir in db.execute("SELECT id, result_dir FROM jobs WHERE result_dir != ''"):
+        folders[Path(result_dir).resolve()] = job_id
+    for item_id, path in db.execute("SELECT id, path FROM outbox").fetchall():
+        parent = Path(path).resolve().parent
+        job_id = folders.get(parent) or (folders.get(parent.parent) if parent.name.startswith("revision-") else None)
+        if job_id is not None:
+            db.execute("UPDATE outbox SET job_id = ? WHERE id = ?", [job_id, item_id])
 
 
 def create_tables(db: sqlite_utils.Database) -> None:
@@ -88,19 +109,18 @@ def spool_folder(db: sqlite_utils.Database) -> Path:
 
 
 def enqueue(db: sqlite_utils.Database, path_or_dataset: str | Path | Dataset, destination_name: str,
-            now: float | None = None, *, written: Dataset | None = None) -> int:
+            now: float | None = None, *, written: Dataset | None = None, job_id: int | None = None) -> int:
     """Queue a DICOM file (or data set) for ``destination_name``; return the item id.
 
     A data set is first written durably to :func:`spool_folder`. When the same
     SOP instance is already pending for that destination, the pending item is
     pointed at the new file instead of adding a second one. ``written``: the
     data set the caller has just written to the file, so that it is not read
-    back for its UIDs.
+    back for its UIDs. ``job_id``: the inference job whose result it is.
 
     Raises:
         ValueError: the object has no usable SOP Class/Instance UID, or the file is not DICOM.
     """
-    create_tables(db)
     if isinstance(path_or_dataset, Dataset):
         path = _spool(db, path_or_dataset)
         dataset = path_or_dataset
@@ -120,13 +140,14 @@ def enqueue(db: sqlite_utils.Database, path_or_dataset: str | Path | Dataset, de
             "SELECT id FROM outbox WHERE sop_instance_uid = ? AND destination = ? AND state = ?",
             [sop_instance_uid, destination_name, OutboxState.PENDING.value]).fetchone()
         if existing:
-            db.execute("UPDATE outbox SET path = ? WHERE id = ?", [str(path), existing[0]])
+            db.execute("UPDATE outbox SET path = ?, job_id = ? WHERE id = ?", [str(path), job_id, existing[0]])
             return existing[0]
         # a plain statement: sqlite-utils' insert() commits on its own, in the middle of this transaction
         cursor = db.execute(
-            "INSERT INTO outbox (path, destination, sop_instance_uid, sop_class_uid, state, next_try_at, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [str(path), destination_name, sop_instance_uid, sop_class_uid, OutboxState.PENDING.value, now, now])
+            "INSERT INTO outbox (path, destination, sop_instance_uid, sop_class_uid, state, next_try_at, created_at,"
+            " job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [str(path), destination_name, sop_instance_uid, sop_class_uid, OutboxState.PENDING.value, now, now,
+             job_id])
         return cursor.lastrowid
 
 
@@ -164,6 +185,23 @@ def instance_items(db: sqlite_utils.Database, sop_instance_uid: str) -> list[Out
     return [_item(row) for row in rows]
 
 
+def job_items(db: sqlite_utils.Database, job_id: int) -> list[OutboxItem]:
+    """The items holding one job's results (every revision, every destination), oldest first."""
+    return [_item(row) for row in db.query("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", [job_id])]
+
+
+def state_counts(db: sqlite_utils.Database) -> dict[str, int]:
+    """Number of items per state (every state present, zero when none)."""
+    found = dict(db.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
+    return {state.value: found.get(state.value, 0) for state in OutboxState}
+
+
+def oldest_pending_since(db: sqlite_utils.Database) -> float | None:
+    """When the oldest item still pending was queued (epoch seconds), or None."""
+    return db.execute("SELECT min(created_at) FROM outbox WHERE state = ?",
+                      [OutboxState.PENDING.value]).fetchone()[0]
+
+
 def mark_sent(db: sqlite_utils.Database, item_id: int, now: float | None = None) -> None:
     with transaction(db):
         db.execute("UPDATE outbox SET state = ?, sent_at = ?, attempts = attempts + 1, last_error = NULL"
@@ -198,5 +236,5 @@ def _item(row: dict[str, Any]) -> OutboxItem:
         sop_instance_uid=row["sop_instance_uid"], sop_class_uid=row["sop_class_uid"],
         state=OutboxState(row["state"]), attempts=row["attempts"], refusals=row["refusals"],
         next_try_at=row["next_try_at"], last_error=row["last_error"], created_at=row["created_at"],
-        sent_at=row["sent_at"],
+        sent_at=row["sent_at"], job_id=row["job_id"],
     )

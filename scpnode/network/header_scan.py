@@ -44,7 +44,7 @@ INDEX_KEYWORDS: tuple[str, ...] = (
     "ContrastBolusAgent", "ConvolutionKernel", "Rows", "Columns", "PatientID", "PatientName", "PatientBirthDate",
     "PatientSex", "AccessionNumber", "StudyDate", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated",
 )
-"""What :class:`scpnode.index.InstanceMeta`, :class:`scpnode.index.PatientStudy` and the pixel data check read."""
+"""What :class:`scpnode.storage.index.InstanceMeta`, :class:`scpnode.storage.index.PatientStudy` and the pixel data check read."""
 
 _MULTI_VALUED = frozenset({"ImageType", "PixelSpacing", "ImageOrientationPatient", "ImagePositionPatient",
                            "ConvolutionKernel"})

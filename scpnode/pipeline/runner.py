@@ -19,8 +19,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from scpnode.jobs import FAILED, JobQueue
 from scpnode.logs import log_event
+from scpnode.pipeline.jobs import FAILED, JobQueue
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ C-STORE handler (one thread per association, as pynetdicom runs them):
 1. take the data set bytes exactly as the peer sent them (no re-encoding),
 2. check them: complete encoding, SOP Class and Instance UIDs present and
    equal to the request's, study/series UIDs usable, pixel data present
-   for image objects (:mod:`scpnode.header_scan` reads plain data sets in a
+   for image objects (:mod:`scpnode.network.header_scan` reads plain data sets in a
    single pass, pydicom all others),
 3. unless the same content is already stored, write them with a File Meta
    header to ``store/<study>/<series>/<sop>.dcm`` (temp name, fsync, rename,
@@ -56,13 +56,13 @@ from pydicom.uid import UID
 from pynetdicom import AE, PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, _config, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
-from scpnode import index
-from scpnode.header_scan import PlainHeader, scan_plain_header
 from scpnode.config import PeerSettings, Settings, TlsSettings
-from scpnode.connection_guard import ConnectionGuard
 from scpnode.db import ThreadDatabases
 from scpnode.logs import log_event, uid_ref
-from scpnode.store import InstanceStore, StoreError, is_valid_uid
+from scpnode.network.connection_guard import ConnectionGuard
+from scpnode.network.header_scan import PlainHeader, scan_plain_header
+from scpnode.storage import index
+from scpnode.storage.store import InstanceStore, StoreError, is_valid_uid
 
 LOGGER = logging.getLogger(__name__)
 

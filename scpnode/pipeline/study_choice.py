@@ -2,7 +2,7 @@
 
 A PACS sends a CT study as several series (thin and thick reconstructions,
 soft-tissue and bone kernels, contrast phases). The selection rules
-(:mod:`scpnode.selection`) say which series *could* be analysed; this module
+(:mod:`scpnode.pipeline.selection`) say which series *could* be analysed; this module
 says which one *is*, so the PACS gets one SEG/SR/report per study and the
 worklist one row.
 
@@ -42,10 +42,10 @@ from dataclasses import dataclass
 import numpy as np
 import sqlite_utils
 
-from scpnode import index
 from scpnode.config import StudyChoiceSettings
-from scpnode.index import InstanceMeta, SeriesRef, SeriesState
-from scpnode.selection import NO_CONTRAST_VALUES, craniocaudal_extent_mm
+from scpnode.pipeline.selection import NO_CONTRAST_VALUES, craniocaudal_extent_mm
+from scpnode.storage import index
+from scpnode.storage.index import InstanceMeta, SeriesRef, SeriesState
 
 PHASE_KEYWORDS: dict[str, tuple[str, ...]] = {
     "non-contrast": ("NATIVE", "NON CONTRAST", "NONCONTRAST", "NON-CONTRAST", "PLAIN", "UNENHANCED", "WO"),

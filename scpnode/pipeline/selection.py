@@ -9,7 +9,7 @@ tune the rules on its own data (as mercure's rule tester does).
 
 What the rules cannot know is anatomy: whether T11-L2 is actually in view is
 decided later by segmentation, which marks the series ``out_of_scope``
-(:func:`scpnode.index.mark_out_of_scope`).
+(:func:`scpnode.storage.index.mark_out_of_scope`).
 
 Geometry follows PS3.3 C.7.6.2 (Image Plane Module): the slice normal is the
 cross product of the row and column direction cosines, and a slice's location
@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from scpnode.config import SelectionSettings
-from scpnode.index import InstanceMeta
+from scpnode.storage.index import InstanceMeta
 
 ORIENTATION_TOLERANCE = 1e-3
 """Largest difference between direction cosines that still counts as one orientation."""

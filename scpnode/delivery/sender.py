@@ -3,7 +3,7 @@
 Every ``poll_seconds`` it takes the due items, groups them by destination and
 sends each group over one association (``protocol = "dimse"``), or POSTs them
 one by one to a DICOMweb server (``protocol = "stow-rs"``, see
-:mod:`scpnode.stow`). Failures are sorted in two kinds:
+:mod:`scpnode.delivery.stow`). Failures are sorted in two kinds:
 
 - the destination cannot be reached (refused connection, rejected or aborted
   association, no response): the item stays ``pending`` and is retried with
@@ -29,13 +29,13 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
-from scpnode import outbox
 from scpnode.config import DestinationSettings, TlsSettings
 from scpnode.db import ThreadDatabases
+from scpnode.delivery import outbox
+from scpnode.delivery.outbox import OutboxItem
+from scpnode.delivery.stow import Outcome, StowSender
 from scpnode.logs import log_event
-from scpnode.outbox import OutboxItem
-from scpnode.receiver import client_ssl_context
-from scpnode.stow import Outcome, StowSender
+from scpnode.network.receiver import client_ssl_context
 
 LOGGER = logging.getLogger(__name__)
 
@@ -87,7 +87,6 @@ class OutboxSender:
         self._wake.set()
 
     def _loop(self) -> None:
-        outbox.create_tables(self.databases.get())
         while not self._stop.is_set():
             try:
                 self.send_due()
