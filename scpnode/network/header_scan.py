@@ -95,7 +95,8 @@ def scan_plain_header(encoded: bytes, transfer_syntax: UID) -> PlainHeader | Non
         encoded: the data set without File Meta Information, as received.
         transfer_syntax: the transfer syntax it is encoded in.
     """
-    if not encoded or transfer_syntax == _DEFLATED or not transfer_syntax.is_little_endian:
+    if (not encoded or transfer_syntax == _DEFLATED or not transfer_syntax.is_transfer_syntax
+            or not transfer_syntax.is_little_endian):  # one pydicom does not know (e.g. newer than it) included
         return None
     found: dict[int, tuple[bytes, int, int]] = {}
     try:

@@ -24,7 +24,7 @@ from pydicom.filewriter import write_dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from scpnode.network import receiver
+from scpnode.network import instance_checks
 from scpnode.network.header_scan import scan_plain_header
 from tests.integration.node_helpers import ct_slice, dataset_bytes
 
@@ -71,10 +71,10 @@ def checked(case: Case, scanner_on: bool, monkeypatch: pytest.MonkeyPatch) -> ob
     _, encoded, transfer_syntax, sop_class, sop_instance = case
     with monkeypatch.context() as patch:
         if not scanner_on:
-            patch.setattr(receiver, "scan_plain_header", lambda *args: None)
+            patch.setattr(instance_checks, "scan_plain_header", lambda *args: None)
         try:
-            return receiver.checked_attributes(encoded, transfer_syntax, sop_class, sop_instance)
-        except receiver.RejectedInstance as exc:
+            return instance_checks.checked_attributes(encoded, transfer_syntax, sop_class, sop_instance)
+        except instance_checks.RejectedInstance as exc:
             return exc.status, str(exc)
 
 
