@@ -15,6 +15,7 @@ from scpnode.pipeline.level_review import (
     reject_segmentation,
 )
 from scpnode.schema import open_node_database
+from scpnode.timestamps import iso_utc
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -92,5 +93,5 @@ def print_jobs(jobs: list[Job]) -> None:
         detail = job.error or job.reason or (f"stage {job.stage}" if job.state == "running" else "")
         if job.revision:
             detail = f"revision {job.revision}, levels by {job.confirmed_by}" + (f"; {detail}" if detail else "")
-        print(f"{job.id:>5}  {job.state:<12} {job.attempts:>5}  {job.created_at[:19]:<19}  "
+        print(f"{job.id:>5}  {job.state:<12} {job.attempts:>5}  {iso_utc(job.created_at)[:19]:<19}  "
               f"{seconds:>8.1f}  {terminal_safe(detail)}")

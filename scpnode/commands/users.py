@@ -9,6 +9,7 @@ import sys
 
 from scpnode.errors import UsageError
 from scpnode.schema import open_node_database
+from scpnode.timestamps import iso_utc
 from scpnode.web import security_audit
 from scpnode.web.login_throttle import unlock
 from scpnode.web.session_key import rotate_session_key
@@ -54,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{'user':<24} {'role':<12} {'state':<9} {'created (UTC)':<26} last login (UTC)")
             for user in list_users(db):
                 state = "disabled" if user.disabled else "active"
-                print(f"{user.username:<24} {user.role.value:<12} {state:<9} {user.created_at:<26} "
-                      f"{user.last_login_at or 'never'}")
+                print(f"{user.username:<24} {user.role.value:<12} {state:<9} {iso_utc(user.created_at):<26} "
+                      f"{iso_utc(user.last_login_at) or 'never'}")
         elif args.action in ("disable", "enable"):
             set_disabled(db, args.username, args.action == "disable")
             print(f"{args.action}d {args.username}")
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "audit":
             print(f"{'at (UTC)':<26} {'event':<20} {'user':<24} {'client':<16} detail")
             for event in security_audit.recent(db, args.limit):
-                print(f"{event.at:<26} {event.event:<20} {event.username:<24} {event.client:<16} {event.detail}")
+                print(f"{iso_utc(event.at):<26} {event.event:<20} {event.username:<24} {event.client:<16} {event.detail}")
         else:
             set_password(db, args.username, _read_password(args.password_stdin))
             print(f"new password set for {args.username}")

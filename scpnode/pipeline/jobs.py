@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
 from scpnode.db import migrate
+from scpnode.timestamps import text_columns_to_epoch
 
 QUEUED, RUNNING, DONE, HELD, OUT_OF_SCOPE, FAILED = "queued", "running", "done", "held", "out_of_scope", "failed"
 STATES = (QUEUED, RUNNING, DONE, HELD, OUT_OF_SCOPE, FAILED)
@@ -48,11 +49,6 @@ CONFIRMABLE_STATES = (HELD, DONE)
 def revision_dir(job_dir: Path, revision: int) -> Path:
     """Where one revision of a job writes its results: the job folder, then ``revision-<n>`` in it."""
     return job_dir if revision == 0 else job_dir / f"revision-{revision}"
-
-
-def utc_now() -> str:
-    """ISO 8601 UTC timestamp with milliseconds, as stored in every table."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -70,9 +66,10 @@ class Job:
     error: str = ""
     reason: str = ""
     result_dir: str = ""
-    created_at: str = ""
-    started_at: str | None = None
-    finished_at: str | None = None
+    created_at: float = 0.0
+    """Epoch seconds, like every time of the job (:mod:`scpnode.timestamps`)."""
+    started_at: float | None = None
+    finished_at: float | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     revision: int = 0
     """0: the backend's labels; n > 0: the n-th confirmation by a person."""
@@ -122,7 +119,7 @@ class JobQueue:
                 "study_uid": study_uid, "series_uid": series_uid, "series_dir": series_dir,
                 "content_signature": content_signature, "state": QUEUED, "attempts": 0,
                 "stage": "", "error": "", "reason": "", "result_dir": "",
-                "created_at": utc_now(), "stage_seconds": "{}", "series_revision": series_revision,
+                "created_at": time.time(), "stage_seconds": "{}", "series_revision": series_revision,
             })
             return self.get(table.last_pk)
 
@@ -141,7 +138,7 @@ class JobQueue:
             self.db.execute(
                 "update jobs set state = ?, attempts = attempts + 1, started_at = ?, finished_at = null, "
                 "error = '', reason = '', stage = '' where id = ? and state = ?",
-                [RUNNING, utc_now(), row[0], QUEUED],
+                [RUNNING, time.time(), row[0], QUEUED],
             )
         return self.get(row[0])
 
@@ -164,7 +161,7 @@ class JobQueue:
             self.db.execute(
                 "update jobs set state = ?, reason = ?, error = ?, result_dir = coalesce(nullif(?, ''), result_dir), "
                 "finished_at = ? where id = ? and state = ?",
-                [state, reason, error, result_dir, utc_now(), job_id, RUNNING],
+                [state, reason, error, result_dir, time.time(), job_id, RUNNING],
             )
 
     def retry(self, job_id: int) -> Job:
@@ -215,7 +212,7 @@ class JobQueue:
         self.get(job_id)
         with self._lock, self.db.conn:
             cursor = self.db.execute("update jobs set state = ?, reason = ?, finished_at = ? where id = ? and state = ?",
-                                     [OUT_OF_SCOPE, reason, utc_now(), job_id, HELD])
+                                     [OUT_OF_SCOPE, reason, time.time(), job_id, HELD])
         if cursor.rowcount == 0:
             raise ValueError(f"job {job_id} is {self.get(job_id).state}; only a held job can be rejected")
         return self.get(job_id)
@@ -276,7 +273,7 @@ MIGRATIONS = ["""
     ALTER TABLE jobs ADD COLUMN confirmed_by TEXT NOT NULL DEFAULT '';
 """, """
     ALTER TABLE jobs ADD COLUMN series_revision INTEGER;
-"""]
+""", lambda db: text_columns_to_epoch(db, "jobs", {"created_at": False, "started_at": False, "finished_at": False})]
 """Schema steps of the ``jobs`` table (:func:`scpnode.db.migrate`); append, never edit."""
 
 

@@ -54,6 +54,7 @@ from scpnode.pipeline.level_review import (
     ANSWERABLE_AS, MAX_LEVEL_SHIFT, LevelAnswer, LevelReviewError, LevelViewFile, answer_level_review,
     reject_segmentation, shown_levels,
 )
+from scpnode.timestamps import iso_utc
 from scpnode.web import users as users_table
 from scpnode.web import security_audit
 from scpnode.web.health import health_endpoint
@@ -135,7 +136,7 @@ class _Pages:
                                           risk_categories=worklist.RISK_CATEGORIES,
                                           vbmd_categories=worklist.VBMD_CATEGORIES,
                                           uncalibrated=worklist.UNCALIBRATED)
-        self.templates.env.filters.update(number=_number, person_name=_person_name)
+        self.templates.env.filters.update(number=_number, person_name=_person_name, utc=iso_utc)
         self.templates.env.globals.update(spine_after_t12=lambda n: SPINE_SEQUENCE[SPINE_SEQUENCE.index("T12") + n])
 
     def render(self, request: Request, template: str, status_code: int = 200, headers: dict[str, str] | None = None,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +24,7 @@ from scpnode.delivery import outbox
 from scpnode.logs import uid_ref
 from scpnode.pipeline.jobs import FAILED, QUEUED, RUNNING, Job, JobQueue
 from scpnode.storage import index
+from scpnode.timestamps import iso_utc
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class DatabaseNodeStatus:
 
     def _peers(self) -> list[PeerSeen]:
         hosts = {peer.ae_title: peer.host for peer in self.settings.peers}
-        seen = {ae: _utc(at) for ae, at in index.peers_last_seen(self.db).items()}
+        seen = {ae: iso_utc(at) for ae, at in index.peers_last_seen(self.db).items()}
         names = sorted(set(hosts) | set(seen))
         return [PeerSeen(ae, hosts.get(ae, "(not configured)"), seen.get(ae, "never")) for ae in names]
 
@@ -150,7 +150,8 @@ class DatabaseNodeStatus:
 
 def _job_view(job: Job) -> JobView:
     return JobView(id=job.id, state=job.state, study_ref=uid_ref(job.study_uid), attempts=job.attempts,
-                   stage=job.stage, error=job.error, created_at=job.created_at, finished_at=job.finished_at)
+                   stage=job.stage, error=job.error, created_at=iso_utc(job.created_at),
+                   finished_at=iso_utc(job.finished_at) or None)
 
 
 def _disk_use(label: str, path: Path, used: int | None) -> DiskUse:
@@ -159,10 +160,6 @@ def _disk_use(label: str, path: Path, used: int | None) -> DiskUse:
         existing = existing.parent
     usage = shutil.disk_usage(existing)
     return DiskUse(label, str(path), used, usage.free, usage.total)
-
-
-def _utc(epoch_seconds: float) -> str:
-    return datetime.fromtimestamp(epoch_seconds, timezone.utc).isoformat(timespec="seconds")
 
 
 def _database_size(path: Path) -> int:

@@ -9,7 +9,7 @@ is ever written here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+import time
 
 import sqlite_utils
 
@@ -20,8 +20,8 @@ SESSION_KEY_ROTATED = "session_key_rotated"
 
 @dataclass(frozen=True)
 class SecurityEvent:
-    at: str
-    """UTC, ISO 8601."""
+    at: float
+    """Epoch seconds (:mod:`scpnode.timestamps`)."""
     event: str
     username: str
     client: str
@@ -31,9 +31,8 @@ class SecurityEvent:
 def record(db: sqlite_utils.Database, event: str, *, username: str = "", client: str = "", detail: str = "",
            at: float | None = None) -> None:
     """Append one event (inside the caller's transaction, if there is one)."""
-    when = datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at, timezone.utc)
     db.execute("insert into security_audit (at, event, username, client, detail) values (?, ?, ?, ?, ?)",
-               [when.isoformat(timespec="seconds"), event, username, client, detail])
+               [time.time() if at is None else at, event, username, client, detail])
 
 
 def recent(db: sqlite_utils.Database, limit: int = 50) -> list[SecurityEvent]:

@@ -18,7 +18,7 @@ watcher.
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+import time
 from typing import Any
 
 import sqlite_utils
@@ -40,7 +40,7 @@ def ensure_session_key(db: sqlite_utils.Database) -> None:
     """Create the installation's key if there is none yet (safe when several processes start at once)."""
     with transaction(db):
         db.execute("insert or ignore into web_session_key (id, secret, created_at) values (1, ?, ?)",
-                   [_new_secret(), _now()])
+                   [_new_secret(), time.time()])
 
 
 def session_key(db: sqlite_utils.Database) -> str:
@@ -63,7 +63,7 @@ def rotate_session_key(db: sqlite_utils.Database, *, by: str = "") -> None:
     with transaction(db):
         db.execute("insert into web_session_key (id, secret, created_at) values (1, ?, ?) "
                    "on conflict (id) do update set secret = excluded.secret, created_at = excluded.created_at",
-                   [_new_secret(), _now()])
+                   [_new_secret(), time.time()])
         security_audit.record(db, security_audit.SESSION_KEY_ROTATED, username=by)
 
 
@@ -102,6 +102,3 @@ class RotatingSessionMiddleware:
 def _new_secret() -> str:
     return secrets.token_urlsafe(KEY_BYTES)
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

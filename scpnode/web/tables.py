@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite_utils
 
 from scpnode.db import migrate
+from scpnode.timestamps import text_columns_to_epoch
 
 MIGRATIONS = ["""
 create table web_session_key (
@@ -36,7 +37,8 @@ create table security_audit (
     client text not null default '',
     detail text not null default ''
 );
-"""]
+""", lambda db: text_columns_to_epoch(db, "web_session_key", {"created_at": True}),
+    lambda db: text_columns_to_epoch(db, "security_audit", {"at": True})]
 """Schema steps of the ``web`` component; append, never edit."""
 
 

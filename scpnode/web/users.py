@@ -24,12 +24,12 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from enum import StrEnum
 
 import sqlite_utils
 
 from scpnode.db import migrate, transaction
+from scpnode.timestamps import text_columns_to_epoch
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 """scrypt cost: the interactive-login parameters recommended in RFC 7914 section 2 (about 16 MiB)."""
@@ -53,8 +53,9 @@ class User:
     username: str
     role: Role
     disabled: bool
-    created_at: str
-    last_login_at: str | None
+    created_at: float
+    """Epoch seconds, as ``last_login_at`` (:mod:`scpnode.timestamps`)."""
+    last_login_at: float | None
 
     @property
     def is_admin(self) -> bool:
@@ -66,7 +67,7 @@ class User:
         return self.role in (Role.REVIEWER, Role.ADMIN)
 
 
-_MIGRATIONS = ["""
+MIGRATIONS = ["""
 create table if not exists users (
     id integer primary key,
     username text not null unique collate nocase,
@@ -84,7 +85,7 @@ create table web_sessions (
     search text not null default ''
 );
 create index web_sessions_user on web_sessions(user_id);
-"""]
+""", lambda db: text_columns_to_epoch(db, "users", {"created_at": True, "last_login_at": False})]
 """Schema steps of the ``users`` component (:func:`scpnode.db.migrate`); append, never edit."""
 
 
@@ -109,7 +110,7 @@ def _allow_roles(db: sqlite_utils.Database, roles: tuple[str, ...]) -> None:
 
 def ensure_schema(db: sqlite_utils.Database) -> None:
     """Create or upgrade the users table (call once per process, before other calls)."""
-    migrate(db, "users", _MIGRATIONS)
+    migrate(db, "users", MIGRATIONS)
 
 
 def hash_password(password: str) -> str:
@@ -174,7 +175,7 @@ def add_user(db: sqlite_utils.Database, username: str, password: str, role: Role
         if db.execute("select 1 from users where username = ?", [username]).fetchone():
             raise UserError(f"user {username!r} exists already")
         db.execute("insert into users (username, password_hash, role, created_at) values (?, ?, ?, ?)",
-                   [username, hash_password(password), role.value, _now()])
+                   [username, hash_password(password), role.value, time.time()])
     return get_user(db, username)
 
 
@@ -279,7 +280,7 @@ def authenticate(db: sqlite_utils.Database, username: str, password: str) -> Use
     if row is None or not matches or row[2]:
         return None
     with transaction(db):
-        db.execute("update users set last_login_at = ? where id = ?", [_now(), row[0]])
+        db.execute("update users set last_login_at = ? where id = ?", [time.time(), row[0]])
     return get_user_by_id(db, row[0])
 
 
@@ -287,6 +288,3 @@ def _user(row: tuple) -> User:
     user_id, username, role, disabled, created_at, last_login_at = row
     return User(user_id, username, Role(role), bool(disabled), created_at, last_login_at)
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

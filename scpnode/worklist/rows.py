@@ -82,7 +82,8 @@ class StudyInfo:
 class AuditEntry:
     """One status change of a worklist row."""
 
-    at: str
+    at: float
+    """Epoch seconds (:mod:`scpnode.timestamps`)."""
     user: str
     action: str
     from_status: str
@@ -95,8 +96,9 @@ class WorklistRow:
     """One worklist row as read back from the database."""
 
     id: int
-    created_at: str
-    updated_at: str
+    created_at: float
+    """Epoch seconds, as ``updated_at`` (:mod:`scpnode.timestamps`)."""
+    updated_at: float
     study_uid: str
     series_uid: str
     patient_id: str

@@ -7,8 +7,8 @@ transaction. Component ``worklist`` of :func:`scpnode.db.migrate`.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from typing import Any
 
 import sqlite_utils
@@ -17,6 +17,7 @@ from inference.results import StudyMeasurements
 from scpnode import strict_json
 from scpnode.config import WorklistSettings
 from scpnode.db import migrate, transaction
+from scpnode.timestamps import text_columns_to_epoch
 from scpnode.worklist.flags import CLINICAL_FLAGS, FlagReason, flag_reasons
 from scpnode.worklist.query import SORT_COLUMNS, WorklistPage, WorklistQuery
 from scpnode.worklist.rows import UNCALIBRATED, AuditEntry, LevelStatus, Status, StudyInfo, WorklistError, WorklistRow
@@ -73,17 +74,14 @@ create index if not exists worklist_audit_entry on worklist_audit (entry_id, id)
 """, """
 alter table worklist add column level_status text not null default 'automatic';
 create index if not exists worklist_level_status on worklist (level_status);
-"""]
+""", lambda db: text_columns_to_epoch(db, "worklist", {"created_at": True, "updated_at": True}),
+    lambda db: text_columns_to_epoch(db, "worklist_audit", {"at": True})]
 """Schema steps of the ``worklist`` component (:func:`scpnode.db.migrate`); append, never edit."""
 
 
 def ensure_schema(db: sqlite_utils.Database) -> None:
     """Create or upgrade the worklist and audit tables (:func:`scpnode.schema.prepare` calls it at start)."""
     migrate(db, "worklist", MIGRATIONS)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def add_scored_study(db: sqlite_utils.Database, study: StudyInfo, measurements: StudyMeasurements,
@@ -124,7 +122,7 @@ def add_scored_study(db: sqlite_utils.Database, study: StudyInfo, measurements: 
         "measurements_json": strict_json.dumps(measurements.to_json()),
         "level_status": level_status.value,
     }
-    now = _now()
+    now = time.time()
     with transaction(db):
         existing = db.execute("select id, status, flag_reasons from worklist where study_uid = ?",
                               [study.study_uid]).fetchone()
@@ -165,7 +163,7 @@ def set_status(db: sqlite_utils.Database, entry_id: int, status: Status | str, u
         raise WorklistError("a referral needs a note (to whom, why)")
     if status is Status.DISMISSED and not note:
         raise WorklistError("a dismissal needs a reason")
-    now = _now()
+    now = time.time()
     with transaction(db):
         row = db.execute("select status from worklist where id = ?", [entry_id]).fetchone()
         if row is None:
@@ -182,7 +180,7 @@ def note_level_review(db: sqlite_utils.Database, study_uid: str, user: str, acti
     Raises:
         WorklistError: the study is not on the worklist.
     """
-    now = _now()
+    now = time.time()
     with transaction(db):
         row = db.execute("select id, status from worklist where study_uid = ?", [study_uid]).fetchone()
         if row is None:
@@ -199,7 +197,7 @@ def withdraw_scores(db: sqlite_utils.Database, study_uid: str, reason: str, user
     The row stays (the coordinator sees why nothing came), with the reason as an audit entry.
     A study that is not on the worklist is left alone.
     """
-    now = _now()
+    now = time.time()
     with transaction(db):
         row = db.execute("select id, status from worklist where study_uid = ?", [study_uid]).fetchone()
         if row is None:
@@ -215,7 +213,7 @@ _SCORE_COLUMNS = ("l1_hu", "l1_hu_category", "vbmd", "vbmd_category", "radscore"
 
 
 def _audit(db: sqlite_utils.Database, entry_id: int, user: str, action: str,
-           from_status: str, to_status: str, note: str, at: str) -> None:
+           from_status: str, to_status: str, note: str, at: float) -> None:
     db.execute("insert into worklist_audit (entry_id, at, user, action, from_status, to_status, note) "
                "values (?, ?, ?, ?, ?, ?, ?)", [entry_id, at, user, action, from_status, to_status, note])
 

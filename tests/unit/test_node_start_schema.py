@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import pytest
+
+from scpnode import worklist
 from scpnode.config import settings_from_dict
 from scpnode.db import migrate, open_database
 from scpnode.delivery import outbox
@@ -11,6 +14,10 @@ from scpnode.pipeline import jobs
 from scpnode.pipeline.jobs import JobQueue
 from scpnode.schema import open_node_database
 from scpnode.storage import index
+from scpnode.timestamps import iso_utc
+from scpnode.web import security_audit, users
+from scpnode.web import tables as web_tables
+from scpnode.web.users import get_user
 
 
 def test_a_freshly_started_node_has_every_table_the_commands_read(tmp_path):
@@ -58,3 +65,26 @@ def test_an_older_database_keeps_its_retention_marks_and_its_outbox_learns_the_j
     assert [item.job_id for item in outbox.items(db)] == [first.id, first.id, None]
     assert outbox.job_items(db, second.id) == []
     assert Path(outbox.job_items(db, first.id)[1].path).parent.name == "revision-1"
+
+
+def test_times_stored_as_text_by_earlier_versions_become_epoch_seconds(tmp_path):
+    db = open_database(tmp_path / "node.db")
+    migrate(db, "jobs", jobs.MIGRATIONS[:3])
+    migrate(db, "worklist", worklist.MIGRATIONS[:2])
+    migrate(db, "users", users.MIGRATIONS[:3])
+    migrate(db, "web", web_tables.MIGRATIONS[:1])
+    db.execute("INSERT INTO jobs (study_uid, series_uid, state, created_at, started_at, finished_at)"
+               " VALUES ('1.2', '1.2.3', 'done', '2026-12-01T10:00:00.250+00:00', '2026-12-01T10:00:01.000+00:00',"
+               " NULL)")
+    db.execute("INSERT INTO users (username, password_hash, role, created_at, last_login_at)"
+               " VALUES ('carol', 'x', 'coordinator', '2026-12-01T10:00:00+00:00', NULL)")
+    db.execute("INSERT INTO security_audit (at, event) VALUES ('2026-12-01T11:00:00+00:00', 'login_locked_out')")
+    db.conn.commit()
+
+    db = open_node_database(tmp_path / "node.db")
+    job = JobQueue(db).get(1)
+    assert job.created_at == pytest.approx(1796119200.25) and job.finished_at is None
+    assert iso_utc(job.started_at) == "2026-12-01T10:00:01+00:00"
+    assert get_user(db, "carol").created_at == pytest.approx(1796119200.0)
+    assert [iso_utc(e.at) for e in security_audit.recent(db)] == ["2026-12-01T11:00:00+00:00"]
+    assert db["jobs"].columns_dict["created_at"] is float and db["worklist"].columns_dict["updated_at"] is float
