@@ -61,7 +61,7 @@ from scpnode.config import Settings
 from scpnode.db import ThreadDatabases, open_database
 from scpnode.delivery import outbox
 from scpnode.logs import configure_logging, log_event, uid_ref
-from scpnode.pipeline.jobs import DONE, FAILED, HELD, OUT_OF_SCOPE, Job, JobQueue, revision_dir
+from scpnode.pipeline.jobs import DONE, FAILED, HELD, OUT_OF_SCOPE, AnalysisTarget, Job, JobQueue, revision_dir
 from scpnode.pipeline.level_review import MAX_LEVEL_SHIFT, LevelViewFile
 from scpnode.pipeline.runner import JobRunner
 from scpnode.storage import index
@@ -101,8 +101,8 @@ class InferencePipeline:
 
     def on_series_selected(self, series: SeriesRef) -> None:
         """Queue a job for a selected series (same content: the existing job) and acknowledge it."""
-        job = self._queue().enqueue(series.study_instance_uid, series.series_instance_uid,
-                                    str(series.folder), f"revision-{series.revision}", series.revision)
+        job = self._queue().enqueue(AnalysisTarget(series.study_instance_uid, series.series_instance_uid,
+                                                   series.folder, series.revision))
         index.acknowledge_selected(self.databases.get(), series)
         log_event(log, "job_queued", job=job.id, series=uid_ref(series.series_instance_uid))
 
@@ -167,6 +167,7 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
     db = open_database(settings.node.database)
     queue = JobQueue(db)
     job = queue.get(job_id)
+    target = job.target
     job_dir = settings.node.results_dir / f"job-{job.id}"
     result_dir = revision_dir(job_dir, job.revision)
     result_dir.mkdir(parents=True, exist_ok=True)
@@ -183,8 +184,8 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
 
     try:
         with timed("load"):
-            sources = read_series(Path(job.series_dir))
-            image = load_volume(job.series_dir, series_uid=job.series_uid)
+            sources = read_series(target.series_dir)
+            image = load_volume(target.series_dir, series_uid=target.series_uid)
         with timed("segment"):
             segmentation = _segment_or_relabel(settings, job, image, job_dir)
             write_segmentation(segmentation, result_dir / "segmentation")
@@ -192,7 +193,7 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
             reason = coverage_problem(segmentation)
             review = segmentation.level_identification is LevelIdentification.NEEDS_REVIEW
         if reason and not (review and coverable_by_relabelling(segmentation)):
-            index.mark_revision_out_of_scope(db, job.series_uid, job.series_revision, reason)
+            index.mark_revision_out_of_scope(db, target.series_uid, target.series_revision, reason)
             if job.revision:
                 worklist.withdraw_scores(db, str(sources[0].StudyInstanceUID), reason, job.confirmed_by)
             queue.finish(job.id, OUT_OF_SCOPE, reason=reason, result_dir=str(job_dir))
@@ -208,7 +209,7 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
             results = encode_once(result_dir, sources, image, segmentation, measurements, algorithm,
                                   predecessor=predecessor)
             LevelViewFile(result_dir).write(image, segmentation)
-        if not index.is_current_revision(db, job.series_uid, job.series_revision):
+        if not index.is_current_revision(db, target.series_uid, target.series_revision):
             note = ("the series received new content while it was analysed: its new revision is analysed on "
                     "its own; these results are kept here and not sent")
             queue.finish(job.id, DONE, reason=note, result_dir=str(job_dir))
@@ -222,7 +223,7 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
             overlay = result_dir / "overlay.png"
             if not overlay.exists():
                 save_overlay_png(results.dataset("report"), overlay)
-            worklist.add_scored_study(db, study_info(sources[0], job.series_uid, overlay, result_dir),
+            worklist.add_scored_study(db, study_info(sources[0], target.series_uid, overlay, result_dir),
                                       measurements, settings.worklist)
         if hold:
             held = "level labels need review: " + ("; ".join(segmentation.warnings) or "few anatomical anchors")

@@ -20,9 +20,12 @@ died (kill -9 included) is put back to ``queued`` on start by
 :meth:`JobQueue.recover_interrupted`; the pipeline is written so that running a
 job again does not send its results twice (see :mod:`scpnode.pipeline.analysis`).
 
-One series gets one job per content: enqueueing the same series with the same
-content signature again returns the existing job, so a resend of identical
-instances does not process the series twice; changed content makes a new job.
+A job analyses one :class:`AnalysisTarget`: a revision of a series of a
+study, recorded at enqueue and carried to the result (the worker marks that
+revision out of scope, not whatever the series is now). Enqueueing the same
+target again returns the existing job, so a resend of identical instances
+does not process the series twice; changed content is a new series revision
+and makes a new job.
 """
 
 from __future__ import annotations
@@ -49,6 +52,24 @@ CONFIRMABLE_STATES = (HELD, DONE)
 def revision_dir(job_dir: Path, revision: int) -> Path:
     """Where one revision of a job writes its results: the job folder, then ``revision-<n>`` in it."""
     return job_dir if revision == 0 else job_dir / f"revision-{revision}"
+
+
+@dataclass(frozen=True)
+class AnalysisTarget:
+    """What a job analyses: one revision of one series of a study."""
+
+    study_uid: str
+    series_uid: str
+    series_dir: Path
+    """The folder holding the series' received files."""
+    series_revision: int | None
+    """The revision of the series (:attr:`scpnode.storage.index.SeriesRef.revision`); None only for
+    jobs queued before it was recorded."""
+
+    @property
+    def content_signature(self) -> str:
+        """What makes two enqueued targets the same job."""
+        return f"revision-{self.series_revision}"
 
 
 @dataclass
@@ -82,6 +103,11 @@ class Job:
     jobs queued before it was recorded."""
 
     @property
+    def target(self) -> AnalysisTarget:
+        """What this job analyses."""
+        return AnalysisTarget(self.study_uid, self.series_uid, Path(self.series_dir), self.series_revision)
+
+    @property
     def output_dir(self) -> Path:
         """Where the current revision's results are (valid once the job has run)."""
         return revision_dir(Path(self.result_dir), self.revision)
@@ -105,21 +131,20 @@ class JobQueue:
         self.db = db
         self._lock = threading.Lock()
 
-    def enqueue(self, study_uid: str, series_uid: str, series_dir: str, content_signature: str,
-                series_revision: int | None = None) -> Job:
-        """Queue a job for a series, or return the existing one for the same content."""
+    def enqueue(self, target: AnalysisTarget) -> Job:
+        """Queue a job for a series revision, or return the existing one for the same target."""
         with self._lock:
             existing = self._query(
                 "select * from jobs where series_uid = ? and content_signature = ? order by id desc limit 1",
-                [series_uid, content_signature],
+                [target.series_uid, target.content_signature],
             )
             if existing:
                 return existing[0]
             table = self.db["jobs"].insert({
-                "study_uid": study_uid, "series_uid": series_uid, "series_dir": series_dir,
-                "content_signature": content_signature, "state": QUEUED, "attempts": 0,
+                "study_uid": target.study_uid, "series_uid": target.series_uid, "series_dir": str(target.series_dir),
+                "content_signature": target.content_signature, "state": QUEUED, "attempts": 0,
                 "stage": "", "error": "", "reason": "", "result_dir": "",
-                "created_at": time.time(), "stage_seconds": "{}", "series_revision": series_revision,
+                "created_at": time.time(), "stage_seconds": "{}", "series_revision": target.series_revision,
             })
             return self.get(table.last_pk)
 

@@ -179,7 +179,7 @@ def reject_segmentation(db: sqlite_utils.Database, job_id: int, user: str, reaso
         raise LevelReviewError(f"there is no job {job_id}") from None
     except ValueError as exc:
         raise LevelReviewError(str(exc)) from None
-    index.mark_revision_out_of_scope(db, job.series_uid, job.series_revision, job.reason)
+    index.mark_revision_out_of_scope(db, job.target.series_uid, job.target.series_revision, job.reason)
     worklist.withdraw_scores(db, job.study_uid, f"segmentation rejected: {reason}", user)
     log_event(log, "segmentation_rejected", job=job_id, username=user)
     return job

@@ -18,7 +18,7 @@ from scpnode import worklist
 from scpnode.cli import main
 from scpnode.config import RetentionSettings
 from scpnode.delivery import outbox
-from scpnode.pipeline.jobs import DONE, FAILED, JobQueue
+from scpnode.pipeline.jobs import DONE, FAILED, AnalysisTarget, Job, JobQueue
 from scpnode.schema import open_node_database
 from scpnode.storage import index
 from scpnode.storage import retention
@@ -76,21 +76,21 @@ class Site:
         index.record_decision(self.db, ref, selected, None if selected else "min_slices", now=ref.last_received_at)
 
     def process(self, study: str, series: str, sent_at: float | None, destinations: int = 1,
-                state: str = DONE) -> Path:
+                state: str = DONE) -> Job:
         """A job (done) whose result file went to the outbox of each destination (sent at ``sent_at``)."""
         ref = index.series_ref(self.db, series)
-        job = self.jobs.enqueue(study, series, str(ref.folder), f"revision-{ref.revision}")
+        job = self.jobs.enqueue(AnalysisTarget(study, series, ref.folder, ref.revision))
         self.jobs.claim_next()
         result_dir = self.root / "results" / f"job-{job.id}"
         result_dir.mkdir(parents=True)
         seg = _dataset(SegmentationStorage, study, generate_uid(), "SEG")
         seg.save_as(result_dir / "seg.dcm", enforce_file_format=True)
         for n in range(destinations):
-            item = outbox.enqueue(self.db, result_dir / "seg.dcm", f"pacs{n}")
+            item = outbox.enqueue(self.db, result_dir / "seg.dcm", f"pacs{n}", job_id=job.id)
             if sent_at is not None:
                 outbox.mark_sent(self.db, item, now=sent_at)
         self.jobs.finish(job.id, state, result_dir=str(result_dir))
-        return result_dir
+        return self.jobs.get(job.id)
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def site(tmp_path: Path) -> Site:
 def test_delivered_series_are_purged_after_the_configured_days(site):
     study, old, old_files = site.receive()
     site.decide(old, True)
-    results = site.process(study, old, sent_at=NOW - 31 * DAY)
+    results = Path(site.process(study, old, sent_at=NOW - 31 * DAY).result_dir)
     _, recent, recent_files = site.receive()
     site.decide(recent, True)
     site.process(study, recent, sent_at=NOW - 5 * DAY)
@@ -151,8 +151,8 @@ def test_undelivered_open_and_failed_series_are_kept(site):
     site.process(study, pending, sent_at=None)  # outbox item still pending
     _, partly, partly_files = site.receive()
     site.decide(partly, True)
-    result_dir = site.process(study, partly, sent_at=NOW - 40 * DAY, destinations=1)
-    outbox.enqueue(site.db, result_dir / "seg.dcm", "second-pacs")  # one destination still waiting
+    job = site.process(study, partly, sent_at=NOW - 40 * DAY, destinations=1)
+    outbox.enqueue(site.db, Path(job.result_dir) / "seg.dcm", "second-pacs", job_id=job.id)  # one destination still waiting
     _, failed, failed_files = site.receive()
     site.decide(failed, True)
     site.process(study, failed, sent_at=NOW - 40 * DAY, state=FAILED)  # a person may still retry it

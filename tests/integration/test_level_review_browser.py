@@ -29,7 +29,7 @@ from scpnode.db import ThreadDatabases
 from scpnode.delivery import outbox
 from scpnode.delivery.orthanc import free_port
 from scpnode.pipeline.analysis import process_job
-from scpnode.pipeline.jobs import DONE, HELD, QUEUED, JobQueue
+from scpnode.pipeline.jobs import DONE, HELD, QUEUED, AnalysisTarget, JobQueue
 from scpnode.web import WebServer, create_app
 from scpnode.web.users import Role, add_user, ensure_schema
 from tests.unit.worklist_samples import add_study
@@ -61,8 +61,8 @@ def held_study(tmp_path: Path):
     phantom = generate_phantom(case.spec)
     written = write_phantom_study(phantom, tmp_path / "study")
     queue = JobQueue(db)
-    job = queue.enqueue(written.series.study.study_uid, written.series.series.series_uid,
-                        str(written.dicom_folder), "revision-1")
+    job = queue.enqueue(AnalysisTarget(written.series.study.study_uid, written.series.series.series_uid,
+                                       written.dicom_folder, 1))
     queue.claim_next()
     assert process_job(settings, job.id).state == HELD
     truth = json.loads((written.dicom_folder.parent / "truth.json").read_text())

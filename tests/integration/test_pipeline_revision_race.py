@@ -12,7 +12,7 @@ from scpnode import worklist
 from scpnode.config import Settings
 from scpnode.delivery import outbox
 from scpnode.pipeline.analysis import process_job
-from scpnode.pipeline.jobs import DONE, JobQueue
+from scpnode.pipeline.jobs import DONE, AnalysisTarget, JobQueue
 from scpnode.schema import open_node_database
 from scpnode.storage import index
 from scpnode.storage.index import InstanceMeta, PatientStudy, SeriesState
@@ -44,8 +44,8 @@ def test_results_of_an_outdated_revision_are_not_sent_and_the_new_revision_is_an
     (series,) = index.complete_quiet_series(db, 30, 600, now=200.0)
     assert index.record_decision(db, series, True, None)
     queue = JobQueue(db)
-    first = queue.enqueue(series.study_instance_uid, series.series_instance_uid, str(series.folder),
-                          f"revision-{series.revision}", series.revision)
+    first = queue.enqueue(AnalysisTarget(series.study_instance_uid, series.series_instance_uid, series.folder,
+                                         series.revision))
     queue.claim_next()
 
     _index(db, files[0], sha="changed content", now=250.0)  # the PACS resends a corrected image: revision 2

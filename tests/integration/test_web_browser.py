@@ -12,16 +12,17 @@ to ``output_dir``.
 from __future__ import annotations
 
 import csv
-import re
 import logging
+import re
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases, database_path
 from scpnode.delivery.orthanc import free_port
-from scpnode.pipeline.jobs import FAILED, QUEUED, JobQueue
+from scpnode.pipeline.jobs import FAILED, QUEUED, AnalysisTarget, JobQueue
 from scpnode.web import WebServer, create_app
 from scpnode.web.session_key import rotate_session_key
 from scpnode.web.users import Role, add_user, ensure_schema
@@ -50,7 +51,7 @@ def node(tmp_path):
     flagged = add_study(db, 500, l1_hu=88, vbmd=61, genant=2, overlay=overlay, study_date=date(2025, 6, 3))
     high_risk = add_study(db, 501, risk=(0.31, "high"), overlay=overlay, study_date=date(2026, 1, 10))
     queue = JobQueue(db)
-    job = queue.enqueue("1.2.3.9", "1.2.3.9.1", "/store/x", "sig")
+    job = queue.enqueue(AnalysisTarget("1.2.3.9", "1.2.3.9.1", Path("/store/x"), 1))
     queue.claim_next()
     queue.finish(job.id, FAILED, error="segment: no vertebral body found in the field of view")
     server = WebServer(create_app(settings, databases), settings.web.host, settings.web.port).start()

@@ -1,9 +1,10 @@
 import sqlite3
+from pathlib import Path
 
 import pytest
 import sqlite_utils
 
-from scpnode.pipeline.jobs import DONE, FAILED, OUT_OF_SCOPE, QUEUED, RUNNING, JobQueue
+from scpnode.pipeline.jobs import DONE, FAILED, OUT_OF_SCOPE, QUEUED, RUNNING, AnalysisTarget, JobQueue
 from scpnode.schema import prepare
 
 
@@ -16,16 +17,16 @@ def queue(tmp_path):
 
 
 def test_same_content_is_one_job_changed_content_is_another(queue):
-    first = queue.enqueue("1.2", "1.2.3", "/store/a", "sig-1")
-    again = queue.enqueue("1.2", "1.2.3", "/store/a", "sig-1")
-    changed = queue.enqueue("1.2", "1.2.3", "/store/a", "sig-2")
+    first = queue.enqueue(AnalysisTarget("1.2", "1.2.3", Path("/store/a"), 1))
+    again = queue.enqueue(AnalysisTarget("1.2", "1.2.3", Path("/store/a"), 1))
+    changed = queue.enqueue(AnalysisTarget("1.2", "1.2.3", Path("/store/a"), 2))
     assert again.id == first.id
     assert changed.id != first.id
     assert queue.counts()[QUEUED] == 2
 
 
 def test_lifecycle_with_stage_durations(queue):
-    job = queue.enqueue("1.2", "1.2.3", "/store/a", "sig")
+    job = queue.enqueue(AnalysisTarget("1.2", "1.2.3", Path("/store/a"), 1))
     claimed = queue.claim_next()
     assert claimed.id == job.id and claimed.state == RUNNING and claimed.attempts == 1
     assert queue.claim_next() is None
@@ -40,14 +41,14 @@ def test_lifecycle_with_stage_durations(queue):
 
 
 def test_out_of_scope_keeps_reason(queue):
-    job = queue.enqueue("1.2", "1.2.3", "/store/a", "sig")
+    job = queue.enqueue(AnalysisTarget("1.2", "1.2.3", Path("/store/a"), 1))
     queue.claim_next()
     queue.finish(job.id, OUT_OF_SCOPE, reason="T11, T12 not in view")
     assert queue.get(job.id).reason == "T11, T12 not in view"
 
 
 def test_failed_job_can_be_retried_only_when_failed(queue):
-    job = queue.enqueue("1.2", "1.2.3", "/store/a", "sig")
+    job = queue.enqueue(AnalysisTarget("1.2", "1.2.3", Path("/store/a"), 1))
     with pytest.raises(ValueError, match="only failed"):
         queue.retry(job.id)
     queue.claim_next()
@@ -60,13 +61,13 @@ def test_failed_job_can_be_retried_only_when_failed(queue):
 
 
 def test_interrupted_jobs_return_to_the_queue(queue):
-    job = queue.enqueue("1.2", "1.2.3", "/store/a", "sig")
+    job = queue.enqueue(AnalysisTarget("1.2", "1.2.3", Path("/store/a"), 1))
     queue.claim_next()
     assert queue.recover_interrupted() == [job.id]
     assert queue.get(job.id).state == QUEUED
 
 
 def test_final_state_is_required(queue):
-    job = queue.enqueue("1.2", "1.2.3", "/store/a", "sig")
+    job = queue.enqueue(AnalysisTarget("1.2", "1.2.3", Path("/store/a"), 1))
     with pytest.raises(ValueError):
         queue.finish(job.id, RUNNING)

@@ -13,8 +13,7 @@ import SimpleITK as sitk
 import sqlite_utils
 
 from inference.levels import verse_id
-from inference.results import LevelIdentification
-from inference.results import SegmentationResult
+from inference.results import LevelIdentification, SegmentationResult
 from inference.segment.level_view import LevelView
 from inference.segment.levels import describe_levels
 from inference.segment.relabel import confirm_levels, describe_shift
@@ -23,7 +22,7 @@ from scpnode.cli import main
 from scpnode.config import WorklistSettings
 from scpnode.db import open_database
 from scpnode.pipeline.analysis import coverable_by_relabelling
-from scpnode.pipeline.jobs import DONE, HELD, OUT_OF_SCOPE, QUEUED, RUNNING, JobQueue
+from scpnode.pipeline.jobs import DONE, HELD, OUT_OF_SCOPE, QUEUED, RUNNING, AnalysisTarget, JobQueue
 from scpnode.pipeline.level_review import LevelAnswer, LevelReviewError, answer_level_review, reject_segmentation
 from scpnode.schema import open_node_database
 from scpnode.storage import index
@@ -100,7 +99,7 @@ def db(tmp_path: Path) -> sqlite_utils.Database:
 def _held_job(db: sqlite_utils.Database, tmp_path: Path, study_uid: str = "1.2.826.0.1.3680043.10.100700"):
     """A job finished as held, with the segmentation.json its review reads."""
     queue = JobQueue(db)
-    job = queue.enqueue(study_uid, study_uid + ".1", "/store/x", "sig")
+    job = queue.enqueue(AnalysisTarget(study_uid, study_uid + ".1", Path("/store/x"), 1))
     queue.claim_next()
     job_dir = tmp_path / f"job-{job.id}"
     (job_dir / "segmentation").mkdir(parents=True)

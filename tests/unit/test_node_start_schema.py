@@ -11,7 +11,7 @@ from scpnode.delivery import outbox
 from scpnode.delivery.orthanc import free_port
 from scpnode.node import Node
 from scpnode.pipeline import jobs
-from scpnode.pipeline.jobs import JobQueue
+from scpnode.pipeline.jobs import AnalysisTarget, JobQueue
 from scpnode.schema import open_node_database
 from scpnode.storage import index
 from scpnode.timestamps import iso_utc
@@ -51,7 +51,7 @@ def test_an_older_database_keeps_its_retention_marks_and_its_outbox_learns_the_j
     migrate(db, "jobs", jobs.MIGRATIONS)
     migrate(db, "outbox", outbox.MIGRATIONS[:1])
     queue = JobQueue(db)
-    first, second = (queue.enqueue("1.2", f"1.2.{n}", "/store", f"sig{n}") for n in (1, 2))
+    first, second = (queue.enqueue(AnalysisTarget("1.2", f"1.2.{n}", Path("/store"), 1)) for n in (1, 2))
     result_dir = tmp_path / "results" / "job-1"
     queue.claim_next()
     queue.finish(first.id, jobs.DONE, result_dir=str(result_dir))

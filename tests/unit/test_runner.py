@@ -2,10 +2,11 @@
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
-from scpnode.pipeline.jobs import DONE, FAILED, JobQueue
+from scpnode.pipeline.jobs import DONE, FAILED, AnalysisTarget, JobQueue
 from scpnode.pipeline.runner import JobRunner
 from scpnode.schema import open_node_database
 
@@ -45,7 +46,7 @@ def db_path(tmp_path, monkeypatch):
 
 def test_jobs_run_in_worker_processes(db_path):
     queue = _queue(db_path)
-    ids = [queue.enqueue("1", f"1.{i}", "/x", "sig").id for i in range(3)]
+    ids = [queue.enqueue(AnalysisTarget("1", f"1.{i}", Path("/x"), 1)).id for i in range(3)]
     runner = JobRunner(lambda: _queue(db_path), finish_in_worker, concurrency=1, poll_seconds=0.1)
     runner.start()
     try:
@@ -59,7 +60,7 @@ def test_jobs_run_in_worker_processes(db_path):
 
 def test_a_dying_worker_fails_its_job_and_the_next_one_still_runs(db_path):
     queue = _queue(db_path)
-    doomed = queue.enqueue("1", "1.1", "/x", "sig").id
+    doomed = queue.enqueue(AnalysisTarget("1", "1.1", Path("/x"), 1)).id
     runner = JobRunner(lambda: _queue(db_path), die_in_worker, concurrency=1, poll_seconds=0.1)
     runner.start()
     try:
@@ -67,7 +68,7 @@ def test_a_dying_worker_fails_its_job_and_the_next_one_still_runs(db_path):
         assert queue.get(doomed).state == FAILED
         assert "worker process died" in queue.get(doomed).error
         runner.run_job = finish_in_worker
-        survivor = queue.enqueue("1", "1.2", "/x", "sig").id
+        survivor = queue.enqueue(AnalysisTarget("1", "1.2", Path("/x"), 1)).id
         _wait(queue, [survivor])
         assert queue.get(survivor).state == DONE
     finally:

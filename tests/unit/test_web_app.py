@@ -5,13 +5,14 @@ import csv
 import io
 import logging
 import re
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
-from scpnode.pipeline.jobs import FAILED, QUEUED, JobQueue
+from scpnode.pipeline.jobs import FAILED, QUEUED, AnalysisTarget, JobQueue
 from scpnode.schema import prepare
 from scpnode.web import create_app
 from scpnode.web.security import SESSION_COOKIE
@@ -212,7 +213,7 @@ def test_detail_page_refer_with_note_and_audit(node):
 def test_only_admins_see_node_status_and_retry_jobs(node):
     settings, db, app, _ = node
     queue = JobQueue(db)
-    job = queue.enqueue("1.2.3", "1.2.3.4", "/store/x", "sig")
+    job = queue.enqueue(AnalysisTarget("1.2.3", "1.2.3.4", Path("/store/x"), 1))
     queue.claim_next()
     queue.finish(job.id, FAILED, error="segmentation: no vertebra found")
 

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
 from scpnode.delivery import outbox
-from scpnode.pipeline.jobs import FAILED, JobQueue
+from scpnode.pipeline.jobs import FAILED, AnalysisTarget, JobQueue
 from scpnode.schema import prepare
 from scpnode.web import create_app
 from tests.unit.worklist_samples import add_study
@@ -42,7 +42,7 @@ def test_healthy_node_answers_200_without_login(node):
 def test_failed_job_and_stale_results_make_it_503(node, tmp_path):
     db, client, _ = node
     queue = JobQueue(db)
-    job = queue.enqueue("1.2.3", "1.2.3.4", str(tmp_path), "revision-1")
+    job = queue.enqueue(AnalysisTarget("1.2.3", "1.2.3.4", tmp_path, 1))
     queue.claim_next()
     queue.finish(job.id, FAILED, error="segment: boom")
     assert client.get("/healthz").json()["problems"] == ["1 failed jobs"]
