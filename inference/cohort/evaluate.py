@@ -5,7 +5,7 @@ with DeLong 95 % CI and a stratified bootstrap CI, the metrics at the Youden
 threshold chosen on the training partition (so the test figures are honest),
 and for probabilities the calibration (Brier, Hosmer-Lemeshow, slope) and
 the decision curve. Paired DeLong tests compare every pair of logistic models
-on the test partition. Permutation importance (scikit-learn) explains each
+on the test partition (and on an external cohort). Permutation importance (scikit-learn) explains each
 classifier and logistic model on the test partition.
 """
 
@@ -22,7 +22,9 @@ from sklearn.inspection import permutation_importance
 from inference.cohort import stats
 from inference.cohort.fit import CohortFit, logistic_inputs
 
-PARTITIONS = ("train", "test")
+PARTITIONS = ("train", "test", "external")
+"""Where a score was computed: the training split, the test split (or out-of-fold), an external cohort
+(:mod:`inference.cohort.validate`)."""
 
 
 def score_columns(predictions: pd.DataFrame) -> list[str]:
@@ -66,11 +68,14 @@ def evaluate_predictions(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 
                 result["decision_curve"] = asdict(stats.decision_curve(y, s))
             entry[partition] = result
         out["scores"][column] = entry
-    test = pred[pred.partition == "test"]
     models = [c for c in score_columns(pred) if c.startswith("model:")]
-    for a, b in combinations(models, 2):
-        out["comparisons"].append({"a": a, "b": b, "partition": "test",
-                                   **asdict(stats.delong_test(test["y"], test[a], test[b]))})
+    for partition in PARTITIONS[1:]:
+        part = pred[pred.partition == partition]
+        if part["y"].nunique() < 2:
+            continue
+        for a, b in combinations(models, 2):
+            out["comparisons"].append({"a": a, "b": b, "partition": partition,
+                                       **asdict(stats.delong_test(part["y"], part[a], part[b]))})
     return out
 
 
@@ -106,6 +111,8 @@ def _evaluate_multiclass(fit: CohortFit) -> dict[str, Any]:
         entry = {}
         for partition in PARTITIONS:
             part = pred[pred.partition == partition]
+            if part.empty:
+                continue
             proba = part[columns].to_numpy()
             entry[partition] = asdict(stats.multiclass_auc(part["y"].to_numpy(), proba, classes))
             predicted = np.asarray(classes)[np.argmax(proba, axis=1)]

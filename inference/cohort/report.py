@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +38,19 @@ th{background:#eee}td:first-child,th:first-child{text-align:left}img{max-width:3
 <h2>{{ partition|capitalize }} partition</h2>
 <table><tr><th>score</th><th>n (events)</th><th>AUC</th><th>95% CI (DeLong)</th><th>95% CI (bootstrap)</th>
 <th>threshold (train Youden)</th><th>accuracy</th><th>sensitivity</th><th>specificity</th><th>PPV</th><th>NPV</th>
-<th>confusion [[TN,FP],[FN,TP]]</th><th>Brier</th><th>HL p</th><th>cal. slope</th></tr>
+<th>F1</th><th>confusion [[TN,FP],[FN,TP]]</th><th>Brier</th><th>HL p</th><th>cal. slope</th></tr>
 {% for row in tables[partition] %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}
 </table>
 {% for fig in figures[partition] %}<img alt="{{ fig.alt }}" src="data:image/png;base64,{{ fig.data }}">{% endfor %}
 {% endfor %}
-{% if comparisons %}<h2>Paired DeLong tests (test partition)</h2>
-<table><tr><th>model A</th><th>model B</th><th>AUC A</th><th>AUC B</th><th>difference (95% CI)</th><th>Z</th><th>p</th></tr>
-{% for c in comparisons %}<tr><td>{{ c.a }}</td><td>{{ c.b }}</td><td>{{ "%.3f"|format(c.auc1) }}</td>
+{% if comparisons %}<h2>Paired DeLong tests</h2>
+<table><tr><th>score A</th><th>score B</th><th>partition</th><th>AUC A</th><th>AUC B</th><th>difference (95% CI)</th><th>Z</th><th>p</th></tr>
+{% for c in comparisons %}<tr><td>{{ c.a }}</td><td>{{ c.b }}</td><td>{{ c.partition }}</td><td>{{ "%.3f"|format(c.auc1) }}</td>
 <td>{{ "%.3f"|format(c.auc2) }}</td><td>{{ "%.3f (%.3f, %.3f)"|format(c.difference, c.ci_low, c.ci_high) }}</td>
 <td>{{ "%.2f"|format(c.z) }}</td><td>{{ "%.4f"|format(c.p_value) }}</td></tr>{% endfor %}</table>{% endif %}
+{% for section in sections %}<h2>{{ section.title }}</h2>
+{% for fig in section.figures %}<img alt="{{ fig.alt }}" src="data:image/png;base64,{{ fig.data }}">{% endfor %}
+{% endfor %}
 {% if importance %}<h2>Permutation importance (decrease of test AUC)</h2>
 {% for name, values in importance.items() %}<h3>{{ name }}</h3><table><tr><th>input</th><th>importance</th></tr>
 {% for k, v in values.items() %}<tr><td>{{ k }}</td><td>{{ "%.4f"|format(v) }}</td></tr>{% endfor %}</table>{% endfor %}{% endif %}
@@ -79,7 +83,7 @@ def plot_roc(pred: pd.DataFrame, evaluation: dict[str, Any], partition: str, pat
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"ROC, {partition} (AUC, 95% CI DeLong)",
            xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_calibration(evaluation: dict[str, Any], partition: str, path: Path) -> Path:
@@ -94,7 +98,7 @@ def plot_calibration(evaluation: dict[str, Any], partition: str, path: Path) -> 
     ax.set(xlabel="predicted probability (decile mean)", ylabel="observed event rate",
            title=f"Calibration, {partition}", xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="upper left", fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_decision_curve(evaluation: dict[str, Any], partition: str, path: Path) -> Path:
@@ -113,10 +117,59 @@ def plot_decision_curve(evaluation: dict[str, Any], partition: str, path: Path) 
         ax.set_ylim(-0.05, prevalence * 1.15 + 0.01)
     ax.set(xlabel="threshold probability", ylabel="net benefit", title=f"Decision curve, {partition}", xlim=(0, 1))
     ax.legend(loc="upper right", fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig: Any, path: Path) -> Path:
+def plot_lasso_path(selector: Any, title: str, path: Path) -> Path:
+    """Coefficients along the LASSO path (a fitted :class:`~inference.cohort.select.LassoLogisticCV`),
+    with lambda-min and lambda-1SE marked, as glmnet's ``plot(fit, xvar = "lambda")``."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    log_lambda = np.log(selector.lambdas_)
+    for j in range(selector.coef_path_.shape[1]):
+        if np.any(selector.coef_path_[:, j] != 0):
+            ax.plot(log_lambda, selector.coef_path_[:, j], linewidth=1)
+    _mark_lambdas(ax, selector)
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.set(xlabel="log(lambda)", ylabel="coefficient", title=f"LASSO coefficient path, {title}")
+    ax.legend(loc="upper right", fontsize=7)
+    return save_figure(fig, path)
+
+
+def plot_lasso_cv(selector: Any, title: str, path: Path) -> Path:
+    """Cross-validated deviance (mean +/- 1 SE) along the path, lambda-min and lambda-1SE marked,
+    as glmnet's ``plot(cv.glmnet(...))``."""
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.errorbar(np.log(selector.lambdas_), selector.cv_mean_, yerr=selector.cv_se_, fmt="o", markersize=3,
+                color="tab:red", ecolor="grey", elinewidth=0.8, capsize=2)
+    _mark_lambdas(ax, selector)
+    ax.set(xlabel="log(lambda)", ylabel="binomial deviance (CV)", title=f"LASSO cross-validation, {title}")
+    ax.legend(loc="upper left", fontsize=7)
+    return save_figure(fig, path)
+
+
+def _mark_lambdas(ax: Any, selector: Any) -> None:
+    ax.axvline(np.log(selector.lambda_min_), color="black", linestyle="--", linewidth=1,
+               label=f"lambda-min {selector.lambda_min_:.4g}")
+    ax.axvline(np.log(selector.lambda_1se_), color="black", linestyle=":", linewidth=1,
+               label=f"lambda-1SE {selector.lambda_1se_:.4g}")
+
+
+def plot_by_group(frame: pd.DataFrame, column: str, group: str, path: Path) -> Path:
+    """Violin with a box plot inside of one column by group (the radscore by fracture status)."""
+    names = sorted(frame[group].dropna().unique(), key=lambda v: (str(type(v)), v))
+    samples = [frame.loc[frame[group] == g, column].dropna().to_numpy(dtype=float) for g in names]
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2.5, 4.5))
+    shown = [i for i, s in enumerate(samples) if len(s) > 1]
+    if shown:
+        ax.violinplot([samples[i] for i in shown], positions=[i + 1 for i in shown], showextrema=False)
+    ax.boxplot(samples, positions=range(1, len(names) + 1), widths=0.15, showfliers=True)
+    ax.set_xticks(range(1, len(names) + 1), [f"{g}\n(n={len(s)})" for g, s in zip(names, samples, strict=True)])
+    ax.set(xlabel=group, ylabel=column, title=f"{column} by {group}")
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write a figure as PNG and close it."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -130,13 +183,30 @@ def _row(column: str, entry: dict[str, Any]) -> list[str]:
     return [_label(column), f"{entry['n']} ({entry['events']})", _fmt(auc["auc"]),
             f"{_fmt(auc['ci_low'])}-{_fmt(auc['ci_high'])}", f"{_fmt(boot['ci_low'])}-{_fmt(boot['ci_high'])}",
             _fmt(at["threshold"], 4), _fmt(at["accuracy"]), _fmt(at["sensitivity"]), _fmt(at["specificity"]),
-            _fmt(at["ppv"]), _fmt(at["npv"]), str(at["confusion_matrix"]), _fmt(cal.get("brier")),
+            _fmt(at["ppv"]), _fmt(at["npv"]), _fmt(at.get("f1")), str(at["confusion_matrix"]), _fmt(cal.get("brier")),
             _fmt(cal.get("hosmer_lemeshow_p")), _fmt(cal.get("slope"))]
 
 
+def lasso_figures(radscores: dict[str, Any], out_dir: Path) -> list[Path]:
+    """``lasso_path_<voi>.png`` and ``lasso_cv_<voi>.png`` for every radscore pipeline with a LASSO step."""
+    from inference.cohort.select import LassoLogisticCV
+
+    paths = []
+    for voi, pipeline in radscores.items():
+        lassos = [step for _, step in pipeline.steps if isinstance(step, LassoLogisticCV)]
+        for n, lasso in enumerate(lassos):
+            suffix = voi if len(lassos) == 1 else f"{voi}_{n + 1}"
+            paths.append(plot_lasso_path(lasso, voi, out_dir / f"lasso_path_{suffix}.png"))
+            paths.append(plot_lasso_cv(lasso, voi, out_dir / f"lasso_cv_{suffix}.png"))
+    return paths
+
+
 def write_report(predictions: pd.DataFrame, evaluation: dict[str, Any], out_dir: str | Path,
-                 title: str = "Cohort model evaluation", summary: str = "") -> Path:
+                 title: str = "Cohort model evaluation", summary: str = "",
+                 sections: Sequence[tuple[str, Sequence[Path]]] = ()) -> Path:
     """Write the PNG figures and ``report.html`` into ``out_dir``; returns the HTML path.
+
+    ``sections``: more figures (already written), as (heading, PNG paths), after the partitions.
 
     Multi-class evaluations get the HTML tables of macro/micro AUC only.
     """
@@ -161,11 +231,17 @@ def write_report(predictions: pd.DataFrame, evaluation: dict[str, Any], out_dir:
         paths = [plot_roc(predictions, evaluation, partition, out / f"roc_{partition}.png"),
                  plot_calibration(evaluation, partition, out / f"calibration_{partition}.png"),
                  plot_decision_curve(evaluation, partition, out / f"dca_{partition}.png")]
-        figures[partition] = [{"alt": p.stem, "data": base64.b64encode(p.read_bytes()).decode("ascii")} for p in paths]
+        figures[partition] = [embedded_png(p) for p in paths]
         tables[partition] = [_row(c, e[partition]) for c, e in evaluation["scores"].items() if partition in e]
     page = env.from_string(_TEMPLATE).render(
         title=title, summary=summary, partitions=partitions, tables=tables, figures=figures,
-        comparisons=evaluation.get("comparisons", []), importance=evaluation.get("importance", {}))
+        comparisons=evaluation.get("comparisons", []), importance=evaluation.get("importance", {}),
+        sections=[{"title": heading, "figures": [embedded_png(p) for p in paths]} for heading, paths in sections])
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def embedded_png(path: Path) -> dict[str, str]:
+    """A PNG file as the templates embed it: ``{"alt": stem, "data": base64}``."""
+    return {"alt": path.stem, "data": base64.b64encode(path.read_bytes()).decode("ascii")}

@@ -111,8 +111,9 @@ def _deviance(y: np.ndarray, p: np.ndarray) -> float:
 class LassoLogisticCV(_FrameSelector, ClassifierMixin):
     """Logistic LASSO with the penalty chosen by K-fold CV (lambda.min or 1-SE).
 
-    After ``fit``: ``lambdas_`` (the path), ``cv_mean_``/``cv_se_`` (deviance
-    per lambda), ``lambda_min_``, ``lambda_1se_``, ``lambda_`` (the one used),
+    After ``fit``: ``lambdas_`` (the path), ``coef_path_`` (coefficients on all
+    rows at each lambda, for the coefficient-path figure), ``cv_mean_``/``cv_se_``
+    (deviance per lambda), ``lambda_min_``, ``lambda_1se_``, ``lambda_`` (the one used),
     ``coef_``/``intercept_`` on all input features (zeros where dropped) and
     ``support_`` (non-zero coefficients; empty when no feature beats the
     null model at the chosen lambda). Expects standardised features, as
@@ -155,6 +156,7 @@ class LassoLogisticCV(_FrameSelector, ClassifierMixin):
         within = np.flatnonzero(self.cv_mean_ <= self.cv_mean_[best] + self.cv_se_[best])
         self.lambda_1se_ = float(self.lambdas_[within.min()])  # the path decreases: smallest index = largest lambda
         self.lambda_ = self.lambda_min_ if self.rule == "min" else self.lambda_1se_
+        self.coef_path_ = np.vstack([lasso_logistic(lam, n).fit(x, y).coef_[0] for lam in self.lambdas_])
         final = lasso_logistic(self.lambda_, n).fit(x, y)
         self.coef_ = final.coef_.copy()
         self.intercept_ = final.intercept_.copy()

@@ -214,6 +214,8 @@ class ThresholdMetrics:
     specificity: float
     ppv: float
     npv: float
+    f1: float
+    """Harmonic mean of PPV and sensitivity, ``2 TP / (2 TP + FP + FN)`` (as ``sklearn.metrics.f1_score``)."""
     tp: int
     fp: int
     tn: int
@@ -241,7 +243,8 @@ def metrics_at(y: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndarra
     return ThresholdMetrics(
         threshold=float(threshold), accuracy=(tp + tn) / len(y),
         sensitivity=ratio(tp, tp + fn), specificity=ratio(tn, tn + fp),
-        ppv=ratio(tp, tp + fp), npv=ratio(tn, tn + fn), tp=tp, fp=fp, tn=tn, fn=fn,
+        ppv=ratio(tp, tp + fp), npv=ratio(tn, tn + fn), f1=ratio(2 * tp, 2 * tp + fp + fn),
+        tp=tp, fp=fp, tn=tn, fn=fn,
     )
 
 

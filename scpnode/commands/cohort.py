@@ -5,6 +5,8 @@
     scpnode cohort extract cohort.csv --out features/ [--profile che2025 | --features names.txt | --model ID]
     scpnode cohort fit features/features.csv recipe.toml --out fit/
     scpnode cohort evaluate fit/ [--bootstrap 1000]          # evaluation.json, PNGs, report.html
+    scpnode cohort validate fit/ external.csv --out val/ [--reference vbmd]   # frozen pipeline, second cohort
+    scpnode cohort describe features/features.csv --group label --out desc/ [--scores radscore]
     scpnode cohort export fit/ --model-id site-2026 --out site-2026.json
     scpnode cohort calibrate features/features.csv --model che2025-published --model-id che2025-site --out cal/
 
@@ -21,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import joblib
-import numpy as np
 import pandas as pd
 
+from scpnode import strict_json
 from scpnode.errors import UsageError
 from scpnode.logs import log_event
 
@@ -67,6 +69,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run_evaluate)
+
+    p = sub.add_parser("validate", help="apply a fitted pipeline, frozen, to an external cohort and report")
+    p.add_argument("fit_dir", type=Path, help="output folder of 'cohort fit'")
+    p.add_argument("external", type=Path, help="external study-level table with the fit's columns and outcome")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--reference", default=None, metavar="COLUMN",
+                   help="reference standard column of the external table (e.g. the site's QCT vBMD or T-score), "
+                        "compared with every score by the paired DeLong test")
+    p.add_argument("--reference-direction", choices=("lower", "higher"), default="lower",
+                   help="which reference values mean the event (default lower: vBMD, T-score)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run_validate)
+
+    p = sub.add_parser("describe", help="baseline table by group (named tests) and by-group figures")
+    p.add_argument("table", type=Path, help="study-level table (CSV/Parquet): features, outcome, covariates")
+    p.add_argument("--group", required=True, help="column of the groups (outcome, partition, centre...)")
+    p.add_argument("--variables", nargs="+", default=None,
+                   help="columns to describe (default: every column without ':' in its name)")
+    p.add_argument("--categorical", nargs="+", default=[], help="columns to treat as categorical")
+    p.add_argument("--scores", nargs="+", default=[], help="columns drawn as violin/box plots by group")
+    p.add_argument("--id-column", default="study_id")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.set_defaults(run=run_describe)
 
     p = sub.add_parser("export", help="write the fitted model as the node's radscore model file")
     p.add_argument("fit_dir", type=Path)
@@ -169,25 +195,29 @@ def _load_fit(fit_dir: Path) -> Any:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from inference.cohort.evaluate import evaluate_fit, evaluate_predictions
-    from inference.cohort.report import write_report
+    from inference.cohort.report import lasso_figures, write_report
 
     out = args.out or args.fit_dir
+    out.mkdir(parents=True, exist_ok=True)
     fit = _load_fit(args.fit_dir)
+    sections = []
     if fit is not None:
         predictions = fit.predictions
         evaluation = evaluate_fit(fit, bootstrap=args.bootstrap, seed=args.seed)
+        lasso = lasso_figures(fit.models.radscores, out)
+        if lasso:
+            sections.append(("LASSO: coefficient path and cross-validation (lambda-min, lambda-1SE)", lasso))
     elif (args.fit_dir / PREDICTIONS_FILE).is_file():
         predictions = pd.read_csv(args.fit_dir / PREDICTIONS_FILE)
         evaluation = evaluate_predictions(predictions, bootstrap=args.bootstrap, seed=args.seed)
     else:
         raise UsageError(f"{args.fit_dir}: neither {FIT_FILE} nor {PREDICTIONS_FILE} (run 'cohort fit' first)")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=1, default=_json_default) + "\n")
+    (out / EVALUATION_FILE).write_text(strict_json.dumps(evaluation, indent=1) + "\n")
     n_test = int((predictions.partition == "test").sum())
     report = write_report(predictions, evaluation, out, title=f"Cohort evaluation: {args.fit_dir.name}",
                           summary=f"{predictions['id'].nunique()} subjects, {n_test} test predictions; "
                                   f"bootstrap {args.bootstrap} stratified resamples; Youden thresholds chosen "
-                                  "on the training partition.")
+                                  "on the training partition.", sections=sections)
     for name, entry in evaluation["scores"].items():
         if "test" in entry and "auc" in entry["test"]:
             auc = entry["test"]["auc"]
@@ -196,10 +226,57 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def run_validate(args: argparse.Namespace) -> int:
+    from inference.cohort.report import write_report
+    from inference.cohort.table import read_feature_table
+    from inference.cohort.validate import ReferenceStandard, ValidationError, validate_fit
+
+    fit = _load_fit(args.fit_dir)
+    if fit is None:
+        raise UsageError(f"{args.fit_dir}: no {FIT_FILE} (run 'cohort fit' first)")
+    reference = ReferenceStandard(args.reference, args.reference_direction) if args.reference else None
+    try:
+        table = read_feature_table(args.external, fit.recipe.data.id)
+        predictions, validation = validate_fit(fit, table, reference, bootstrap=args.bootstrap, seed=args.seed)
+    except (ValidationError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(args.out / PREDICTIONS_FILE, index=False)
+    (args.out / "validation.json").write_text(strict_json.dumps(validation, indent=1) + "\n")
+    external = validation["external"]
+    report = write_report(predictions, validation, args.out, title=f"External validation: {args.external.name}",
+                          summary=f"Pipeline of {args.fit_dir} applied frozen to {external['n']} external subjects "
+                                  f"({external['events']} events); thresholds are the training partition's "
+                                  f"Youden thresholds; bootstrap {args.bootstrap} stratified resamples.")
+    log_event(logger, "cohort.validate", subjects=external["n"], out=str(args.out))
+    for name, entry in validation["scores"].items():
+        auc = entry["external"]["auc"]
+        print(f"{name}: external AUC {auc['auc']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})")
+    if reference is not None:
+        auc = validation["reference"]["auc"]
+        print(f"reference {reference.column} ({reference.direction} = event): AUC {auc['auc']:.3f} "
+              f"(95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})")
+        for c in validation["comparisons"]:
+            if c["b"].startswith("reference:"):
+                print(f"  {c['a']} vs {c['b']}: difference {c['difference']:+.3f}, DeLong p {c['p_value']:.4f}")
+    print(f"report: {report}")
+    return 0
+
+
+def run_describe(args: argparse.Namespace) -> int:
+    from inference.cohort.baseline import BaselineError
+    from inference.cohort.describe import describe_cohort
+    from inference.cohort.table import read_feature_table
+
+    try:
+        table = read_feature_table(args.table, args.id_column)
+        variables = args.variables or [c for c in table.columns if ":" not in c and c != args.group]
+        report = describe_cohort(table, args.group, args.out, variables=variables, categorical=args.categorical,
+                                 scores=args.scores, title=f"Baseline characteristics: {args.table.name}")
+    except (BaselineError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    print(f"baseline table: {args.out / 'baseline.csv'}; report: {report}")
+    return 0
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -1,0 +1,123 @@
+"""External validation: a fitted pipeline, frozen, applied to a second cohort.
+
+Nothing is fitted on the external rows. Harmonisation (the training split's
+ComBat estimates), scaling, feature selection, radscore and logistic
+coefficients and every operating threshold (Youden on the training
+partition) come from the fit, so the external figures say how the model
+would do at a site that received it as it is. The document has the shape of
+:func:`inference.cohort.evaluate.evaluate_predictions` with an ``external``
+partition beside ``train``: AUC with DeLong and bootstrap CIs, the metrics at
+the training cut-off (sensitivity, specificity, PPV, NPV, F1), calibration
+and the decision curve.
+
+A **reference standard** column of the external table (the site's QCT vBMD,
+DXA T-score, L1 attenuation...) can be compared with every score by the
+paired DeLong test on the same subjects. Low values of these mean disease,
+so the reference is oriented with ``direction="lower"`` before the test; its
+own AUC is reported in that orientation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from inference.cohort import stats
+from inference.cohort.evaluate import evaluate_predictions, score_columns
+from inference.cohort.fit import CohortFit, score_rows
+
+
+class ValidationError(ValueError):
+    """An external table the fitted pipeline cannot score (names the columns or values at fault)."""
+
+
+@dataclass(frozen=True)
+class ReferenceStandard:
+    """A column of the external table that the scores are compared with."""
+
+    column: str
+    direction: Literal["lower", "higher"] = "lower"
+    """Which values mean the event: "lower" for vBMD, T-score or attenuation, "higher" for a risk score."""
+
+    def oriented(self, values: pd.Series) -> np.ndarray:
+        """The values with higher meaning the event, as the AUC functions expect."""
+        values = values.to_numpy(dtype=float)
+        return -values if self.direction == "lower" else values
+
+
+def external_predictions(fit: CohortFit, table: pd.DataFrame) -> pd.DataFrame:
+    """``id, partition="external", fold=-1, y`` and every score of the frozen fit, one row per subject.
+
+    Raises:
+        ValidationError: a multi-class fit, the outcome or a column the fit used missing, a missing
+            outcome value, or an outcome value the fit did not know.
+    """
+    if not fit.binary:
+        raise ValidationError("external validation needs a fit with two outcome classes")
+    outcome = fit.recipe.data.outcome
+    if outcome not in table.columns:
+        raise ValidationError(f"external table has no outcome column {outcome!r}")
+    used = [c for c in fit.table.columns if c != outcome]
+    missing = [c for c in used if c not in table.columns]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValidationError(f"external table lacks {len(missing)} column(s) the fit used: {shown}")
+    if table[outcome].isna().any():
+        raise ValidationError(f"outcome {outcome!r} missing for {int(table[outcome].isna().sum())} subject(s)")
+    unknown = sorted({str(v) for v in table[outcome].unique()} - {str(c) for c in fit.models.classes})
+    if unknown:
+        raise ValidationError(f"outcome {outcome!r} has values the fit did not see: {', '.join(unknown)}")
+    y = table[outcome].to_numpy()
+    if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
+        y = y.astype(int)
+    features = table.loc[:, used]
+    holes = features.columns[features.isna().any()].tolist()
+    if holes:
+        raise ValidationError(f"missing values in column(s) the fit used: {', '.join(holes[:5])}")
+    scores = score_rows(fit.models, features, fit.recipe)
+    head = pd.DataFrame({"id": table.index.to_numpy(), "partition": "external", "fold": -1, "y": y})
+    return pd.concat([head, scores.reset_index(drop=True)], axis=1)
+
+
+def validate_fit(fit: CohortFit, table: pd.DataFrame, reference: ReferenceStandard | None = None,
+                 bootstrap: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Score the external rows with the frozen fit; return (predictions, validation document).
+
+    The predictions hold the fit's own training rows (partition ``train``,
+    where the thresholds come from) and the external rows.
+
+    Raises:
+        ValidationError: see :func:`external_predictions`; a reference column that is missing,
+            not numeric or incomplete.
+    """
+    external = external_predictions(fit, table)
+    if external["y"].nunique() < 2:
+        raise ValidationError("the external cohort has only one outcome class: no AUC can be computed")
+    train = fit.predictions[fit.predictions.partition == "train"]
+    predictions = pd.concat([train, external], ignore_index=True)
+    document = evaluate_predictions(predictions, bootstrap, seed)
+    document["external"] = {"n": int(len(external)), "events": int(external["y"].sum())}
+    if reference is not None:
+        document["reference"] = _compare_with_reference(external, table, reference)
+        document["comparisons"] += document["reference"].pop("comparisons")
+    return predictions, document
+
+
+def _compare_with_reference(external: pd.DataFrame, table: pd.DataFrame,
+                            reference: ReferenceStandard) -> dict[str, Any]:
+    if reference.column not in table.columns:
+        raise ValidationError(f"external table has no reference column {reference.column!r}")
+    values = table[reference.column]
+    if not pd.api.types.is_numeric_dtype(values) or values.isna().any():
+        raise ValidationError(f"reference column {reference.column!r} must be numeric with no missing value")
+    y = external["y"].to_numpy()
+    oriented = reference.oriented(values)
+    name = f"reference:{reference.column}"
+    comparisons = [{"a": column, "b": name, "partition": "external",
+                    **asdict(stats.delong_test(y, external[column].to_numpy(), oriented))}
+                   for column in score_columns(external)]
+    return {"column": reference.column, "direction": reference.direction,
+            "auc": asdict(stats.delong_auc(y, oriented)), "comparisons": comparisons}
