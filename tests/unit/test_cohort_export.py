@@ -64,21 +64,21 @@ def test_export_refuses_what_the_node_cannot_apply():
         export_model(fit, "x")
 
 
-def published_cohort(n: int, seed: int) -> tuple[pd.DataFrame, dict[str, tuple[float, float]]]:
+def published_cohort(n: int, seed: int) -> tuple[pd.DataFrame, dict[str, float]]:
     """A study-level table with the published model's features; the outcome follows the
-    published radscores under hidden normalisation constants, plus vBMD."""
+    published radscores under the max-abs scaling the paper states (hidden constants: each
+    feature's largest absolute value in the cohort), plus vBMD."""
     published = load_model("che2025-published")
     rng = np.random.default_rng(seed)
     cols: dict[str, np.ndarray] = {}
-    truth: dict[str, tuple[float, float]] = {}
+    truth: dict[str, float] = {}
     radscore = {voi: np.zeros(n) for voi in published.radscores}
     for voi, formula in published.radscores.items():
         for term in formula.terms:
-            center, scale = rng.uniform(-50, 50), rng.uniform(0.5, 20)
-            values = rng.normal(center, scale, n)
+            values = rng.normal(rng.uniform(-50, 50), rng.uniform(0.5, 20), n)
             cols[f"{voi}:{term.feature}"] = values
-            truth[f"{voi}:{term.feature}"] = (center, scale)
-            radscore[voi] += term.coefficient * (values - center) / scale
+            truth[f"{voi}:{term.feature}"] = float(np.abs(values).max())
+            radscore[voi] += 20 * term.coefficient * values / truth[f"{voi}:{term.feature}"]
     frame = pd.DataFrame(cols, index=[f"P{i:04d}" for i in range(n)])
     frame["vbmd"] = rng.normal(120, 30, n)
     logit = -1.0 + 1.5 * radscore["cortical"] + 1.5 * radscore["cancellous"] - 0.03 * (frame["vbmd"] - 120)
@@ -92,11 +92,14 @@ def test_calibrating_the_published_model_keeps_its_coefficients_and_the_node_agr
     table, truth = published_cohort(400, seed=5)
     model, predictions = calibrate_model(published, table, "fracture", model_id="che2025-site", categories=(0.2, 0.5))
     assert model.calibrated and model.id == "che2025-site"
+    train_ids = predictions.loc[predictions.partition == "train", "id"]
     for voi, formula in model.radscores.items():
         assert [t.coefficient for t in formula.terms] == [t.coefficient for t in published.radscores[voi].terms]
-        for term in formula.terms:
-            center, scale = truth[f"{voi}:{term.feature}"]
-            assert term.normalisation.center == pytest.approx(center, abs=0.25 * scale)
+        for term in formula.terms:  # max-abs, as the paper states: the largest |value| of the calibration rows
+            column = table.loc[train_ids, f"{voi}:{term.feature}"]
+            assert term.normalisation.method == "max-abs" and term.normalisation.center is None
+            assert term.normalisation.scale == pytest.approx(column.abs().max(), rel=1e-12)
+            assert term.normalisation.scale <= truth[f"{voi}:{term.feature}"]
     loaded = load_model(str(model.save(tmp_path / "che2025-site.json")))
     test = predictions[predictions.partition == "test"].set_index("id")
     from sklearn.metrics import roc_auc_score
