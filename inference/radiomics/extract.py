@@ -163,9 +163,8 @@ def _crop_to_voi(image: sitk.Image, mask: sitk.Image,
         raise RadiomicsError(f"VOI not usable: {exc}") from None
     if bbox is None:
         raise RadiomicsError("VOI not usable: smaller than pyradiomics' minimum (2 dimensions)")
-    if profile.clip_percentiles is not None:
-        values = sitk.GetArrayViewFromImage(crop)[sitk.GetArrayViewFromImage(crop_mask) == 1]
-        low, high = (float(v) for v in np.percentile(values, profile.clip_percentiles))
+    if profile.clip_percentiles is not None:  # percentiles of the whole CT, as the study describes
+        low, high = (float(v) for v in np.percentile(sitk.GetArrayViewFromImage(image), profile.clip_percentiles))
         if high > low:
             crop = sitk.IntensityWindowing(sitk.Cast(crop, sitk.sitkFloat32), low, high, 0.0, 255.0)
     return crop, crop_mask, bbox

@@ -12,10 +12,14 @@
 - ``yu2025`` - whole vertebral body (L1-L4 in the study), original image only,
   pyradiomics' default feature set: 107 features (the paper's "about 129"
   counts pyradiomics' diagnostic values too, which are not features).
-- ``lumbar1197`` - whole vertebral body; intensities clipped to the 0.1/99.9
-  percentiles of the VOI and scaled to 0-255, then original + LoG (sigma 1.0,
-  1.5, 2.0, 2.5 mm) + 8 wavelet bands: 14 + 13 x 93 = 1,223 features
-  (1,197 with the 91 per image of the pyradiomics version the study used).
+- ``lumbar1197`` - whole vertebral body; intensities of the whole CT clipped
+  to its 0.1/99.9 percentiles and scaled to 0-255, then original + LoG (sigma
+  1.0, 1.5, 2.0, 2.5 mm) + 8 wavelet bands: 14 shape + 13 x 91 = 1,197
+  features, as published. pyradiomics 3 computes 24 GLCM features per image
+  where the published count has 22; the paper lists none, so the two left out
+  are our reading: the Maximal Correlation Coefficient (numerically unstable)
+  and Sum Average (twice Joint Average; pyradiomics warns that it duplicates
+  it).
 
 Every profile keeps pyradiomics' default settings (fixed bin width 25, GLCM
 distance 1, coif1 wavelet of level 1, no resampling), so ``original`` features
@@ -58,7 +62,7 @@ class Profile:
     excluded_features: tuple[str, ...] = ()
     """``<class>_<feature>`` left out of a full extraction (a model may still ask for them)."""
     clip_percentiles: tuple[float, float] | None = None
-    """Clip intensities to these percentiles of the VOI and scale them to 0-255 before any transform."""
+    """Clip intensities to these percentiles of the whole image and scale them to 0-255 before any transform."""
     aliases: Mapping[str, str] = field(default_factory=dict)
     """Published feature names -> canonical names, also reported by a full extraction."""
 
@@ -96,10 +100,12 @@ YU2025 = Profile(
 
 LUMBAR1197 = Profile(
     name="lumbar1197",
-    description="whole-body radiomics, 0.1/99.9 percentile clipping and 0-255 scaling; original, LoG, wavelet",
+    description="whole-body radiomics (1,197 features): whole-image 0.1/99.9 percentile clipping and 0-255 "
+                "scaling; original, LoG, wavelet",
     transforms=("original", "log", "wavelet"),
     vois=("body",),
     log_sigmas_mm=(1.0, 1.5, 2.0, 2.5),
+    excluded_features=("glcm_MCC", "glcm_SumAverage"),
     clip_percentiles=(0.1, 99.9),
 )
 

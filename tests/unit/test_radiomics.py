@@ -79,10 +79,25 @@ def test_noise_transforms_are_seeded_and_change_the_image(lumbar_voi) -> None:
         assert not np.allclose(first, sitk.GetArrayFromImage(image))
 
 
-def test_lumbar1197_scales_the_voi_to_0_255(lumbar_voi) -> None:
-    features = extract_features(*lumbar_voi, "lumbar1197", features=["original_firstorder_Minimum",
+def test_lumbar1197_clips_the_whole_image_to_its_percentiles_and_scales_to_0_255(lumbar_voi) -> None:
+    image, mask = lumbar_voi
+    features = extract_features(image, mask, "lumbar1197", features=["original_firstorder_Minimum",
                                                                      "original_firstorder_Maximum"])
-    assert features == {"original_firstorder_Minimum": 0.0, "original_firstorder_Maximum": 255.0}
+    pixels = sitk.GetArrayFromImage(image)
+    low, high = np.percentile(pixels, [0.1, 99.9])
+    voi = np.clip(pixels[sitk.GetArrayFromImage(mask) == 1], low, high)
+    expected = (voi - low) / (high - low) * 255
+    assert features["original_firstorder_Minimum"] == pytest.approx(expected.min(), abs=1e-3)
+    assert features["original_firstorder_Maximum"] == pytest.approx(expected.max(), abs=1e-3)
+    assert 0 <= features["original_firstorder_Minimum"] < features["original_firstorder_Maximum"] <= 255
+
+
+def test_lumbar1197_gives_the_published_1197_features(lumbar_voi) -> None:
+    features = extract_features(*lumbar_voi, "lumbar1197")
+    assert len(features) == 1197
+    assert sum(name.startswith("original_shape_") for name in features) == 14
+    assert sum(name.startswith("original_") for name in features) == 14 + 91
+    assert not any(name.endswith(("_glcm_MCC", "_glcm_SumAverage")) for name in features)
 
 
 @pytest.mark.parametrize(("name", "message"), [
