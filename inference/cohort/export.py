@@ -31,6 +31,7 @@ from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 from inference.cohort.fit import CohortFit
 from inference.cohort.models import VOI_SEPARATOR
 from inference.cohort.stats import youden_threshold
+from inference.cohort.table import NODE_VBMD
 from inference.models import (
     LogisticModel,
     Normalisation,
@@ -100,8 +101,18 @@ def export_model(fit: CohortFit, model_id: str, version: str = "1.0.0", *, prima
     if not fit.models.radscores:
         raise ExportError("the recipe fitted no radscore")
     recipe = fit.recipe
+    combination = recipe.data.level_combination
+    if combination != "mean" or recipe.data.exclude_fractured:
+        how = {"per-vertebra": "per vertebra", "concatenate": "on concatenated levels"}.get(
+            combination, "without its fractured levels")
+        raise ExportError(f"the node scores a study by the mean of every complete level; a model fitted {how} "
+                          "would be scored on other numbers than it was fitted on")
     radscores = {voi: radscore_formula(pipe, voi) for voi, pipe in fit.models.radscores.items()}
-    node_inputs = set(radscores) | {VBMD_INPUT}
+    node_inputs = set(radscores) | {NODE_VBMD}
+    table = fit.table
+    if VBMD_INPUT in table and (NODE_VBMD not in table or np.allclose(
+            table[VBMD_INPUT].to_numpy(float), table[NODE_VBMD].to_numpy(float), equal_nan=True)):
+        node_inputs.add(VBMD_INPUT)  # the node's own estimate under its usual name
     logistic: dict[str, LogisticModel] = {}
     left_out: list[str] = []
     for spec in recipe.models:
@@ -111,7 +122,8 @@ def export_model(fit: CohortFit, model_id: str, version: str = "1.0.0", *, prima
         estimator = fit.models.logistic[spec.name]
         logistic[spec.name] = LogisticModel(
             intercept=float(estimator.intercept_[0]),
-            coefficients={name: float(c) for name, c in zip(spec.inputs, estimator.coef_[0], strict=True)})
+            coefficients={(VBMD_INPUT if name == NODE_VBMD else name): float(c)
+                          for name, c in zip(spec.inputs, estimator.coef_[0], strict=True)})
     primary = primary or recipe.export.primary
     if primary is None or primary not in logistic:
         raise ExportError(f"primary model {primary!r} is not an exportable logistic model "

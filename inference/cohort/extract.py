@@ -1,4 +1,4 @@
-"""Feature extraction over a cohort: per study, level (T11-L2) and VOI, resumable and parallel.
+"""Feature extraction over a cohort: per study, level (T11-L2 by default) and VOI, resumable and parallel.
 
 For each cohort row the CT is loaded (:func:`inference.volume.load_volume`),
 segmented with :func:`inference.segment.segment_volume` unless a mask is
@@ -19,10 +19,17 @@ first: a second extraction of the same cohort for the ICC reliability filter
 Each study's result is written to ``<out>/studies/<id>.json`` as soon as it
 is done; a rerun skips studies already there (resumable) and retries the
 failed ones. A failure is recorded with its reason and never stops the run.
-Outputs: ``features_long.csv`` (study, level, VOI, features),
-``features.csv`` (study-level: label, covariates, ``vbmd`` as the node
-estimates it, ``"<voi>:<feature>"`` level means) and
-``features.provenance.json`` (what was extracted, how, with which versions).
+The levels are the plan's (T11-L2, or any of T10-L5 as far as in view:
+the lumbar studies used L1-L4). Outputs: ``features_long.csv`` (study,
+level, VOI, features), ``levels.csv`` (per study and level: the node's vBMD
+estimate and Genant grade of that vertebra), ``studies.csv`` (per study:
+patient, label and the cohort's own columns as named there), ``features.csv``
+(study-level: those columns, ``node_vbmd`` as the node estimates it - also
+as ``vbmd`` unless the cohort has its own ``vbmd`` column, which keeps its
+values - and ``"<voi>:<feature>"`` level means)
+and ``features.provenance.json`` (what was extracted, how, with which
+versions). ``cohort fit`` can combine the levels otherwise (per vertebra,
+concatenated; :func:`inference.cohort.table.combine_levels`) from this folder.
 """
 
 from __future__ import annotations
@@ -43,8 +50,8 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from inference.cohort.table import CohortRow, study_level
-from inference.levels import TARGET_LEVELS, Compartment, verse_id
+from inference.cohort.table import NODE_VBMD, CohortRow, combine_levels, study_level
+from inference.levels import TARGET_LEVELS, VERSE_IDS, Compartment, verse_id
 from inference.measure.study import measure_study
 from inference.radiomics import PAD_MM, RadiomicsError, extract_features, get_profile
 from inference.results import LevelSegmentation, SegmentationResult
@@ -55,6 +62,10 @@ from inference.volume import load_volume
 STUDIES_DIR = "studies"
 LONG_TABLE = "features_long.csv"
 STUDY_TABLE = "features.csv"
+LEVEL_TABLE = "levels.csv"
+STUDIES_TABLE = "studies.csv"
+EXTRACTABLE_LEVELS = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
+"""Levels the research side extracts: the node's T11-L2 and the lumbar spine the lumbar studies used."""
 PROVENANCE = "features.provenance.json"
 
 
@@ -68,6 +79,8 @@ class ExtractionPlan:
     vois: tuple[str, ...] | None = None
     """VOIs to extract (default: the dict's keys, else the profile's VOIs)."""
     backend: str = "anatomical"
+    levels: tuple[str, ...] = TARGET_LEVELS
+    """The vertebrae to extract, where completely in view (any of T10-L5)."""
     perturbation: str | None = None
     """``erode``, ``dilate`` or ``shift``: extract from perturbed VOIs (see :func:`perturb_mask`)."""
 
@@ -95,7 +108,7 @@ def _file_name(study_id: str) -> str:
 
 
 def segmentation_from_labels(vertebrae: sitk.Image, compartments: sitk.Image) -> SegmentationResult:
-    """A :class:`SegmentationResult` from given labels (every labelled target level counted complete)."""
+    """A :class:`SegmentationResult` from given labels (every labelled level counted complete)."""
     verts = sitk.Cast(vertebrae, sitk.sitkUInt8)
     comps = sitk.Cast(compartments, sitk.sitkUInt8)
     comps.CopyInformation(verts)
@@ -104,8 +117,7 @@ def segmentation_from_labels(vertebrae: sitk.Image, compartments: sitk.Image) ->
     bodies = sitk.GetImageFromArray(bodies_arr)
     bodies.CopyInformation(verts)
     levels: dict[str, LevelSegmentation] = {}
-    for name in TARGET_LEVELS:
-        vid = verse_id(name)
+    for name, vid in VERSE_IDS.items():
         idx = np.argwhere(vert_arr == vid)
         if len(idx) == 0:
             continue
@@ -185,16 +197,16 @@ def extract_study(row: CohortRow, plan: ExtractionPlan) -> dict[str, Any]:
     """
     image = load_volume(row.image)
     seg = _segmentation(row, image, plan.backend)
-    measured = measure_study(image, seg, None)
+    measured = measure_study(image, seg, None, levels=plan.levels)
     wanted = plan.voi_features()
     levels: dict[str, Any] = {}
     for name, level in measured.levels.items():
         if not level.complete:
             continue
-        levels[name] = {"vbmd_mg_cm3": level.vbmd_mg_cm3,
+        levels[name] = {"vbmd_mg_cm3": level.vbmd_mg_cm3, "genant_grade": level.genant_grade,
                         "features": _level_features(image, seg, name, plan.profile, wanted, plan.perturbation)}
     if not levels:
-        raise ValueError("no target level (T11-L2) completely in view")
+        raise ValueError(f"none of the levels {', '.join(plan.levels)} completely in view")
     return {"study_id": row.study_id, "vbmd_mg_cm3": measured.vbmd_mg_cm3, "levels": levels,
             "segmentation": seg.backend, "remarks": list(measured.remarks)}
 
@@ -219,6 +231,9 @@ def extract_cohort(rows: Sequence[CohortRow], out_dir: str | Path, plan: Extract
     studies_dir = out / STUDIES_DIR
     studies_dir.mkdir(parents=True, exist_ok=True)
     plan.voi_features()  # validates the profile before any work starts
+    unknown = [name for name in plan.levels if name not in EXTRACTABLE_LEVELS]
+    if unknown or not plan.levels:
+        raise ValueError(f"levels must be among {', '.join(EXTRACTABLE_LEVELS)}; got {', '.join(unknown) or 'none'}")
     if plan.perturbation is not None and plan.perturbation not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation {plan.perturbation!r}; known: {', '.join(PERTURBATIONS)}")
     todo = [r for r in rows if not (studies_dir / _file_name(r.study_id)).is_file()]
@@ -246,6 +261,7 @@ def extract_cohort(rows: Sequence[CohortRow], out_dir: str | Path, plan: Extract
 def _write_tables(rows: Sequence[CohortRow], out: Path, plan: ExtractionPlan, failures: dict[str, str],
                   skipped: list[str]) -> ExtractionResult:
     records: list[dict[str, Any]] = []
+    level_rows: list[dict[str, Any]] = []
     study_rows: list[dict[str, Any]] = []
     done = 0
     for row in rows:
@@ -255,16 +271,21 @@ def _write_tables(rows: Sequence[CohortRow], out: Path, plan: ExtractionPlan, fa
         document = json.loads(path.read_text(encoding="utf-8"))
         done += 1
         for level, entry in document["levels"].items():
+            level_rows.append({"study_id": row.study_id, "level": level, "vbmd": entry.get("vbmd_mg_cm3"),
+                               "genant_grade": entry.get("genant_grade")})
             for voi, values in entry["features"].items():
                 records.append({"study_id": row.study_id, "level": level, "voi": voi, **values})
-        attributes = {"study_id": row.study_id, "label": row.label}
-        for name, value in row.covariates.items():
-            attributes[name if name != "vbmd" else "vbmd_cohort"] = value
-        attributes["vbmd"] = document["vbmd_mg_cm3"]
+        attributes = {"study_id": row.study_id, "patient_id": row.patient_id, "label": row.label,
+                      **row.covariates}
+        attributes[NODE_VBMD] = document["vbmd_mg_cm3"]
+        attributes.setdefault("vbmd", document["vbmd_mg_cm3"])  # a cohort's own vbmd column is kept as it is
         study_rows.append(attributes)
     long = pd.DataFrame.from_records(records)
     long_path, study_path = out / LONG_TABLE, out / STUDY_TABLE
     long.to_csv(long_path, index=False)
+    pd.DataFrame.from_records(level_rows, columns=["study_id", "level", "vbmd", "genant_grade"]).to_csv(
+        out / LEVEL_TABLE, index=False)
+    pd.DataFrame.from_records(study_rows).to_csv(out / STUDIES_TABLE, index=False)
     if done:
         means = study_level(long)
         table = pd.DataFrame(study_rows).set_index("study_id").join(means)
@@ -275,7 +296,9 @@ def _write_tables(rows: Sequence[CohortRow], out: Path, plan: ExtractionPlan, fa
                  else list(plan.features)},
         "profile": plan.profile, "studies": len(rows), "done": done, "failures": failures,
         "reused_from_previous_run": len(skipped),
-        "levels": list(TARGET_LEVELS), "vbmd": "node estimate (inference.measure internal calibration)",
+        "levels": list(plan.levels),
+        "vbmd": "node estimate (inference.measure internal calibration), unless the cohort table has its own "
+                "'vbmd' column, which is kept",
         "software": {pkg: _version(pkg) for pkg in ("scpnode", "pyradiomics", "SimpleITK", "numpy")},
     }
     prov_path = out / PROVENANCE
@@ -289,3 +312,23 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def table_from_extraction(folder: str | Path, how: str = "mean", *, levels: Sequence[str] | None = None,
+                          exclude_fractured: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """The table to model from an extraction folder, its levels combined ``how``
+    (:func:`inference.cohort.table.combine_levels`); and notes on what was left out.
+
+    Raises:
+        ValueError: not an extraction folder (of this version), or nothing left to model.
+    """
+    folder = Path(folder)
+    missing = [name for name in (LONG_TABLE, LEVEL_TABLE, STUDIES_TABLE) if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(f"{folder}: not an extraction folder of 'cohort extract' (no {', '.join(missing)}; "
+                         "extract again with this version)")
+    text = {"study_id": str, "patient_id": str}
+    long = pd.read_csv(folder / LONG_TABLE, dtype={"study_id": str})
+    return combine_levels(long, pd.read_csv(folder / LEVEL_TABLE, dtype=text),
+                          pd.read_csv(folder / STUDIES_TABLE, dtype=text), how,
+                          levels=levels, exclude_fractured=exclude_fractured)

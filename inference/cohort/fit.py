@@ -167,16 +167,17 @@ def fit_cohort(table: pd.DataFrame | str, recipe: Recipe) -> CohortFit:
         allowed = set(reliability)
         notes.append(f"reliability: {len(reliability)} of {len(feature_cols)} features with ICC > {rel.threshold}")
     columns = _feature_columns(frame, recipe, allowed)
+    groups = _groups(frame, recipe, notes)
     features = frame.drop(columns=[outcome])
     seed = split_spec.seed
     if split_spec.method == "holdout":
-        split = holdout_split(y, split_spec.test_size, seed)
+        split = holdout_split(y, split_spec.test_size, seed, groups)
         models = fit_models(features.iloc[split.train], y[split.train], recipe, columns, seed)
         parts = [_predictions(models, features, y, recipe, split.train, "train", 0),
                  _predictions(models, features, y, recipe, split.test, "test", 0)]
     else:
         parts = []
-        for split in kfold_splits(y, split_spec.folds, seed):
+        for split in kfold_splits(y, split_spec.folds, seed, groups):
             fold_models = fit_models(features.iloc[split.train], y[split.train], recipe, columns, seed)
             parts.append(_predictions(fold_models, features, y, recipe, split.test, "test", split.fold))
         models = fit_models(features, y, recipe, columns, seed)
@@ -186,6 +187,18 @@ def fit_cohort(table: pd.DataFrame | str, recipe: Recipe) -> CohortFit:
     predictions = pd.concat(parts, ignore_index=True)
     return CohortFit(recipe=recipe, table=frame, models=models, predictions=predictions,
                      reliability=reliability, notes=notes)
+
+
+def _groups(frame: pd.DataFrame, recipe: Recipe, notes: list[str]) -> np.ndarray | None:
+    """The group (patient) of each row, when the recipe names a group column."""
+    column = recipe.data.group
+    if column is None:
+        return None
+    if column not in frame.columns or frame[column].isna().any():
+        raise ValueError(f"group column {column!r} missing from the feature table or incomplete")
+    groups = frame[column].astype(str).to_numpy()
+    notes.append(f"rows grouped by {column}: {len(set(groups))} groups for {len(groups)} rows never split")
+    return groups
 
 
 def _predictions(models: FittedModels, features: pd.DataFrame, y: np.ndarray, recipe: Recipe,

@@ -6,6 +6,11 @@ Example (every key shown)::
     outcome = "fracture"          # 0/1 column (or class labels for the classifier families)
     id = "study_id"
     covariates = ["age", "sex", "vbmd", "centre"]
+    level_combination = "mean"    # "mean", "concatenate" or "per-vertebra" (fit from an extraction folder)
+    levels = ["L1", "L2", "L3", "L4"]   # optional: only these levels (default: every level extracted)
+    exclude_fractured = false     # leave out vertebrae with a Genant grade >= 1
+    group = "patient_id"          # optional: rows sharing it stay on one side of every split
+                                  # (default patient_id for per-vertebra rows)
 
     [split]
     method = "holdout"            # "holdout" (stratified) or "kfold" (stratified)
@@ -78,6 +83,16 @@ class DataSpec(_Section):
     outcome: str = "label"
     id: str = "study_id"
     covariates: tuple[str, ...] = ()
+    level_combination: Literal["mean", "concatenate", "per-vertebra"] = "mean"
+    levels: tuple[str, ...] | None = None
+    exclude_fractured: bool = False
+    group: str | None = None
+
+    @model_validator(mode="after")
+    def _patients_stay_together(self) -> DataSpec:
+        if self.level_combination == "per-vertebra" and self.group is None:
+            return self.model_copy(update={"group": "patient_id"})
+        return self
 
 
 class MatchingSpec(_Section):

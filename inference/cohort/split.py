@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 
 @dataclass(frozen=True)
@@ -20,17 +20,33 @@ class Split:
     fold: int = 0
 
 
-def holdout_split(y: Sequence[int], test_size: float = 0.3, seed: int = 42) -> Split:
-    """Stratified random train/test split (the outcome's proportions kept in both)."""
+def holdout_split(y: Sequence[int], test_size: float = 0.3, seed: int = 42,
+                  groups: Sequence[str] | None = None) -> Split:
+    """Stratified random train/test split (the outcome's proportions kept in both).
+
+    With ``groups`` (a patient per row), the rows of a group stay together:
+    the test part is the first fold of a stratified group K-fold with
+    ``round(1 / test_size)`` folds, so its size is close to ``test_size``.
+    """
     idx = np.arange(len(y))
-    train, test = train_test_split(idx, test_size=test_size, stratify=np.asarray(y), random_state=seed)
+    if groups is None:
+        train, test = train_test_split(idx, test_size=test_size, stratify=np.asarray(y), random_state=seed)
+        return Split(np.sort(train), np.sort(test))
+    cv = StratifiedGroupKFold(max(2, round(1 / test_size)), shuffle=True, random_state=seed)
+    train, test = next(cv.split(idx, np.asarray(y), np.asarray(groups)))
     return Split(np.sort(train), np.sort(test))
 
 
-def kfold_splits(y: Sequence[int], folds: int = 5, seed: int = 42) -> Iterator[Split]:
-    """Stratified K-fold partitions; every subject is tested exactly once."""
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    for k, (train, test) in enumerate(cv.split(np.zeros(len(y)), np.asarray(y))):
+def kfold_splits(y: Sequence[int], folds: int = 5, seed: int = 42,
+                 groups: Sequence[str] | None = None) -> Iterator[Split]:
+    """Stratified K-fold partitions; every subject is tested exactly once (with ``groups``, every
+    group in one fold)."""
+    if groups is None:
+        parts = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), np.asarray(y))
+    else:
+        parts = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(
+            np.zeros(len(y)), np.asarray(y), np.asarray(groups))
+    for k, (train, test) in enumerate(parts):
         yield Split(train, test, fold=k)
 
 

@@ -9,7 +9,10 @@ Cohort table (CSV, one row per study)::
 ``study_id``, ``image`` and ``label`` are required; ``mask`` (a ``scpnode
 segment`` folder, or a compartments label image - 1 cortical / 2 cancellous
 - with ``vertebrae`` naming the whole-vertebra VerSe label image) is
-optional; every other column is a covariate. Paths are relative to the CSV.
+optional, and so is ``patient_id`` (default: the study id; the rows of one
+patient are never split between training and test). Every other column is
+a covariate or a reference standard (a QCT vBMD, a DXA T-score) and keeps
+its name. Paths are relative to the CSV.
 
 Feature tables:
 
@@ -24,14 +27,20 @@ Feature tables:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from inference.levels import VERSE_IDS as VERSE_ORDER
+
 REQUIRED_COLUMNS = ("study_id", "image", "label")
 OPTIONAL_PATHS = ("mask", "vertebrae")
+PATIENT_COLUMN = "patient_id"
+NODE_VBMD = "node_vbmd"
+"""The node's own vBMD estimate in the feature tables: what a model's ``vbmd`` input gets when the node scores."""
 
 
 class CohortTableError(ValueError):
@@ -46,6 +55,8 @@ class CohortRow:
     vertebrae: Path | None
     label: object
     covariates: dict[str, object]
+    patient_id: str = ""
+    """The patient the study belongs to (the study id when the cohort table has no ``patient_id``)."""
 
 
 def read_cohort_table(path: str | Path) -> list[CohortRow]:
@@ -69,7 +80,7 @@ def read_cohort_table(path: str | Path) -> list[CohortRow]:
     rows: list[CohortRow] = []
     seen: set[str] = set()
     base = path.parent
-    covariate_columns = [c for c in frame.columns if c not in (*REQUIRED_COLUMNS, *OPTIONAL_PATHS)]
+    covariate_columns = [c for c in frame.columns if c not in (*REQUIRED_COLUMNS, *OPTIONAL_PATHS, PATIENT_COLUMN)]
     for i, record in frame.iterrows():
         line = int(i) + 2  # header is line 1
         sid = record["study_id"].strip()
@@ -93,8 +104,9 @@ def read_cohort_table(path: str | Path) -> list[CohortRow]:
         if paths["mask"] is not None and paths["mask"].is_file() and paths["vertebrae"] is None:
             problems.append(f"line {line} ({sid}): a mask image needs a vertebrae label image")
         covariates = {c: _number_or_text(record[c]) for c in covariate_columns}
+        patient = str(record.get(PATIENT_COLUMN, "")).strip() or sid
         rows.append(CohortRow(sid, image or Path(), paths["mask"], paths["vertebrae"],
-                              _number_or_text(record["label"]), covariates))
+                              _number_or_text(record["label"]), covariates, patient))
     if problems:
         shown = "; ".join(problems[:10])
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
@@ -162,3 +174,73 @@ def study_level(long: pd.DataFrame, id_column: str = "study_id",
     means = frame.groupby([id_column, "voi"])[features].mean().unstack("voi")
     means.columns = [f"{voi}:{feature}" for feature, voi in means.columns]
     return means.dropna(axis=1, how="all")
+
+
+LEVEL_COMBINATIONS = ("mean", "concatenate", "per-vertebra")
+"""How per-level features make the rows of a model's table (:func:`combine_levels`)."""
+
+
+def combine_levels(long: pd.DataFrame, levels_table: pd.DataFrame, studies: pd.DataFrame, how: str = "mean", *,
+                   levels: Sequence[str] | None = None, exclude_fractured: bool = False,
+                   id_column: str = "study_id") -> tuple[pd.DataFrame, list[str]]:
+    """The table ``cohort fit`` models, from the per-level features of an extraction; and notes.
+
+    - ``mean``: one row per study, each ``"<voi>:<feature>"`` the mean over its
+      levels (the thoracolumbar study, and what the node takes when it scores);
+    - ``concatenate``: one row per study, ``"<voi>:<level>_<feature>"`` for each
+      level (the 1,197-feature lumbar study: 4 x 1,197 features); a study
+      without every level is left out;
+    - ``per-vertebra``: one row per study and level, id ``"<study>:<level>"``,
+      with ``study_id``, ``level``, that vertebra's ``level_vbmd`` and
+      ``genant_grade`` (the postmenopausal OVCF study; ``patient_id`` keeps a
+      patient's vertebrae on one side of every split).
+
+    ``levels`` keeps only those levels; ``exclude_fractured`` leaves out every
+    vertebra with a Genant grade of 1 or more (the lumbar studies' exclusion).
+    ``studies`` holds one row per study: ``patient_id``, the label and the
+    cohort's own columns.
+
+    Raises:
+        ValueError: an unknown combination or level, or no row left.
+    """
+    if how not in LEVEL_COMBINATIONS:
+        raise ValueError(f"level combination {how!r}; one of {', '.join(LEVEL_COMBINATIONS)}")
+    notes: list[str] = []
+    keep = levels_table[[id_column, "level", "genant_grade"]]
+    if levels is not None:
+        unknown = sorted(set(levels) - set(levels_table["level"]))
+        if unknown:
+            notes.append(f"level(s) {', '.join(unknown)} not extracted in any study")
+        keep = keep[keep["level"].isin(levels)]
+    if exclude_fractured:
+        fractured = keep["genant_grade"].fillna(0) >= 1
+        notes.append(f"{int(fractured.sum())} fractured vertebra(e) (Genant grade >= 1) left out")
+        keep = keep[~fractured]
+    long = long.merge(keep[[id_column, "level"]], on=[id_column, "level"])
+    attributes = studies.set_index(id_column)
+    if how == "mean":
+        table = attributes.join(study_level(long, id_column=id_column), how="inner")
+    elif how == "concatenate":
+        wanted = sorted(set(long["level"]), key=list(VERSE_ORDER).index) if levels is None else list(levels)
+        complete = long.groupby(id_column)["level"].apply(lambda s: set(wanted) <= set(s))
+        dropped = int((~complete).sum())
+        if dropped:
+            notes.append(f"{dropped} stud(ies) without all of {', '.join(wanted)} left out")
+        frame = long[long[id_column].isin(complete.index[complete])]
+        features = [c for c in frame.columns if c not in (id_column, "level", "voi")]
+        wide = frame.set_index([id_column, "level", "voi"])[features].unstack(["voi", "level"])
+        wide.columns = [f"{voi}:{level}_{feature}" for feature, voi, level in wide.columns]
+        table = attributes.join(wide.dropna(axis=1, how="all"), how="inner")
+    else:
+        features = [c for c in long.columns if c not in (id_column, "level", "voi")]
+        wide = long.set_index([id_column, "level", "voi"])[features].unstack("voi")
+        wide.columns = [f"{voi}:{feature}" for feature, voi in wide.columns]
+        per_level = levels_table.rename(columns={"vbmd": "level_vbmd"})
+        rows = wide.reset_index().merge(per_level, on=[id_column, "level"]).merge(
+            attributes, left_on=id_column, right_index=True)
+        rows.index = rows[id_column].astype(str) + ":" + rows["level"].astype(str)
+        rows.index.name = "row_id"
+        table = rows
+    if table.empty:
+        raise ValueError("no row left to model (levels, exclusions or missing extractions)")
+    return table, notes

@@ -60,7 +60,7 @@ def external_predictions(fit: CohortFit, table: pd.DataFrame) -> pd.DataFrame:
     outcome = fit.recipe.data.outcome
     if outcome not in table.columns:
         raise ValidationError(f"external table has no outcome column {outcome!r}")
-    used = [c for c in fit.table.columns if c != outcome]
+    used = [c for c in fit.table.columns if ":" in c or c in fit.recipe.data.covariates]
     missing = [c for c in used if c not in table.columns]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")

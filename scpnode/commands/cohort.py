@@ -52,13 +52,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vois", nargs="+", default=None, help="VOIs to extract (default: the profile's)")
     p.add_argument("--perturb", choices=("erode", "dilate", "shift"), default=None,
                    help="extract from perturbed VOIs (a second extraction for the ICC reliability filter)")
+    p.add_argument("--levels", nargs="+", default=None, metavar="LEVEL",
+                   help="vertebrae to extract where completely in view, of T10-L5 (default T11 T12 L1 L2)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     p.add_argument("--backend", default=None, help="segmentation backend where no mask is given "
                                                    "(default: [pipeline] segmentation_backend)")
     p.set_defaults(run=run_extract)
 
-    p = sub.add_parser("fit", help="fit a recipe (TOML) on a study-level feature table")
-    p.add_argument("features", type=Path, help="study-level feature table (CSV/Parquet) from 'cohort extract'")
+    p = sub.add_parser("fit", help="fit a recipe (TOML) on a feature table or an extraction folder")
+    p.add_argument("features", type=Path, help="study-level feature table (CSV/Parquet), or the folder of "
+                                               "'cohort extract' (levels combined as the recipe says)")
     p.add_argument("recipe", type=Path, help="recipe TOML (see inference.cohort.recipe)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.set_defaults(run=run_fit)
@@ -147,7 +150,8 @@ def run_extract(args: argparse.Namespace) -> int:
         features = tuple(names)
     backend = args.backend or args.settings.pipeline.segmentation_backend
     plan = ExtractionPlan(profile=profile, features=features, vois=tuple(args.vois) if args.vois else None,
-                          backend=backend, perturbation=args.perturb)
+                          backend=backend, perturbation=args.perturb,
+                          **({"levels": tuple(args.levels)} if args.levels else {}))
     try:
         result = extract_cohort(rows, args.out, plan, workers=args.workers)
     except ValueError as exc:
@@ -160,20 +164,31 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    from inference.cohort.extract import PROVENANCE, table_from_extraction
     from inference.cohort.fit import fit_cohort
     from inference.cohort.recipe import RecipeError, load_recipe
     from inference.cohort.table import read_feature_table
 
     try:
         recipe = load_recipe(args.recipe)
-        table = read_feature_table(args.features, recipe.data.id)
+        data = recipe.data
+        if args.features.is_dir():
+            table, combined = table_from_extraction(args.features, data.level_combination, levels=data.levels,
+                                                    exclude_fractured=data.exclude_fractured)
+            provenance = args.features / PROVENANCE
+        elif data.level_combination != "mean" or data.levels is not None or data.exclude_fractured:
+            raise UsageError(f"recipe [data] combines levels ({data.level_combination}); give the extraction "
+                             "folder of 'cohort extract', not a study-level table")
+        else:
+            table, combined = read_feature_table(args.features, data.id), []
+            provenance = args.features.with_name(args.features.stem + ".provenance.json")
         fit = fit_cohort(table, recipe)
     except (RecipeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    fit.notes[:0] = combined
     args.out.mkdir(parents=True, exist_ok=True)
     joblib.dump(fit, args.out / FIT_FILE)
     fit.predictions.to_csv(args.out / PREDICTIONS_FILE, index=False)
-    provenance = args.features.with_name(args.features.stem + ".provenance.json")
     summary = {"features": str(args.features), "recipe": recipe.model_dump(mode="json"), "notes": fit.notes,
                "subjects": len(fit.table), "classes": [str(c) for c in fit.models.classes],
                "profile": json.loads(provenance.read_text()).get("profile") if provenance.is_file() else None}

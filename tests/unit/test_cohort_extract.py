@@ -45,10 +45,13 @@ def test_extract_writes_tables_lists_failures_and_resumes(cohort, capsys):
     assert "extracted 4 of 5 studies" in out and "failed BROKEN" in out
     table = read_feature_table(root / "f" / "features.csv")
     assert list(table.index) == list(labels.patient_id)
-    assert {"label", "age", "vbmd", "vbmd_cohort", "cancellous:original_firstorder_Mean",
+    assert {"label", "age", "vbmd", "node_vbmd", "patient_id", "cancellous:original_firstorder_Mean",
             "cortical:original_glcm_Contrast"} <= set(table.columns)
-    # the node's vBMD estimate follows the phantom's true vBMD
-    assert (table["vbmd"] - table["vbmd_cohort"]).abs().max() < 20
+    # the cohort's own vbmd column keeps its name and values; the node's estimate follows it
+    assert list(table["vbmd"]) == list(labels.vbmd_mg_cm3)
+    assert (table["node_vbmd"] - table["vbmd"]).abs().max() < 20
+    levels = pd.read_csv(root / "f" / "levels.csv")
+    assert set(levels.level) == {"T11", "T12", "L1", "L2"} and levels.genant_grade.notna().all()
     provenance = json.loads((root / "f" / "features.provenance.json").read_text())
     assert set(provenance["failures"]) == {"BROKEN"} and provenance["done"] == 4
     before = {p.name: p.stat().st_mtime_ns for p in (root / "f" / "studies").iterdir()}
@@ -82,3 +85,14 @@ def test_studies_without_a_mask_are_segmented(cohort):
     given = read_feature_table(root / "f" / "features.csv")
     column = "cancellous:original_firstorder_Mean"
     assert (segmented[column] - given.loc[segmented.index, column]).abs().max() < 25  # HU, same bone
+
+
+def test_other_levels_are_extracted_and_combined_per_vertebra(cohort):
+    root, labels = cohort
+    assert _extract(root, root / "lumbar", "--levels", "L1", "L2", "L3") == 0
+    long = pd.read_csv(root / "lumbar" / "features_long.csv")
+    assert set(long.level) <= {"L1", "L2", "L3"} and "L3" in set(long.level)
+    from inference.cohort.extract import table_from_extraction
+    rows, _ = table_from_extraction(root / "lumbar", "per-vertebra")
+    assert set(rows.index) == {f"{s}:{lv}" for s, lv in zip(long.study_id, long.level, strict=True)}
+    assert {"study_id", "patient_id", "level", "level_vbmd", "genant_grade", "label"} <= set(rows.columns)
