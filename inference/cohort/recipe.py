@@ -71,6 +71,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+"""The reproduction recipes shipped with the node (one TOML file per study; see the README)."""
+
+
+def shipped_recipes() -> dict[str, Path]:
+    """Name (file stem) -> path of every shipped recipe."""
+    return {path.stem: path for path in sorted(RECIPES_DIR.glob("*.toml"))}
+
+
 class RecipeError(ValueError):
     """A recipe that cannot be used; one line naming the file and the key."""
 
@@ -216,12 +225,14 @@ class Recipe(_Section):
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe TOML file; relative paths resolve next to it.
+    """Read and validate a recipe TOML file, or a shipped recipe by name; relative paths resolve next to it.
 
     Raises:
         RecipeError: unreadable file or a bad key (one line).
     """
     path = Path(path)
+    if not path.exists() and str(path) in shipped_recipes():
+        path = shipped_recipes()[str(path)]
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -62,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="fit a recipe (TOML) on a feature table or an extraction folder")
     p.add_argument("features", type=Path, help="study-level feature table (CSV/Parquet), or the folder of "
                                                "'cohort extract' (levels combined as the recipe says)")
-    p.add_argument("recipe", type=Path, help="recipe TOML (see inference.cohort.recipe)")
+    p.add_argument("recipe", type=Path, help="recipe TOML (see inference.cohort.recipe), or the name of a shipped "
+                                             "reproduction recipe: " + ", ".join(_shipped_recipe_names()))
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.set_defaults(run=run_fit)
 
@@ -119,6 +120,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.set_defaults(run=run_calibrate)
+
+
+def _shipped_recipe_names() -> list[str]:
+    from inference.cohort.recipe import shipped_recipes
+
+    return list(shipped_recipes())
 
 
 def _model_dir(args: argparse.Namespace) -> Path | None:
