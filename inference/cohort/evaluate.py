@@ -5,15 +5,16 @@ with DeLong 95 % CI and a stratified bootstrap CI, the metrics at the Youden
 threshold chosen on the training partition (so the test figures are honest),
 and for probabilities the calibration (Brier, Hosmer-Lemeshow, slope) and
 the decision curve. Paired DeLong tests compare every pair of logistic models
-on the test partition (and on an external cohort). Permutation importance (scikit-learn) explains each
+on each partition, and every score with a reference standard column when one
+is named (:class:`ReferenceStandard`: the site's QCT vBMD or DXA T-score). Permutation importance (scikit-learn) explains each
 classifier and logistic model on the test partition.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from itertools import combinations
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,52 @@ PARTITIONS = ("train", "test", "external")
 (:mod:`inference.cohort.validate`)."""
 
 
+@dataclass(frozen=True)
+class ReferenceStandard:
+    """A column of the subjects' table that every score is compared with (paired DeLong test).
+
+    Low values of a vBMD, T-score or attenuation mean disease, so by default
+    the column is oriented (negated) before its AUC and the tests.
+    """
+
+    column: str
+    direction: Literal["lower", "higher"] = "lower"
+    """Which values mean the event: "lower" for vBMD, T-score or attenuation, "higher" for a risk score."""
+
+    def values(self, table: pd.DataFrame) -> pd.Series:
+        """The column, oriented so that higher means the event.
+
+        Raises:
+            ValueError: the column is missing, not numeric or incomplete.
+        """
+        if self.column not in table.columns:
+            raise ValueError(f"no reference column {self.column!r}")
+        values = table[self.column]
+        if not pd.api.types.is_numeric_dtype(values) or values.isna().any():
+            raise ValueError(f"reference column {self.column!r} must be numeric with no missing value")
+        return -values.astype(float) if self.direction == "lower" else values.astype(float)
+
+
+def compare_with_reference(pred: pd.DataFrame, oriented: pd.Series, reference: ReferenceStandard) -> dict[str, Any]:
+    """The reference's own AUC per partition and a paired DeLong test of every score against it.
+
+    ``oriented``: :meth:`ReferenceStandard.values`, indexed by subject id as ``pred.id``.
+    """
+    name = f"reference:{reference.column}"
+    out: dict[str, Any] = {"column": reference.column, "direction": reference.direction, "auc": {},
+                           "comparisons": []}
+    for partition in PARTITIONS:
+        part = pred[pred.partition == partition]
+        if part["y"].nunique() < 2:
+            continue
+        y, ref = part["y"].to_numpy(), oriented.loc[part["id"]].to_numpy()
+        out["auc"][partition] = asdict(stats.delong_auc(y, ref))
+        out["comparisons"] += [{"a": column, "b": name, "partition": partition,
+                                **asdict(stats.delong_test(y, part[column].to_numpy(), ref))}
+                               for column in score_columns(pred)]
+    return out
+
+
 def score_columns(predictions: pd.DataFrame) -> list[str]:
     return [c for c in predictions.columns if c.split(":")[0] in ("radscore", "model", "clf")]
 
@@ -35,12 +82,20 @@ def _is_probability(column: str) -> bool:
     return not column.startswith("radscore:")
 
 
-def evaluate_fit(fit: CohortFit, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """The evaluation document (JSON-able): ``{"binary": ..., "scores": {...}, "comparisons": [...]}``."""
+def evaluate_fit(fit: CohortFit, bootstrap: int = 1000, seed: int = 0,
+                 reference: ReferenceStandard | None = None) -> dict[str, Any]:
+    """The evaluation document (JSON-able): ``{"binary": ..., "scores": {...}, "comparisons": [...]}``.
+
+    Raises:
+        ValueError: a reference column the fitted table lacks, or not numeric and complete.
+    """
     if not fit.binary:
         return _evaluate_multiclass(fit)
     out = evaluate_predictions(fit.predictions, bootstrap, seed)
     out["importance"] = _importance(fit, seed)
+    if reference is not None:
+        out["reference"] = compare_with_reference(fit.predictions, reference.values(fit.table), reference)
+        out["comparisons"] += out["reference"].pop("comparisons")
     return out
 
 
@@ -69,7 +124,7 @@ def evaluate_predictions(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 
             entry[partition] = result
         out["scores"][column] = entry
     models = [c for c in score_columns(pred) if c.startswith("model:")]
-    for partition in PARTITIONS[1:]:
+    for partition in PARTITIONS:
         part = pred[pred.partition == partition]
         if part["y"].nunique() < 2:
             continue

@@ -12,40 +12,23 @@ and the decision curve.
 
 A **reference standard** column of the external table (the site's QCT vBMD,
 DXA T-score, L1 attenuation...) can be compared with every score by the
-paired DeLong test on the same subjects. Low values of these mean disease,
-so the reference is oriented with ``direction="lower"`` before the test; its
-own AUC is reported in that orientation.
+paired DeLong test on the same subjects
+(:class:`~inference.cohort.evaluate.ReferenceStandard`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from inference.cohort import stats
-from inference.cohort.evaluate import evaluate_predictions, score_columns
+from inference.cohort.evaluate import ReferenceStandard, compare_with_reference, evaluate_predictions
 from inference.cohort.fit import CohortFit, score_rows
 
 
 class ValidationError(ValueError):
     """An external table the fitted pipeline cannot score (names the columns or values at fault)."""
-
-
-@dataclass(frozen=True)
-class ReferenceStandard:
-    """A column of the external table that the scores are compared with."""
-
-    column: str
-    direction: Literal["lower", "higher"] = "lower"
-    """Which values mean the event: "lower" for vBMD, T-score or attenuation, "higher" for a risk score."""
-
-    def oriented(self, values: pd.Series) -> np.ndarray:
-        """The values with higher meaning the event, as the AUC functions expect."""
-        values = values.to_numpy(dtype=float)
-        return -values if self.direction == "lower" else values
 
 
 def external_predictions(fit: CohortFit, table: pd.DataFrame) -> pd.DataFrame:
@@ -101,23 +84,10 @@ def validate_fit(fit: CohortFit, table: pd.DataFrame, reference: ReferenceStanda
     document = evaluate_predictions(predictions, bootstrap, seed)
     document["external"] = {"n": int(len(external)), "events": int(external["y"].sum())}
     if reference is not None:
-        document["reference"] = _compare_with_reference(external, table, reference)
+        try:
+            oriented = reference.values(table)
+        except ValueError as exc:
+            raise ValidationError(f"external table: {exc}") from None
+        document["reference"] = compare_with_reference(external, oriented, reference)
         document["comparisons"] += document["reference"].pop("comparisons")
     return predictions, document
-
-
-def _compare_with_reference(external: pd.DataFrame, table: pd.DataFrame,
-                            reference: ReferenceStandard) -> dict[str, Any]:
-    if reference.column not in table.columns:
-        raise ValidationError(f"external table has no reference column {reference.column!r}")
-    values = table[reference.column]
-    if not pd.api.types.is_numeric_dtype(values) or values.isna().any():
-        raise ValidationError(f"reference column {reference.column!r} must be numeric with no missing value")
-    y = external["y"].to_numpy()
-    oriented = reference.oriented(values)
-    name = f"reference:{reference.column}"
-    comparisons = [{"a": column, "b": name, "partition": "external",
-                    **asdict(stats.delong_test(y, external[column].to_numpy(), oriented))}
-                   for column in score_columns(external)]
-    return {"column": reference.column, "direction": reference.direction,
-            "auc": asdict(stats.delong_auc(y, oriented)), "comparisons": comparisons}

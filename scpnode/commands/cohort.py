@@ -72,6 +72,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="default: the fit folder")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reference", default=None, metavar="COLUMN",
+                   help="reference standard column of the fitted table (the site's vBMD or T-score), compared "
+                        "with every score by the paired DeLong test on each partition")
+    p.add_argument("--reference-direction", choices=("lower", "higher"), default="lower",
+                   help="which reference values mean the event (default lower: vBMD, T-score)")
     p.set_defaults(run=run_evaluate)
 
     p = sub.add_parser("validate", help="apply a fitted pipeline, frozen, to an external cohort and report")
@@ -216,7 +221,7 @@ def _load_fit(fit_dir: Path) -> Any:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from inference.cohort.evaluate import evaluate_fit, evaluate_predictions
+    from inference.cohort.evaluate import ReferenceStandard, evaluate_fit, evaluate_predictions
     from inference.cohort.report import lasso_figures, write_report
 
     out = args.out or args.fit_dir
@@ -225,10 +230,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     sections = []
     if fit is not None:
         predictions = fit.predictions
-        evaluation = evaluate_fit(fit, bootstrap=args.bootstrap, seed=args.seed)
+        reference = ReferenceStandard(args.reference, args.reference_direction) if args.reference else None
+        try:
+            evaluation = evaluate_fit(fit, bootstrap=args.bootstrap, seed=args.seed, reference=reference)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         lasso = lasso_figures(fit.models.radscores, out)
         if lasso:
             sections.append(("LASSO: coefficient path and cross-validation (lambda-min, lambda-1SE)", lasso))
+    elif args.reference:
+        raise UsageError(f"{args.fit_dir}: --reference needs the fitted table of 'cohort fit' ({FIT_FILE})")
     elif (args.fit_dir / PREDICTIONS_FILE).is_file():
         predictions = pd.read_csv(args.fit_dir / PREDICTIONS_FILE)
         evaluation = evaluate_predictions(predictions, bootstrap=args.bootstrap, seed=args.seed)
@@ -251,7 +262,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_validate(args: argparse.Namespace) -> int:
     from inference.cohort.report import write_report
     from inference.cohort.table import read_feature_table
-    from inference.cohort.validate import ReferenceStandard, ValidationError, validate_fit
+    from inference.cohort.evaluate import ReferenceStandard
+    from inference.cohort.validate import ValidationError, validate_fit
 
     fit = _load_fit(args.fit_dir)
     if fit is None:
@@ -275,7 +287,7 @@ def run_validate(args: argparse.Namespace) -> int:
         auc = entry["external"]["auc"]
         print(f"{name}: external AUC {auc['auc']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})")
     if reference is not None:
-        auc = validation["reference"]["auc"]
+        auc = validation["reference"]["auc"]["external"]
         print(f"reference {reference.column} ({reference.direction} = event): AUC {auc['auc']:.3f} "
               f"(95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})")
         for c in validation["comparisons"]:

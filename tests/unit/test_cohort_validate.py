@@ -11,7 +11,8 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 from inference.cohort import stats
 from inference.cohort.fit import fit_cohort
 from inference.cohort.recipe import recipe_from_dict
-from inference.cohort.validate import ReferenceStandard, ValidationError, validate_fit
+from inference.cohort.evaluate import ReferenceStandard, evaluate_fit
+from inference.cohort.validate import ValidationError, validate_fit
 from scpnode.cli import main
 from tests.unit.test_cohort_cli import RECIPE_TOML
 from tests.unit.test_cohort_fit import RECIPE, synthetic_table
@@ -50,7 +51,7 @@ def test_the_frozen_pipeline_scores_the_external_cohort_at_the_training_cut_off(
     assert "calibration" in entry["external"] and "decision_curve" in entry["external"]
 
     reference = document["reference"]
-    assert reference["auc"]["auc"] == pytest.approx(roc_auc_score(y, -external.vbmd), abs=1e-12)
+    assert reference["auc"]["external"]["auc"] == pytest.approx(roc_auc_score(y, -external.vbmd), abs=1e-12)
     versus = next(c for c in document["comparisons"] if c["a"] == "model:combined" and c["b"] == "reference:vbmd")
     expected = stats.delong_test(y, s, -external.vbmd.to_numpy())
     assert versus["partition"] == "external" and versus["p_value"] == pytest.approx(expected.p_value, abs=1e-12)
@@ -93,3 +94,18 @@ def test_validate_and_the_lasso_figures_on_the_command_line(tmp_path, capsys):
     assert main(["cohort", "validate", str(tmp_path / "fit"), str(tmp_path / "features.csv"), "--reference",
                  "bmd", "--out", str(tmp_path / "x")]) == 2
     assert "no reference column 'bmd'" in capsys.readouterr().err
+
+
+def test_evaluate_compares_every_score_with_the_reference_on_both_partitions(fitted):
+    document = evaluate_fit(fitted, bootstrap=50, reference=ReferenceStandard("vbmd"))
+    for partition in ("train", "test"):
+        part = fitted.predictions[fitted.predictions.partition == partition]
+        oriented = -fitted.table.loc[part.id, "vbmd"].to_numpy()
+        assert document["reference"]["auc"][partition]["auc"] == pytest.approx(roc_auc_score(part.y, oriented))
+        versus = next(c for c in document["comparisons"]
+                      if c["a"] == "radscore:cortical" and c["b"] == "reference:vbmd" and c["partition"] == partition)
+        assert versus["p_value"] == pytest.approx(
+            stats.delong_test(part.y, part["radscore:cortical"], oriented).p_value, abs=1e-12)
+    assert {c["partition"] for c in document["comparisons"] if c["b"] == "model:combined"} == {"train", "test"}
+    with pytest.raises(ValueError, match="no reference column 'tscore'"):
+        evaluate_fit(fitted, bootstrap=50, reference=ReferenceStandard("tscore"))
