@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from inference.cohort import stats
@@ -156,3 +157,15 @@ def test_multiclass_auc_macro_and_micro():
     got = stats.multiclass_auc(y, proba, classes=[0, 1, 2])
     assert got.macro == pytest.approx(roc_auc_score(y, proba, multi_class="ovr", average="macro"))
     assert 0.7 < got.micro < 1.0
+
+
+def test_calibration_line_and_brier_equal_statsmodels_and_scikit_learn():
+    rng = np.random.default_rng(4)
+    p = rng.uniform(0.02, 0.95, 400)
+    y = (rng.random(400) < np.clip(1.3 * p - 0.1, 0, 1)).astype(int)
+    result = stats.calibration(y, p)
+    logit = np.log(p / (1 - p))
+    fitted = sm.Logit(y, sm.add_constant(logit)).fit(disp=0, tol=1e-12, maxiter=100)
+    assert result.intercept == pytest.approx(fitted.params[0], abs=1e-9)
+    assert result.slope == pytest.approx(fitted.params[1], abs=1e-9)
+    assert result.brier == pytest.approx(brier_score_loss(y, p), abs=1e-12)
