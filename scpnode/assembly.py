@@ -5,7 +5,7 @@ from __future__ import annotations
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
 from scpnode.node import Node
-from scpnode.pipeline.analysis import InferencePipeline
+from scpnode.pipeline.service import InferencePipeline
 from scpnode.web.app import create_app
 from scpnode.web.server import WebServer
 

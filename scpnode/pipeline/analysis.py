@@ -58,14 +58,12 @@ from inference.segment.relabel import confirm_levels
 from inference.volume import load_volume
 from scpnode import __version__, strict_json, worklist
 from scpnode.config import Settings
-from scpnode.db import ThreadDatabases, open_database
+from scpnode.db import open_database
 from scpnode.delivery import outbox
-from scpnode.logs import configure_logging, log_event, uid_ref
-from scpnode.pipeline.jobs import DONE, FAILED, HELD, OUT_OF_SCOPE, AnalysisTarget, Job, JobQueue, revision_dir
+from scpnode.logs import configure_logging, log_event
+from scpnode.pipeline.jobs import DONE, FAILED, HELD, OUT_OF_SCOPE, Job, JobQueue, revision_dir
 from scpnode.pipeline.level_review import MAX_LEVEL_SHIFT, LevelViewFile
-from scpnode.pipeline.runner import JobRunner
 from scpnode.storage import index
-from scpnode.storage.index import SeriesRef
 
 log = logging.getLogger(__name__)
 
@@ -80,37 +78,6 @@ class JobOutcome:
     result_dir: Path
     reason: str = ""
     error: str = ""
-
-
-class InferencePipeline:
-    """Node service: queue a job per selected series and run queued jobs.
-
-    Pass :meth:`on_series_selected` as the node's hook and the pipeline itself
-    as one of its services.
-    """
-
-    def __init__(self, settings: Settings, poll_seconds: float = 1.0):
-        self.settings = settings
-        self.databases = ThreadDatabases(settings.node.database)
-        self.runner = JobRunner(self._queue, run_job, concurrency=settings.pipeline.concurrency,
-                                poll_seconds=poll_seconds, initializer=init_worker,
-                                initargs=(settings.model_dump_json(),))
-
-    def _queue(self) -> JobQueue:
-        return JobQueue(self.databases.get())
-
-    def on_series_selected(self, series: SeriesRef) -> None:
-        """Queue a job for a selected series (same content: the existing job) and acknowledge it."""
-        job = self._queue().enqueue(AnalysisTarget(series.study_instance_uid, series.series_instance_uid,
-                                                   series.folder, series.revision))
-        index.acknowledge_selected(self.databases.get(), series)
-        log_event(log, "job_queued", job=job.id, series=uid_ref(series.series_instance_uid))
-
-    def start(self) -> None:
-        self.runner.start()
-
-    def stop(self) -> None:
-        self.runner.stop(wait=True)
 
 
 # -- worker side ---------------------------------------------------------------
