@@ -18,8 +18,9 @@ import pytest
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
 from scpnode.delivery.orthanc import free_port
+from scpnode.schema import prepare
 from scpnode.web import WebServer, create_app
-from scpnode.web.users import Role, add_user, ensure_schema
+from scpnode.web.users import Role, add_user
 from tests.unit.worklist_samples import add_study
 
 pytestmark = pytest.mark.bench
@@ -35,7 +36,7 @@ def test_worklist_pages_with_10000_rows(tmp_path, bench_report):
     })
     databases = ThreadDatabases(settings.node.database)
     db = databases.get()
-    ensure_schema(db)
+    prepare(db)
     add_user(db, "carol", "correct horse battery", Role.COORDINATOR)
     started = time.perf_counter()
     for i in range(ROWS):

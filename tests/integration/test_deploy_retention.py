@@ -14,12 +14,11 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, SegmentationStorage, generate_uid
 
-from scpnode import worklist
 from scpnode.cli import main
 from scpnode.config import RetentionSettings
 from scpnode.delivery import outbox
 from scpnode.pipeline.jobs import DONE, FAILED, AnalysisTarget, Job, JobQueue
-from scpnode.schema import open_node_database
+from scpnode.schema import open_node_database, prepare
 from scpnode.storage import index
 from scpnode.storage import retention
 from scpnode.storage.index import InstanceMeta, PatientStudy, SeriesState
@@ -50,7 +49,7 @@ class Site:
         self.root = root
         self.store = InstanceStore(root / "store")
         self.db = open_node_database(root / "node.db")
-        retention.create_tables(self.db)
+        prepare(self.db)
         self.jobs = JobQueue(self.db)
 
     def receive(self, slices: int = 3, received_at: float = NOW - 40 * DAY) -> tuple[str, str, list[Path]]:
@@ -202,7 +201,7 @@ def test_purge_command_dry_run_lists_and_keeps(site, capsys):
     study, series, files = site.receive()
     site.decide(series, True)
     site.process(study, series, sent_at=NOW - 40 * DAY)
-    worklist.ensure_schema(site.db)
+    prepare(site.db)
     config = _config(site.root, "purge_images_after_days = 30")
 
     assert main(["--config", str(config), "purge", "--dry-run"]) == 0

@@ -30,8 +30,9 @@ from scpnode.delivery import outbox
 from scpnode.delivery.orthanc import free_port
 from scpnode.pipeline.analysis import process_job
 from scpnode.pipeline.jobs import DONE, HELD, QUEUED, AnalysisTarget, JobQueue
+from scpnode.schema import prepare
 from scpnode.web import WebServer, create_app
-from scpnode.web.users import Role, add_user, ensure_schema
+from scpnode.web.users import Role, add_user
 from tests.unit.worklist_samples import add_study
 from tests.web_helpers import PASSWORD, log_in
 
@@ -51,8 +52,7 @@ def held_study(tmp_path: Path):
     })
     databases = ThreadDatabases(settings.node.database)
     db = databases.get()
-    ensure_schema(db)
-    outbox.create_tables(db)
+    prepare(db)
     add_user(db, "carol", PASSWORD, Role.COORDINATOR)
     add_user(db, "rita", PASSWORD, Role.REVIEWER)
     for index in (600, 601):  # flagged, and newer than the phantom: first for a coordinator

@@ -15,6 +15,7 @@ from scpnode.delivery.orthanc import free_port
 from scpnode.delivery.outbox import OutboxState
 from scpnode.delivery.sender import OutboxSender
 from scpnode.network.receiver import STORAGE_SOP_CLASSES
+from scpnode.schema import prepare
 from tests.integration.node_helpers import ct_slice
 
 pytestmark = pytest.mark.integration
@@ -22,7 +23,9 @@ pytestmark = pytest.mark.integration
 
 def make_sender(tmp_path, port: int) -> OutboxSender:
     destination = DestinationSettings(name="pacs", ae_title="PACS", host="127.0.0.1", port=port)
-    return OutboxSender(ThreadDatabases(tmp_path / "node.db"), [destination], "SCPNODE", TlsSettings(),
+    databases = ThreadDatabases(tmp_path / "node.db")
+    prepare(databases.get())  # as the node does at start
+    return OutboxSender(databases, [destination], "SCPNODE", TlsSettings(),
                         retry_base_seconds=1.0, retry_max_seconds=4.0, max_refusals=2, timeout_seconds=5)
 
 

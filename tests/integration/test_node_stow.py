@@ -15,6 +15,7 @@ from scpnode.delivery import outbox
 from scpnode.delivery.orthanc import LocalOrthanc
 from scpnode.delivery.outbox import OutboxState
 from scpnode.delivery.sender import OutboxSender
+from scpnode.schema import prepare
 from tests.integration.node_helpers import ct_slice
 
 pytestmark = pytest.mark.integration
@@ -22,7 +23,9 @@ pytestmark = pytest.mark.integration
 
 def stow_sender(tmp_path: Path, url: str, **credentials) -> OutboxSender:
     destination = DestinationSettings(name="web", protocol="stow-rs", url=url, **credentials)
-    return OutboxSender(ThreadDatabases(tmp_path / "node.db"), [destination], "SCPNODE", TlsSettings(),
+    databases = ThreadDatabases(tmp_path / "node.db")
+    prepare(databases.get())  # as the node does at start
+    return OutboxSender(databases, [destination], "SCPNODE", TlsSettings(),
                         retry_base_seconds=1.0, retry_max_seconds=4.0, max_refusals=2, timeout_seconds=5)
 
 

@@ -23,9 +23,10 @@ from scpnode.config import Settings
 from scpnode.db import ThreadDatabases, database_path
 from scpnode.delivery.orthanc import free_port
 from scpnode.pipeline.jobs import FAILED, QUEUED, AnalysisTarget, JobQueue
+from scpnode.schema import prepare
 from scpnode.web import WebServer, create_app
 from scpnode.web.session_key import rotate_session_key
-from scpnode.web.users import Role, add_user, ensure_schema
+from scpnode.web.users import Role, add_user
 from scpnode.worklist import Status, audit_log, get_row
 from tests.unit.worklist_samples import add_study, draw_overlay
 from tests.web_helpers import PASSWORD, log_in
@@ -42,7 +43,7 @@ def node(tmp_path):
     })
     databases = ThreadDatabases(settings.node.database)
     db = databases.get()
-    ensure_schema(db)
+    prepare(db)
     add_user(db, "carol", PASSWORD, Role.COORDINATOR)
     add_user(db, "root", PASSWORD, Role.ADMIN)
     overlay = draw_overlay(tmp_path / "overlay.png")
@@ -240,7 +241,7 @@ def test_forwarded_addresses_are_believed_only_from_configured_proxies(tmp_path,
         "web": {"secure_cookies": False, "port": free_port(), "trusted_proxies": trusted},
     })
     databases = ThreadDatabases(settings.node.database)
-    ensure_schema(databases.get())
+    prepare(databases.get())
     add_user(databases.get(), "carol", PASSWORD, Role.COORDINATOR)
     server = WebServer(create_app(settings, databases), settings.web.host, settings.web.port,
                        settings.web.trusted_proxies).start()

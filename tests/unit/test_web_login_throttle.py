@@ -9,12 +9,11 @@ from starlette.testclient import TestClient
 from scpnode.cli import main
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
-from scpnode.schema import open_node_database
+from scpnode.schema import open_node_database, prepare
 from scpnode.web import create_app
-from scpnode.web import tables as web_tables
 from scpnode.web.login_throttle import LoginThrottle
 from scpnode.web.security_audit import LOGIN_LOCKED_OUT, LOGIN_UNLOCKED, recent
-from scpnode.web.users import Role, add_user, ensure_schema
+from scpnode.web.users import Role, add_user
 
 PASSWORD = "correct horse battery"
 WINDOW = 15 * 60
@@ -31,7 +30,6 @@ class Clock:
 @pytest.fixture
 def db(tmp_path):
     database = open_node_database(tmp_path / "node.db")
-    web_tables.ensure_schema(database)
     return database
 
 
@@ -99,7 +97,6 @@ def test_one_client_guessing_many_user_names_is_locked_out(db, caplog):
 def test_failures_survive_a_restart(tmp_path):
     clock = Clock()
     first = open_node_database(tmp_path / "node.db")
-    web_tables.ensure_schema(first)
     for _ in range(2):
         fail(LoginThrottle(2, WINDOW, clock), first, "carol")
     first.conn.close()
@@ -111,7 +108,7 @@ def app(tmp_path):
     settings = Settings.model_validate({"node": {"database": str(tmp_path / "node.db")},
                                         "web": {"secure_cookies": False, "login_max_failures": 3}})
     databases = ThreadDatabases(settings.node.database)
-    ensure_schema(databases.get())
+    prepare(databases.get())
     add_user(databases.get(), "carol", PASSWORD, Role.COORDINATOR)
     return create_app(settings, databases), databases.get()
 
@@ -147,7 +144,6 @@ def test_an_admin_unlocks_a_user_name_or_a_client(tmp_path, capsys):
     config = tmp_path / "node.toml"
     config.write_text(f'[node]\ndatabase = "{tmp_path / "node.db"}"\n')
     db = open_node_database(tmp_path / "node.db")
-    web_tables.ensure_schema(db)
     clock = Clock()
     throttle = LoginThrottle(5, WINDOW, clock)
     for n in range(5):

@@ -8,14 +8,14 @@ from starlette.testclient import TestClient
 from scpnode.cli import main
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
+from scpnode.schema import prepare
 from scpnode.web import create_app
-from scpnode.web import tables as web_tables
 from scpnode.web.security import SESSION_COOKIE
 from scpnode.web.security_audit import SESSION_KEY_ROTATED, recent
 from scpnode.web.session_key import (
     SessionKeyMissing, ensure_session_key, rotate_session_key, session_key,
 )
-from scpnode.web.users import Role, add_user, ensure_schema
+from scpnode.web.users import Role, add_user
 
 PASSWORD = "correct horse battery"
 
@@ -28,7 +28,7 @@ def node(tmp_path):
     settings = Settings.model_validate({"node": {"database": str(tmp_path / "node.db")},
                                         "web": {"secure_cookies": False}})
     db = ThreadDatabases(settings.node.database).get()
-    ensure_schema(db)
+    prepare(db)
     add_user(db, "carol", PASSWORD, Role.COORDINATOR)
     return settings, db, config
 
@@ -68,7 +68,7 @@ def test_a_session_survives_a_restart_and_ends_when_the_key_is_rotated(node, cap
 
 def test_the_key_is_made_once_and_replaced_only_by_rotation(node):
     _, db, _ = node
-    web_tables.ensure_schema(db)
+    prepare(db)
     with pytest.raises(SessionKeyMissing):
         session_key(db)
     ensure_session_key(db)
