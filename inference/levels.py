@@ -24,6 +24,9 @@ LEVEL_NAMES: dict[int, str] = {v: k for k, v in VERSE_IDS.items()}
 TARGET_LEVELS: tuple[str, ...] = ("T11", "T12", "L1", "L2")
 """The thoracolumbar junction levels that screening measures."""
 
+RESEARCH_LEVELS: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
+"""Levels the research side measures and extracts: the node's T11-L2 and the lumbar spine of the lumbar studies."""
+
 
 class Compartment(IntEnum):
     """Label values of ``compartments.nii.gz``."""

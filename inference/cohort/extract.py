@@ -51,7 +51,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from inference.cohort.table import NODE_VBMD, CohortRow, combine_levels, study_level
-from inference.levels import TARGET_LEVELS, VERSE_IDS, Compartment, verse_id
+from inference.levels import RESEARCH_LEVELS, TARGET_LEVELS, VERSE_IDS, Compartment, verse_id
 from inference.measure.study import measure_study
 from inference.radiomics import PAD_MM, RadiomicsError, extract_features, get_profile
 from inference.results import LevelSegmentation, SegmentationResult
@@ -64,8 +64,6 @@ LONG_TABLE = "features_long.csv"
 STUDY_TABLE = "features.csv"
 LEVEL_TABLE = "levels.csv"
 STUDIES_TABLE = "studies.csv"
-EXTRACTABLE_LEVELS = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
-"""Levels the research side extracts: the node's T11-L2 and the lumbar spine the lumbar studies used."""
 PROVENANCE = "features.provenance.json"
 
 
@@ -231,9 +229,9 @@ def extract_cohort(rows: Sequence[CohortRow], out_dir: str | Path, plan: Extract
     studies_dir = out / STUDIES_DIR
     studies_dir.mkdir(parents=True, exist_ok=True)
     plan.voi_features()  # validates the profile before any work starts
-    unknown = [name for name in plan.levels if name not in EXTRACTABLE_LEVELS]
+    unknown = [name for name in plan.levels if name not in RESEARCH_LEVELS]
     if unknown or not plan.levels:
-        raise ValueError(f"levels must be among {', '.join(EXTRACTABLE_LEVELS)}; got {', '.join(unknown) or 'none'}")
+        raise ValueError(f"levels must be among {', '.join(RESEARCH_LEVELS)}; got {', '.join(unknown) or 'none'}")
     if plan.perturbation is not None and plan.perturbation not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation {plan.perturbation!r}; known: {', '.join(PERTURBATIONS)}")
     todo = [r for r in rows if not (studies_dir / _file_name(r.study_id)).is_file()]

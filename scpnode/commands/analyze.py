@@ -21,6 +21,7 @@ from typing import Any
 import radiomics
 import SimpleITK as sitk
 
+from inference.levels import RESEARCH_LEVELS, TARGET_LEVELS
 from inference.measure import measure_study
 from inference.models import ModelError, load_model
 from inference.radiomics import PROFILES
@@ -49,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="radscore model id or .json file (default: [pipeline] model_id)")
     parser.add_argument("--profile", choices=sorted(PROFILES),
                         help="also extract every feature of this radiomics profile (research use)")
+    parser.add_argument("--levels", nargs="+", default=None, metavar="LEVEL",
+                        help="vertebrae to measure (research use; default T11 T12 L1 L2, the levels the node "
+                             "scores), any of " + " ".join(RESEARCH_LEVELS))
     add_lowest_level_argument(parser)
     parser.set_defaults(run=run)
 
@@ -64,8 +68,12 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model or settings.pipeline.model_id, settings.pipeline.model_dir)
     except ModelError as exc:
         raise UsageError(str(exc)) from None
+    levels = tuple(args.levels) if args.levels else TARGET_LEVELS
+    unknown = [name for name in levels if name not in RESEARCH_LEVELS]
+    if unknown:
+        raise UsageError(f"--levels: {', '.join(unknown)} not among {', '.join(RESEARCH_LEVELS)}")
     seg = _segmentation(args, image, settings)
-    measurements = measure_study(image, seg, model, extract_all=args.profile)
+    measurements = measure_study(image, seg, model, extract_all=args.profile, levels=levels)
     document = measurements.to_json()
     document["provenance"] = {
         "scpnode_version": __version__,

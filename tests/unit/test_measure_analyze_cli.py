@@ -43,6 +43,17 @@ def test_analyze_with_seg_writes_measurements_json(ct_and_seg, tmp_path: Path, c
     assert "UNCALIBRATED" in capsys.readouterr().out
 
 
+def test_analyze_measures_the_levels_asked_for(ct_and_seg, tmp_path: Path, capsys) -> None:
+    ct, seg_dir = ct_and_seg
+    assert main(["analyze", str(ct), "--seg", str(seg_dir), "--out", str(tmp_path), "--profile", "yu2025",
+                 "--levels", "L1", "L2", "L3"]) == 0
+    levels = json.loads((tmp_path / "measurements.json").read_text())["levels"]
+    assert set(levels) == {"L1", "L2", "L3"} and levels["L3"]["complete"]
+    assert len(levels["L3"]["features"]["body"]) == 107 and levels["L3"]["vbmd_mg_cm3"] > 0
+    assert main(["analyze", str(ct), "--seg", str(seg_dir), "--out", str(tmp_path), "--levels", "S1"]) == 2
+    assert "S1 not among T10" in capsys.readouterr().err
+
+
 def test_analyze_segments_when_no_seg_is_given(ct_and_seg, tmp_path: Path) -> None:
     ct, _ = ct_and_seg
     assert main(["analyze", str(ct), "--out", str(tmp_path)]) == 0

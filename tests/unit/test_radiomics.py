@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import SimpleITK as sitk
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
+from inference.cohort.table import combine_levels
 from inference.models import load_model
 from inference.radiomics import PROFILES, RadiomicsError, extract_features
 from inference.radiomics.transforms import SITK_TRANSFORMS
@@ -92,9 +94,15 @@ def test_lumbar1197_clips_the_whole_image_to_its_percentiles_and_scales_to_0_255
     assert 0 <= features["original_firstorder_Minimum"] < features["original_firstorder_Maximum"] <= 255
 
 
-def test_lumbar1197_gives_the_published_1197_features(lumbar_voi) -> None:
+def test_lumbar1197_gives_the_published_1197_features_and_4788_over_four_levels(lumbar_voi) -> None:
     features = extract_features(*lumbar_voi, "lumbar1197")
     assert len(features) == 1197
+    levels = ("L1", "L2", "L3", "L4")
+    long = pd.DataFrame([{"study_id": "S1", "level": level, "voi": "body", **features} for level in levels])
+    studies = pd.DataFrame([{"study_id": "S1", "patient_id": "P1", "label": 1}])
+    per_level = pd.DataFrame([{"study_id": "S1", "level": level, "vbmd": 100.0, "genant_grade": 0} for level in levels])
+    concatenated, _ = combine_levels(long, per_level, studies, "concatenate", levels=levels)
+    assert sum(column.startswith("body:") for column in concatenated.columns) == 4 * 1197 == 4788
     assert sum(name.startswith("original_shape_") for name in features) == 14
     assert sum(name.startswith("original_") for name in features) == 14 + 91
     assert not any(name.endswith(("_glcm_MCC", "_glcm_SumAverage")) for name in features)
