@@ -81,7 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("validate", help="apply a fitted pipeline, frozen, to an external cohort and report")
     p.add_argument("fit_dir", type=Path, help="output folder of 'cohort fit'")
-    p.add_argument("external", type=Path, help="external study-level table with the fit's columns and outcome")
+    p.add_argument("external", type=Path, help="external study-level table with the fit's columns and outcome, "
+                                               "or an extraction folder of 'cohort extract'")
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--reference", default=None, metavar="COLUMN",
                    help="reference standard column of the external table (e.g. the site's QCT vBMD or T-score), "
@@ -260,17 +261,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from inference.cohort.evaluate import ReferenceStandard
+    from inference.cohort.extract import table_from_extraction
     from inference.cohort.report import write_report
     from inference.cohort.table import read_feature_table
-    from inference.cohort.evaluate import ReferenceStandard
     from inference.cohort.validate import ValidationError, validate_fit
 
     fit = _load_fit(args.fit_dir)
     if fit is None:
         raise UsageError(f"{args.fit_dir}: no {FIT_FILE} (run 'cohort fit' first)")
     reference = ReferenceStandard(args.reference, args.reference_direction) if args.reference else None
+    data = fit.recipe.data
     try:
-        table = read_feature_table(args.external, fit.recipe.data.id)
+        if args.external.is_dir():  # an extraction folder: its levels combined as the fit's recipe says
+            table, _ = table_from_extraction(args.external, data.level_combination, levels=data.levels,
+                                             exclude_fractured=data.exclude_fractured)
+        else:
+            table = read_feature_table(args.external, data.id)
         predictions, validation = validate_fit(fit, table, reference, bootstrap=args.bootstrap, seed=args.seed)
     except (ValidationError, ValueError) as exc:
         raise UsageError(str(exc)) from None

@@ -12,6 +12,7 @@ from inference.cohort.fit import fit_cohort
 from inference.cohort.recipe import recipe_from_dict
 from inference.cohort.split import holdout_split, kfold_splits
 from inference.cohort.table import combine_levels
+from scpnode.cli import main
 
 LEVELS = ("L1", "L2", "L3", "L4")
 FEATURES = 12
@@ -97,3 +98,41 @@ def test_group_splits_keep_groups_whole_and_close_to_the_asked_size():
     assert 0.2 <= len(split.test) / len(y) <= 0.3
     tested = np.concatenate([s.test for s in kfold_splits(y, 5, seed=1, groups=groups)])
     assert sorted(tested) == list(range(len(y)))
+
+
+def _write_extraction(folder, **kwargs) -> None:
+    folder.mkdir()
+    for name, frame in zip(("features_long.csv", "levels.csv", "studies.csv"), extraction(**kwargs), strict=True):
+        frame.to_csv(folder / name, index=False)
+
+
+def test_per_vertebra_fit_and_external_validation_from_extraction_folders(tmp_path, capsys):
+    _write_extraction(tmp_path / "train", n_patients=80, seed=1)
+    _write_extraction(tmp_path / "external", n_patients=40, seed=2)
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text("""
+[data]
+outcome = "label"
+covariates = ["age"]
+level_combination = "per-vertebra"
+exclude_fractured = true
+[[selection]]
+method = "lasso"
+folds = 4
+n_lambdas = 10
+[radscore]
+vois = ["body"]
+[[models]]
+name = "vertebral"
+inputs = ["body"]
+""")
+    assert main(["cohort", "fit", str(tmp_path / "train"), str(recipe), "--out", str(tmp_path / "fit")]) == 0
+    assert "rows grouped by patient_id" in capsys.readouterr().out
+    assert main(["cohort", "validate", str(tmp_path / "fit"), str(tmp_path / "external"), "--bootstrap", "20",
+                 "--out", str(tmp_path / "val")]) == 0
+    predictions = pd.read_csv(tmp_path / "val" / "predictions.csv")
+    external = predictions[predictions.partition == "external"]
+    assert external.id.str.contains(":L").all() and external.id.nunique() == len(external)
+    assert main(["cohort", "fit", str(tmp_path / "train" / "studies.csv"), str(recipe),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "give the extraction folder" in capsys.readouterr().err
