@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
+from sklearn.metrics import f1_score
 
 from inference.cohort import stats
 from inference.cohort.fit import CohortFit, logistic_inputs
@@ -90,7 +91,7 @@ def evaluate_fit(fit: CohortFit, bootstrap: int = 1000, seed: int = 0,
         ValueError: a reference column the fitted table lacks, or not numeric and complete.
     """
     if not fit.binary:
-        return _evaluate_multiclass(fit)
+        return _evaluate_multiclass(fit, bootstrap, seed)
     out = evaluate_predictions(fit.predictions, bootstrap, seed)
     out["importance"] = _importance(fit, seed)
     if reference is not None:
@@ -157,9 +158,12 @@ def _importance(fit: CohortFit, seed: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def _evaluate_multiclass(fit: CohortFit) -> dict[str, Any]:
+def _evaluate_multiclass(fit: CohortFit, bootstrap: int, seed: int) -> dict[str, Any]:
+    """Per classifier and partition: one-vs-rest, macro and micro AUC, accuracy, macro and micro F1 of the
+    most probable class, and per class its AUC (DeLong and bootstrap CIs) and sensitivity, specificity
+    and F1 one-vs-rest (bootstrap CIs); bootstrap resampling within each class."""
     pred = fit.predictions
-    classes = fit.models.classes
+    classes = list(fit.models.classes)
     out: dict[str, Any] = {"binary": False, "classes": [str(c) for c in classes], "scores": {}}
     for family in fit.models.classifiers:
         columns = [f"clf:{family}:{c}" for c in classes]
@@ -168,12 +172,38 @@ def _evaluate_multiclass(fit: CohortFit) -> dict[str, Any]:
             part = pred[pred.partition == partition]
             if part.empty:
                 continue
-            proba = part[columns].to_numpy()
-            entry[partition] = asdict(stats.multiclass_auc(part["y"].to_numpy(), proba, classes))
+            y, proba = part["y"].to_numpy(), part[columns].to_numpy()
+            result = asdict(stats.multiclass_auc(y, proba, classes))
+
+            def macro_auc(yy: np.ndarray, pp: np.ndarray) -> float:
+                return stats.multiclass_auc(yy, pp, classes).macro
+
+            def macro_f1(yy: np.ndarray, pp: np.ndarray) -> float:
+                return float(f1_score(yy, np.asarray(classes)[np.argmax(pp, axis=1)], average="macro"))
+
             predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
-            entry[partition]["accuracy"] = float(np.mean(predicted == part["y"].to_numpy()))
+            result.update(
+                accuracy=float(np.mean(predicted == y)),
+                f1_macro=float(f1_score(y, predicted, average="macro")),
+                f1_micro=float(f1_score(y, predicted, average="micro")),
+                macro_bootstrap=asdict(stats.multiclass_bootstrap_ci(y, proba, macro_auc, bootstrap, seed=seed)),
+                f1_macro_bootstrap=asdict(stats.multiclass_bootstrap_ci(y, proba, macro_f1, bootstrap, seed=seed)),
+                classes={str(c): _one_vs_rest(y == c, proba[:, i], predicted == c, bootstrap, seed)
+                         for i, c in enumerate(classes)})
+            entry[partition] = result
         out["scores"][f"clf:{family}"] = entry
     return out
+
+
+def _one_vs_rest(events: np.ndarray, probability: np.ndarray, chosen: np.ndarray, bootstrap: int,
+                 seed: int) -> dict[str, Any]:
+    """One class against the others: AUC of its probability, and the metrics of choosing it."""
+    y, hit = events.astype(int), chosen.astype(float)
+    return {"auc": asdict(stats.delong_auc(y, probability)),
+            "auc_bootstrap": asdict(stats.bootstrap_ci(y, probability, n_resamples=bootstrap, seed=seed)),
+            **{name: asdict(stats.bootstrap_ci(y, hit, statistic, n_resamples=bootstrap, seed=seed))
+               for name, statistic in (("sensitivity", stats.sensitivity), ("specificity", stats.specificity),
+                                       ("f1", stats.f1))}}
 
 
 def performance_summary(evaluation: dict[str, Any], primary: str) -> dict[str, Any]:

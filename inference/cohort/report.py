@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import base64
-import html
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -214,16 +213,7 @@ def write_report(predictions: pd.DataFrame, evaluation: dict[str, Any], out_dir:
     out.mkdir(parents=True, exist_ok=True)
     env = Environment(autoescape=select_autoescape(default=True))
     if not evaluation.get("binary", True):
-        rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{p}</td><td>{_fmt(e[p]['macro'])}</td>"
-                       f"<td>{_fmt(e[p]['micro'])}</td><td>{_fmt(e[p]['accuracy'])}</td></tr>"
-                       for name, e in evaluation["scores"].items() for p in PARTITIONS if p in e)
-        page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-                f"<body><h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p><table border=1>"
-                "<tr><th>classifier</th><th>partition</th><th>macro AUC</th><th>micro AUC</th><th>accuracy</th></tr>"
-                f"{rows}</table></body></html>")
-        path = out / "report.html"
-        path.write_text(page, encoding="utf-8")
-        return path
+        return _write_multiclass_report(predictions, evaluation, out, title, summary)
     partitions = [p for p in PARTITIONS if (predictions.partition == p).any()]
     figures: dict[str, list[dict[str, str]]] = {}
     tables: dict[str, list[list[str]]] = {}
@@ -245,3 +235,70 @@ def write_report(predictions: pd.DataFrame, evaluation: dict[str, Any], out_dir:
 def embedded_png(path: Path) -> dict[str, str]:
     """A PNG file as the templates embed it: ``{"alt": stem, "data": base64}``."""
     return {"alt": path.stem, "data": base64.b64encode(path.read_bytes()).decode("ascii")}
+
+
+_MULTICLASS_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.3em .6em;text-align:right}
+th{background:#eee}td:first-child,th:first-child{text-align:left}img{max-width:32%;margin:.2em}
+.note{color:#555;font-size:.9em}
+</style></head><body>
+<h1>{{ title }}</h1>
+<p class="note">{{ summary }} One-vs-rest per class; the predicted class is the most probable one; 95% CIs by
+bootstrap resampling within each class (AUC: DeLong).</p>
+{% for block in blocks %}
+<h2>{{ block.name }}, {{ block.partition }} partition</h2>
+<table><tr><th>macro AUC</th><th>micro AUC</th><th>accuracy</th><th>macro F1</th><th>micro F1</th></tr>
+<tr><td>{{ block.macro }}</td><td>{{ block.micro }}</td><td>{{ block.accuracy }}</td><td>{{ block.f1_macro }}</td>
+<td>{{ block.f1_micro }}</td></tr></table>
+<table><tr><th>class</th><th>AUC (DeLong 95% CI)</th><th>sensitivity</th><th>specificity</th><th>F1</th></tr>
+{% for row in block.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>
+<img alt="{{ block.figure.alt }}" src="data:image/png;base64,{{ block.figure.data }}">
+{% endfor %}
+</body></html>
+"""
+
+
+def _ci(entry: dict[str, Any]) -> str:
+    return f"{_fmt(entry['estimate'])} ({_fmt(entry['ci_low'])}-{_fmt(entry['ci_high'])})"
+
+
+def plot_class_roc(pred: pd.DataFrame, score: str, classes: Sequence[str], partition: str, path: Path) -> Path:
+    """One-vs-rest ROC curve of every class for one multi-class score."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    part = pred[pred.partition == partition]
+    for cls in classes:
+        fpr, tpr, _ = roc_curve(part["y"].astype(str) == cls, part[f"{score}:{cls}"])
+        ax.plot(fpr, tpr, label=f"class {cls}")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"{_label(score)}, {partition}: per-class ROC",
+           xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize=7)
+    return save_figure(fig, path)
+
+
+def _write_multiclass_report(predictions: pd.DataFrame, evaluation: dict[str, Any], out: Path, title: str,
+                             summary: str) -> Path:
+    classes = evaluation["classes"]
+    blocks = []
+    for name, entry in evaluation["scores"].items():
+        for partition in PARTITIONS:
+            result = entry.get(partition)
+            if result is None:
+                continue
+            figure = plot_class_roc(predictions, name, classes, partition,
+                                    out / f"roc_{name.replace(':', '_')}_{partition}.png")
+            rows = [[cls, f"{_fmt(c['auc']['auc'])} ({_fmt(c['auc']['ci_low'])}-{_fmt(c['auc']['ci_high'])})",
+                     _ci(c["sensitivity"]), _ci(c["specificity"]), _ci(c["f1"])]
+                    for cls, c in result["classes"].items()]
+            blocks.append({"name": _label(name), "partition": partition, "macro": _ci(result["macro_bootstrap"]),
+                           "micro": _fmt(result["micro"]), "accuracy": _fmt(result["accuracy"]),
+                           "f1_macro": _ci(result["f1_macro_bootstrap"]), "f1_micro": _fmt(result["f1_micro"]),
+                           "rows": rows, "figure": embedded_png(figure)})
+    page = Environment(autoescape=select_autoescape(default=True)).from_string(_MULTICLASS_TEMPLATE).render(
+        title=title, summary=summary, blocks=blocks)
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -103,13 +103,23 @@ def lasso_logistic(lam: float, n: int, class_weight: str | None = None) -> Logis
                               intercept_scaling=100.0, tol=1e-8, max_iter=1000, class_weight=class_weight)
 
 
+def multinomial_lasso(lam: float, n: int) -> LogisticRegression:
+    """The multinomial LASSO at ``lambda`` for ``n`` samples (glmnet's ``family = "multinomial"``), by saga,
+    whose intercepts are not penalised."""
+    return LogisticRegression(l1_ratio=1.0, C=1.0 / (n * lam), solver="saga", tol=1e-4, max_iter=5000)
+
+
 def _deviance(y: np.ndarray, p: np.ndarray) -> float:
+    """Binomial (``p`` a vector) or multinomial (``p`` one column per class, ``y`` class indices) deviance."""
+    if p.ndim == 2:
+        return float(-2 * np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1.0))))
     p = np.clip(p, 1e-12, 1 - 1e-12)
     return float(-2 * np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 class LassoLogisticCV(_FrameSelector, ClassifierMixin):
-    """Logistic LASSO with the penalty chosen by K-fold CV (lambda.min or 1-SE).
+    """Logistic LASSO with the penalty chosen by K-fold CV (lambda.min or 1-SE); multinomial for more
+    than two classes (then ``coef_`` has one row per class and a feature is kept when any class uses it).
 
     After ``fit``: ``lambdas_`` (the path), ``coef_path_`` (coefficients on all
     rows at each lambda, for the coefficient-path figure), ``cv_mean_``/``cv_se_``
@@ -132,13 +142,18 @@ class LassoLogisticCV(_FrameSelector, ClassifierMixin):
         if self.rule not in ("min", "1se"):
             raise ValueError(f"rule must be 'min' or '1se', got {self.rule!r}")
         x = self._remember(X)
-        y = np.asarray(y).astype(int)
-        self.classes_ = np.unique(y)
-        if len(self.classes_) != 2:
-            raise ValueError("the logistic LASSO needs a binary outcome")
+        self.classes_, y = np.unique(np.asarray(y), return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError("the logistic LASSO needs at least two outcome classes")
+        multinomial = len(self.classes_) > 2
+        estimator = multinomial_lasso if multinomial else lasso_logistic
         n, p = x.shape
         ratio = self.lambda_min_ratio or (0.01 if n < p else 1e-4)
-        top = lambda_max(x, y)
+        if multinomial:  # glmnet's: the largest |gradient| of any class at the null model
+            onehot = np.eye(len(self.classes_))[y]
+            top = float(np.max(np.abs(x.T @ (onehot - onehot.mean(axis=0)))) / n)
+        else:
+            top = lambda_max(x, y)
         self.lambdas_ = top * np.logspace(0, np.log10(ratio), self.n_lambdas)
         folds = min(self.folds, int(np.bincount(y).min()))
         if folds < 2:
@@ -147,8 +162,8 @@ class LassoLogisticCV(_FrameSelector, ClassifierMixin):
         dev = np.zeros((folds, len(self.lambdas_)))
         for f, (tr, te) in enumerate(cv.split(x, y)):
             for i, lam in enumerate(self.lambdas_):
-                model = lasso_logistic(lam, len(tr)).fit(x[tr], y[tr])
-                dev[f, i] = _deviance(y[te], model.predict_proba(x[te])[:, 1])
+                proba = estimator(lam, len(tr)).fit(x[tr], y[tr]).predict_proba(x[te])
+                dev[f, i] = _deviance(y[te], proba if multinomial else proba[:, 1])
         self.cv_mean_ = dev.mean(axis=0)
         self.cv_se_ = dev.std(axis=0, ddof=1) / np.sqrt(folds)
         best = int(np.argmin(self.cv_mean_))
@@ -156,24 +171,31 @@ class LassoLogisticCV(_FrameSelector, ClassifierMixin):
         within = np.flatnonzero(self.cv_mean_ <= self.cv_mean_[best] + self.cv_se_[best])
         self.lambda_1se_ = float(self.lambdas_[within.min()])  # the path decreases: smallest index = largest lambda
         self.lambda_ = self.lambda_min_ if self.rule == "min" else self.lambda_1se_
-        self.coef_path_ = np.vstack([lasso_logistic(lam, n).fit(x, y).coef_[0] for lam in self.lambdas_])
-        final = lasso_logistic(self.lambda_, n).fit(x, y)
+        # the path of a multinomial fit: the largest |coefficient| over the classes of each feature
+        self.coef_path_ = np.vstack([np.abs(estimator(lam, n).fit(x, y).coef_).max(axis=0) if multinomial
+                                     else estimator(lam, n).fit(x, y).coef_[0] for lam in self.lambdas_])
+        final = estimator(self.lambda_, n).fit(x, y)
         self.coef_ = final.coef_.copy()
         self.intercept_ = final.intercept_.copy()
-        self.support_ = self.coef_[0] != 0
+        self.support_ = np.any(self.coef_ != 0, axis=0)
         return self
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        """The radscore: ``intercept + X @ coef``."""
+        """The radscore ``intercept + X @ coef`` (two classes); one column per class otherwise."""
         check_is_fitted(self, "coef_")
-        return np.asarray(X, dtype=float) @ self.coef_[0] + self.intercept_[0]
+        scores = np.asarray(X, dtype=float) @ self.coef_.T + self.intercept_
+        return scores[:, 0] if len(self.classes_) == 2 else scores
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
-        return np.column_stack([1 - p, p])
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-scores))
+            return np.column_stack([1 - p, p])
+        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return scores / scores.sum(axis=1, keepdims=True)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
 class StabilitySelector(_FrameSelector):

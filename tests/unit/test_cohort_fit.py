@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import f1_score, recall_score, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from inference.cohort import preprocess, select, split
@@ -222,12 +222,22 @@ def test_classifier_families_with_grid_search_and_multiclass(tmp_path):
     three = table.assign(fracture=np.digitize(table["cortical:f00"], np.quantile(table["cortical:f00"], [1 / 3, 2 / 3])))
     fit3 = fit_cohort(three, recipe_from_dict({**base, "classifiers": [{"family": "logistic", "grid": {"C": [1.0]}}]}))
     assert {"clf:logistic:0", "clf:logistic:1", "clf:logistic:2"} <= set(fit3.predictions.columns)
-    evaluation = evaluate_fit(fit3)
+    evaluation = evaluate_fit(fit3, bootstrap=100)
     assert evaluation["classes"] == ["0", "1", "2"]
     test_auc = evaluation["scores"]["clf:logistic"]["test"]
     assert 0.7 < test_auc["macro"] <= 1 and 0.7 < test_auc["micro"] <= 1
+    test = fit3.predictions[fit3.predictions.partition == "test"]
+    predicted = np.argmax(test[["clf:logistic:0", "clf:logistic:1", "clf:logistic:2"]].to_numpy(), axis=1)
+    assert test_auc["f1_macro"] == pytest.approx(f1_score(test.y, predicted, average="macro"), abs=1e-12)
+    for cls in (0, 1, 2):
+        per_class = test_auc["classes"][str(cls)]
+        assert per_class["f1"]["estimate"] == pytest.approx(f1_score(test.y == cls, predicted == cls), abs=1e-12)
+        assert per_class["sensitivity"]["estimate"] == pytest.approx(
+            recall_score(test.y == cls, predicted == cls), abs=1e-12)
+        assert per_class["auc"]["auc"] == pytest.approx(roc_auc_score(test.y == cls, test[f"clf:logistic:{cls}"]))
+        assert per_class["f1"]["ci_low"] <= per_class["f1"]["estimate"] <= per_class["f1"]["ci_high"]
     html = write_report(fit3.predictions, evaluation, tmp_path).read_text()
-    assert "macro AUC" in html and "clf:logistic" in html
+    assert "macro AUC" in html and "classifier logistic" in html and (tmp_path / "roc_clf_logistic_test.png").is_file()
 
 
 def test_the_documented_recipe_example_is_valid():
@@ -241,3 +251,26 @@ def test_the_documented_recipe_example_is_valid():
     parsed = recipe_from_dict(tomllib.loads(example))
     assert parsed.split.matching.ratio == 2 and parsed.selection[1].rule == "1se"
     assert parsed.classifiers[0].grid["max_depth"] == [3, None]
+
+
+def test_the_lasso_selects_for_three_classes_with_a_multinomial_fit():
+    """The three-class studies run LASSO on three classes (glmnet's multinomial family)."""
+    rng = np.random.default_rng(7)
+    x = pd.DataFrame(rng.normal(size=(240, 15)), columns=[f"f{j:02d}" for j in range(15)])
+    logits = np.column_stack([np.zeros(240), 2.0 * x.f00, -2.0 * x.f00 + 2.0 * x.f01])
+    y = np.array([rng.choice(3, p=np.exp(row) / np.exp(row).sum()) for row in logits])
+    lasso = select.LassoLogisticCV(rule="1se", folds=5, n_lambdas=15).fit(x, y)
+    assert lasso.coef_.shape == (3, 15) and set(x.columns[lasso.support_]) >= {"f00", "f01"}
+    assert lasso.support_.sum() <= 6 and lasso.coef_path_.shape == (15, 15)
+    proba = lasso.predict_proba(x)
+    assert np.allclose(proba.sum(axis=1), 1) and (lasso.predict(x) == y).mean() > 0.6
+    with pytest.raises(ValueError, match="at least two outcome classes"):
+        select.LassoLogisticCV().fit(x, np.zeros(240))
+    table = synthetic_table(n=180, p=6)
+    three = table.assign(fracture=np.digitize(table["cortical:f00"], np.quantile(table["cortical:f00"], [0.33, 0.66])))
+    recipe = recipe_from_dict({**RECIPE, "models": [], "export": {},
+                               "selection": [{"method": "lasso", "rule": "min", "folds": 4, "n_lambdas": 10}],
+                               "classifiers": [{"family": "logistic", "grid": {"C": [1.0]}}]})
+    fit = fit_cohort(three, recipe)
+    chosen = fit.models.classifiers["logistic"].named_steps["select0_lasso"]
+    assert "cortical:f00" in set(chosen.feature_names_in_[chosen.support_])
