@@ -24,8 +24,8 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from inference.cohort.preprocess import ComBatHarmoniser, CorrelationFilter, make_scaler
-from inference.cohort.recipe import LassoStep, MrmrStep, Recipe, RfeStep, StabilityStep
-from inference.cohort.select import LassoLogisticCV, MrmrSelector, StabilitySelector, make_rfe
+from inference.cohort.recipe import CorrelationStep, LassoStep, MrmrStep, Recipe, RfecvStep, RfeStep, StabilityStep
+from inference.cohort.select import LassoLogisticCV, MrmrSelector, StabilitySelector, make_rfe, make_rfecv
 
 VOI_SEPARATOR = ":"
 
@@ -70,6 +70,10 @@ def _selection_steps(recipe: Recipe, final_lasso: bool, seed: int) -> list[tuple
                                                   threshold=step.threshold, random_state=seed)))
         elif isinstance(step, RfeStep):
             steps.append((name, make_rfe(step.k)))
+        elif isinstance(step, RfecvStep):
+            steps.append((name, make_rfecv(step.folds, step.min_features, seed)))
+        elif isinstance(step, CorrelationStep):
+            steps.append((name, CorrelationFilter(threshold=step.threshold, method=step.kind)))
     return steps
 
 

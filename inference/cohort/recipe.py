@@ -33,7 +33,7 @@ Example (every key shown)::
     threshold = 0.75
 
     [[selection]]                 # applied in order, inside the training split
-    method = "mrmr"               # "mrmr" | "lasso" | "stability" | "rfe"
+    method = "mrmr"               # "mrmr" | "lasso" | "stability" | "rfe" | "rfecv" | "correlation"
     k = 20
     [[selection]]
     method = "lasso"
@@ -159,7 +159,25 @@ class RfeStep(_Section):
     k: int = Field(10, ge=1)
 
 
-SelectionStep = Annotated[MrmrStep | LassoStep | StabilityStep | RfeStep, Field(discriminator="method")]
+class RfecvStep(_Section):
+    """Recursive feature elimination with a linear SVM, the number of features chosen by K-fold CV."""
+
+    method: Literal["rfecv"]
+    folds: int = Field(5, ge=2)
+    min_features: int = Field(1, ge=1)
+
+
+class CorrelationStep(_Section):
+    """A redundancy filter inside the selection chain (e.g. |r| > 0.5 after the LASSO of the
+    fracture-type study), keeping of each correlated pair the feature more related to the outcome."""
+
+    method: Literal["correlation"]
+    kind: Literal["pearson", "spearman"] = "pearson"
+    threshold: float = Field(0.5, gt=0, le=1)
+
+
+SelectionStep = Annotated[MrmrStep | LassoStep | StabilityStep | RfeStep | RfecvStep | CorrelationStep,
+                          Field(discriminator="method")]
 
 
 class RadscoreSpec(_Section):

@@ -29,12 +29,14 @@ n < p, else 1e-4), log-spaced, as glmnet does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
-from sklearn.feature_selection import RFE, SelectorMixin, mutual_info_classif
+from sklearn.feature_selection import RFE, RFECV, SelectorMixin, mutual_info_classif
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
@@ -232,6 +234,22 @@ class StabilitySelector(_FrameSelector):
 def make_rfe(k: int) -> RFE:
     """RFE with a linear SVM down to ``k`` features (one eliminated per step)."""
     return RFE(LinearSVC(C=1.0, max_iter=20000), n_features_to_select=k, step=1).set_output(transform="pandas")
+
+
+def make_rfecv(folds: int = 5, min_features: int = 1, seed: int = 0) -> RFECV:
+    """RFE with a linear SVM, the number of features chosen by stratified K-fold CV (AUC; one-vs-rest
+    macro AUC for more than two classes): scikit-learn's ``RFECV``."""
+    return RFECV(LinearSVC(C=1.0, max_iter=20000), step=1, min_features_to_select=min_features,
+                 cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                 scoring=_auc_for_any_classes).set_output(transform="pandas")
+
+
+def _auc_for_any_classes(estimator: Any, X: pd.DataFrame, y: np.ndarray) -> float:
+    """AUC of the decision function (macro one-vs-rest AUC for more than two classes)."""
+    scores = estimator.decision_function(X)
+    if scores.ndim == 1:
+        return float(roc_auc_score(y, scores))
+    return float(roc_auc_score(y, scores, multi_class="ovr", labels=estimator.classes_))
 
 
 def selected_names(selector: TransformerMixin, names: Sequence[str]) -> list[str]:

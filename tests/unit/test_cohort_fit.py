@@ -274,3 +274,22 @@ def test_the_lasso_selects_for_three_classes_with_a_multinomial_fit():
     fit = fit_cohort(three, recipe)
     chosen = fit.models.classifiers["logistic"].named_steps["select0_lasso"]
     assert "cortical:f00" in set(chosen.feature_names_in_[chosen.support_])
+
+
+def test_rfecv_and_a_correlation_filter_as_selection_steps():
+    """RFE with a linear SVM sized by 5-fold CV (the MRI study), and a |r| > 0.5 filter after the
+    LASSO (the fracture-type study), both fitted inside the training split."""
+    table = synthetic_table(n=200, p=8)
+    table["cortical:copy"] = table["cortical:f00"] * 2 + 1  # perfectly redundant with an informative feature
+    recipe = recipe_from_dict({**RECIPE, "preprocess": {"normalisation": "z-score"}, "models": [], "export": {},
+                               "selection": [{"method": "rfecv", "folds": 5},
+                                             {"method": "correlation", "kind": "pearson", "threshold": 0.5}],
+                               "classifiers": [{"family": "logistic", "grid": {"C": [1.0]}}]})
+    fit = fit_cohort(table, recipe)
+    steps = fit.models.classifiers["logistic"].named_steps
+    rfecv, corr = steps["select0_rfecv"], steps["select1_correlation"]
+    assert 1 <= rfecv.n_features_ < 17 and len(rfecv.cv_results_["mean_test_score"]) == 17
+    kept = corr.get_feature_names_out()
+    assert not {"cortical:f00", "cortical:copy"} <= set(kept)
+    chosen = fit.models.classifiers["logistic"][:-1].transform(table.drop(columns=["fracture"]))
+    assert (chosen.corr().abs().to_numpy()[~np.eye(chosen.shape[1], dtype=bool)] <= 0.5).all()
