@@ -223,6 +223,7 @@ def _load_fit(fit_dir: Path) -> Any:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from inference.cohort.evaluate import ReferenceStandard, evaluate_fit, evaluate_predictions
+    from inference.cohort.nomogram import nomogram_figures
     from inference.cohort.report import lasso_figures, write_report
 
     out = args.out or args.fit_dir
@@ -239,6 +240,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         lasso = lasso_figures(fit.models.radscores, out)
         if lasso:
             sections.append(("LASSO: coefficient path and cross-validation (lambda-min, lambda-1SE)", lasso))
+        nomograms = nomogram_figures(fit, out)
+        if nomograms:
+            sections.append(("Nomograms of the logistic models (training partition)", nomograms))
     elif args.reference:
         raise UsageError(f"{args.fit_dir}: --reference needs the fitted table of 'cohort fit' ({FIT_FILE})")
     elif (args.fit_dir / PREDICTIONS_FILE).is_file():

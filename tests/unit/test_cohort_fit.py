@@ -293,3 +293,20 @@ def test_rfecv_and_a_correlation_filter_as_selection_steps():
     assert not {"cortical:f00", "cortical:copy"} <= set(kept)
     chosen = fit.models.classifiers["logistic"][:-1].transform(table.drop(columns=["fracture"]))
     assert (chosen.corr().abs().to_numpy()[~np.eye(chosen.shape[1], dtype=bool)] <= 0.5).all()
+
+
+def test_a_nomogram_reads_the_models_own_probability(tmp_path):
+    from inference.cohort.fit import logistic_inputs
+    from inference.cohort.nomogram import nomogram_figures, nomogram_of
+
+    fit = fit_cohort(synthetic_table(), recipe_from_dict(RECIPE))
+    train = fit.predictions[fit.predictions.partition == "train"]
+    inputs = logistic_inputs(fit.table.drop(columns=["fracture"]).loc[train.id], fit.models.radscores)
+    columns = ["cortical", "cancellous", "vbmd"]
+    nomogram = nomogram_of(fit.models.logistic["combined"], inputs[columns])
+    totals = nomogram.total_points({c: inputs[c].to_numpy() for c in columns})
+    np.testing.assert_allclose(nomogram.probability(totals), train["model:combined"], rtol=0, atol=1e-9)
+    assert max(axis.spread for axis in nomogram.inputs) * nomogram.points_per_unit == pytest.approx(100)
+    assert nomogram.probability(nomogram.points_at_probability(0.3)) == pytest.approx(0.3)
+    paths = nomogram_figures(fit, tmp_path)
+    assert [p.name for p in paths] == ["nomogram_vertebral.png", "nomogram_combined.png", "nomogram_density.png"]

@@ -1,0 +1,142 @@
+"""Nomograms of fitted logistic models: points per input, total points, predicted probability.
+
+The construction is the usual one (Iasonos et al., J Clin Oncol 2008;26:1364;
+R's ``rms::nomogram``): each input's contribution ``b_j * x_j`` over its
+observed range is scaled so that the input with the widest range of
+contribution spans 0-100 points; a subject's total points map back to the
+linear predictor, and the probability is its logistic transform. So reading
+the nomogram gives exactly the model's probability (:meth:`Nomogram.probability`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on a server
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+if TYPE_CHECKING:
+    from inference.cohort.fit import CohortFit
+
+PROBABILITY_TICKS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+@dataclass(frozen=True)
+class NomogramInput:
+    """One input's axis: its observed range and its coefficient."""
+
+    name: str
+    coefficient: float
+    low: float
+    high: float
+
+    @property
+    def least(self) -> float:
+        """The smallest contribution ``b * x`` over the range."""
+        return min(self.coefficient * self.low, self.coefficient * self.high)
+
+    @property
+    def spread(self) -> float:
+        """The width of the contribution's range."""
+        return abs(self.coefficient) * (self.high - self.low)
+
+
+@dataclass(frozen=True)
+class Nomogram:
+    """A logistic model ``logit p = intercept + sum b_j x_j`` laid out as points."""
+
+    intercept: float
+    inputs: tuple[NomogramInput, ...]
+
+    @property
+    def points_per_unit(self) -> float:
+        """Points per unit of linear predictor (the widest input spans 100 points)."""
+        widest = max(i.spread for i in self.inputs)
+        return 100.0 / widest if widest > 0 else 0.0
+
+    def points(self, name: str, value: float | np.ndarray) -> float | np.ndarray:
+        """The points of one input at ``value``."""
+        spec = next(i for i in self.inputs if i.name == name)
+        return (spec.coefficient * np.asarray(value, dtype=float) - spec.least) * self.points_per_unit
+
+    def total_points(self, values: Mapping[str, float | np.ndarray]) -> np.ndarray:
+        """Total points of subjects given their inputs."""
+        return sum(np.asarray(self.points(i.name, values[i.name]), dtype=float) for i in self.inputs)
+
+    def probability(self, total_points: float | np.ndarray) -> np.ndarray:
+        """The predicted probability at a total of points."""
+        linear = self.intercept + sum(i.least for i in self.inputs) + np.asarray(total_points) / self.points_per_unit
+        return 1.0 / (1.0 + np.exp(-linear))
+
+    def points_at_probability(self, probability: float) -> float:
+        """The total points where the model predicts ``probability``."""
+        logit = np.log(probability / (1 - probability))
+        return float((logit - self.intercept - sum(i.least for i in self.inputs)) * self.points_per_unit)
+
+
+def nomogram_of(estimator: object, inputs: pd.DataFrame) -> Nomogram:
+    """The nomogram of a fitted binary logistic regression (scikit-learn) on ``inputs``' columns,
+    each axis spanning the 1st to 99th percentile of the observed values."""
+    coefficients = np.asarray(estimator.coef_[0], dtype=float)  # type: ignore[attr-defined]
+    axes = tuple(NomogramInput(str(name), float(b), float(np.percentile(inputs[name], 1)),
+                               float(np.percentile(inputs[name], 99)))
+                 for name, b in zip(inputs.columns, coefficients, strict=True))
+    return Nomogram(float(estimator.intercept_[0]), axes)  # type: ignore[attr-defined]
+
+
+def plot_nomogram(nomogram: Nomogram, title: str, path: Path) -> Path:
+    """Draw the nomogram: a points ruler, one axis per input, total points and probability."""
+    from inference.cohort.report import save_figure
+
+    rows = ["Points", *(i.name for i in nomogram.inputs), "Total points", "Probability"]
+    fig, ax = plt.subplots(figsize=(8, 0.7 * len(rows) + 1))
+    top_total = sum(i.spread for i in nomogram.inputs) * nomogram.points_per_unit
+    scale = 100.0 / max(top_total, 1e-9)  # total points drawn on the same width as the 0-100 ruler
+
+    def axis(y: float, positions: np.ndarray, labels: list[str]) -> None:
+        ax.hlines(y, positions.min(), positions.max(), color="black", linewidth=1)
+        for x, label in zip(positions, labels, strict=True):
+            ax.vlines(x, y, y + 0.12, color="black", linewidth=1)
+            ax.text(x, y + 0.18, label, ha="center", va="bottom", fontsize=7)
+
+    y = len(rows) - 1
+    axis(y, np.linspace(0, 100, 11), [f"{v:.0f}" for v in np.linspace(0, 100, 11)])
+    for spec in nomogram.inputs:
+        y -= 1
+        values = np.linspace(spec.low, spec.high, 6)
+        axis(y, np.asarray(nomogram.points(spec.name, values), dtype=float), [f"{v:.3g}" for v in values])
+    y -= 1
+    totals = np.linspace(0, top_total, 9)
+    axis(y, totals * scale, [f"{v:.0f}" for v in totals])
+    y -= 1
+    shown = [p for p in PROBABILITY_TICKS if 0 <= nomogram.points_at_probability(p) <= top_total]
+    if shown:
+        axis(y, np.array([nomogram.points_at_probability(p) * scale for p in shown]), [f"{p:g}" for p in shown])
+    ax.set_yticks(range(len(rows)), list(reversed(rows)), fontsize=8)
+    ax.set_xlim(-5, 105)
+    ax.set_ylim(-0.6, len(rows) - 0.3)
+    ax.set_xticks([])
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(f"Nomogram, {title}")
+    return save_figure(fig, path)
+
+
+def nomogram_figures(fit: CohortFit, out_dir: Path) -> list[Path]:
+    """``nomogram_<model>.png`` for every logistic model of a binary fit, on its training rows."""
+    from inference.cohort.fit import logistic_inputs
+
+    if not fit.binary or not fit.models.radscores:
+        return []
+    train_ids = fit.predictions.loc[fit.predictions.partition == "train", "id"].drop_duplicates()
+    table = fit.table.drop(columns=[fit.recipe.data.outcome]).loc[train_ids]
+    inputs = logistic_inputs(table, fit.models.radscores)
+    return [plot_nomogram(nomogram_of(fit.models.logistic[spec.name], inputs.loc[:, list(spec.inputs)]),
+                          spec.name, out_dir / f"nomogram_{spec.name}.png") for spec in fit.recipe.models]
