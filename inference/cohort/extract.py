@@ -54,6 +54,7 @@ from inference.cohort.table import NODE_VBMD, CohortRow, combine_levels, study_l
 from inference.levels import RESEARCH_LEVELS, TARGET_LEVELS, VERSE_IDS, Compartment, verse_id
 from inference.measure.study import measure_study
 from inference.radiomics import PAD_MM, RadiomicsError, extract_features, get_profile
+from inference.radiomics.deep import DEEP_MODELS, deep_features, load_resnet50
 from inference.results import LevelSegmentation, SegmentationResult
 from inference.segment import segment_volume
 from inference.segment.io import read_segmentation
@@ -81,6 +82,10 @@ class ExtractionPlan:
     """The vertebrae to extract, where completely in view (any of T10-L5)."""
     perturbation: str | None = None
     """``erode``, ``dilate`` or ``shift``: extract from perturbed VOIs (see :func:`perturb_mask`)."""
+    deep: str | None = None
+    """``resnet50``: also the deep transfer features of each VOI (:mod:`inference.radiomics.deep`)."""
+    deep_weights: str | None = None
+    """The weights file of the deep model (required with ``deep``)."""
 
     def voi_features(self) -> dict[str, tuple[str, ...] | None]:
         """``{voi: names or None (whole profile)}``."""
@@ -165,7 +170,7 @@ def perturb_mask(mask: sitk.Image, how: str) -> sitk.Image:
 
 def _level_features(image: sitk.Image, seg: SegmentationResult, level: str, profile: str,
                     wanted: dict[str, tuple[str, ...] | None],
-                    perturbation: str | None = None) -> dict[str, dict[str, float]]:
+                    perturbation: str | None = None, plan: ExtractionPlan | None = None) -> dict[str, dict[str, float]]:
     """Radiomics of one level's VOIs, cropped around the body as :mod:`inference.measure` does."""
     vid = verse_id(level)
     bodies = sitk.GetArrayViewFromImage(seg.bodies)
@@ -184,6 +189,8 @@ def _level_features(image: sitk.Image, seg: SegmentationResult, level: str, prof
             raise ValueError(f"unknown VOI {voi!r}; known: {', '.join(masks)}")
         mask = masks[voi] if perturbation is None else perturb_mask(masks[voi], perturbation)
         out[voi] = extract_features(crop, mask, profile, features=names)
+        if plan is not None and plan.deep is not None:
+            out[voi].update(deep_features(crop, mask, load_resnet50(plan.deep_weights), plan.deep))
     return out
 
 
@@ -202,7 +209,8 @@ def extract_study(row: CohortRow, plan: ExtractionPlan) -> dict[str, Any]:
         if not level.complete:
             continue
         levels[name] = {"vbmd_mg_cm3": level.vbmd_mg_cm3, "genant_grade": level.genant_grade,
-                        "features": _level_features(image, seg, name, plan.profile, wanted, plan.perturbation)}
+                        "features": _level_features(image, seg, name, plan.profile, wanted, plan.perturbation,
+                                                    plan)}
     if not levels:
         raise ValueError(f"none of the levels {', '.join(plan.levels)} completely in view")
     return {"study_id": row.study_id, "vbmd_mg_cm3": measured.vbmd_mg_cm3, "levels": levels,
@@ -229,6 +237,10 @@ def extract_cohort(rows: Sequence[CohortRow], out_dir: str | Path, plan: Extract
     studies_dir = out / STUDIES_DIR
     studies_dir.mkdir(parents=True, exist_ok=True)
     plan.voi_features()  # validates the profile before any work starts
+    if plan.deep is not None:
+        if plan.deep not in DEEP_MODELS:
+            raise ValueError(f"unknown deep model {plan.deep!r}; known: {', '.join(DEEP_MODELS)}")
+        load_resnet50(plan.deep_weights or "")  # a missing or wrong weights file fails before any study
     unknown = [name for name in plan.levels if name not in RESEARCH_LEVELS]
     if unknown or not plan.levels:
         raise ValueError(f"levels must be among {', '.join(RESEARCH_LEVELS)}; got {', '.join(unknown) or 'none'}")

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
-from inference.cohort.preprocess import ComBatHarmoniser, CorrelationFilter, make_scaler
+from inference.cohort.preprocess import ComBatHarmoniser, CorrelationFilter, DeepPca, make_scaler
 from inference.cohort.recipe import CorrelationStep, LassoStep, MrmrStep, Recipe, RfecvStep, RfeStep, StabilityStep
 from inference.cohort.select import LassoLogisticCV, MrmrSelector, StabilitySelector, make_rfe, make_rfecv
 
@@ -84,6 +84,8 @@ def _front(recipe: Recipe, columns: list[str]) -> list[tuple[str, Any]]:
     if batch:
         steps.append(("harmonise", ComBatHarmoniser(batch_column=batch)))
     steps.append(("scale", make_scaler(recipe.preprocess.normalisation)))
+    if recipe.preprocess.deep_pca is not None:
+        steps.append(("deep_pca", DeepPca(recipe.preprocess.deep_pca)))
     corr = recipe.preprocess.correlation
     if corr is not None:
         steps.append(("correlation", CorrelationFilter(threshold=corr.threshold, method=corr.method)))

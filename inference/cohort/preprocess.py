@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
 from sklearn.preprocessing import MaxAbsScaler, RobustScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
@@ -155,6 +156,42 @@ class CorrelationFilter(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         return self.feature_names_in_[self.support_]
+
+
+class DeepPca(TransformerMixin, BaseEstimator):
+    """Early fusion: the deep features (columns with ``deep_`` after the VOI prefix) replaced by their first
+    ``n_components`` principal components (``<voi>:deep_pc01`` ...), the radiomics columns kept as they are.
+
+    Fitted on the training split only, like every step of the pipeline; with fewer rows or deep
+    columns than ``n_components``, as many components as they allow.
+    """
+
+    def __init__(self, n_components: int = 32):
+        self.n_components = n_components
+
+    def fit(self, X: pd.DataFrame, y: Sequence[int] | None = None) -> DeepPca:
+        frame = pd.DataFrame(X)
+        self.deep_columns_ = [c for c in frame.columns if str(c).split(":", 1)[-1].startswith("deep_")]
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        if self.deep_columns_:
+            n = min(self.n_components, len(self.deep_columns_), len(frame))
+            self.pca_ = PCA(n_components=n).fit(frame[self.deep_columns_].to_numpy(float))
+            voi = str(self.deep_columns_[0]).split(":", 1)[0] + ":" if ":" in str(self.deep_columns_[0]) else ""
+            self.component_names_ = [f"{voi}deep_pc{k + 1:02d}" for k in range(n)]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "feature_names_in_")
+        frame = pd.DataFrame(X)
+        if not self.deep_columns_:
+            return frame
+        components = self.pca_.transform(frame[self.deep_columns_].to_numpy(float))
+        kept = frame.drop(columns=self.deep_columns_)
+        return pd.concat([kept, pd.DataFrame(components, index=frame.index, columns=self.component_names_)], axis=1)
+
+    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
+        kept = [c for c in self.feature_names_in_ if c not in set(self.deep_columns_)]
+        return np.asarray(kept + list(getattr(self, "component_names_", [])), dtype=object)
 
 
 def icc(ratings: np.ndarray, kind: str = "ICC(3,1)") -> float:

@@ -24,6 +24,7 @@ Example (every key shown)::
 
     [preprocess]
     normalisation = "z-score"     # "z-score", "max-abs" or "percentile"
+    deep_pca = 32                 # optional: deep features -> 32 principal components, fused early
     harmonise_by = "centre"       # optional: ComBat across this covariate
     [preprocess.correlation]      # optional redundancy filter
     method = "spearman"
@@ -130,6 +131,9 @@ class ReliabilitySpec(_Section):
 
 class PreprocessSpec(_Section):
     normalisation: Literal["z-score", "max-abs", "percentile"] = "z-score"
+    deep_pca: int | None = Field(None, ge=1)
+    """Replace each VOI's deep features (``deep_*``) by this many principal components, fused with its
+    radiomics (fitted inside the training split)."""
     harmonise_by: str | None = None
     correlation: CorrelationSpec | None = None
     reliability: ReliabilitySpec | None = None

@@ -54,6 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="extract from perturbed VOIs (a second extraction for the ICC reliability filter)")
     p.add_argument("--levels", nargs="+", default=None, metavar="LEVEL",
                    help="vertebrae to extract where completely in view, of T10-L5 (default T11 T12 L1 L2)")
+    p.add_argument("--deep", choices=("resnet50",), default=None,
+                   help="also the 2,048 deep transfer features of each VOI (largest slice, 64 x 64)")
+    p.add_argument("--weights", type=Path, default=None, metavar="FILE",
+                   help="with --deep: the ResNet50 weights file (ImageNet or RadImageNet, torchvision layout); "
+                        "nothing is downloaded")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     p.add_argument("--backend", default=None, help="segmentation backend where no mask is given "
                                                    "(default: [pipeline] segmentation_backend)")
@@ -161,9 +166,12 @@ def run_extract(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.features}: no such file")
         names = [ln.strip() for ln in args.features.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
         features = tuple(names)
+    if args.deep and args.weights is None:
+        raise UsageError("--deep needs --weights FILE (the site's ResNet50 weights; nothing is downloaded)")
     backend = args.backend or args.settings.pipeline.segmentation_backend
     plan = ExtractionPlan(profile=profile, features=features, vois=tuple(args.vois) if args.vois else None,
-                          backend=backend, perturbation=args.perturb,
+                          backend=backend, perturbation=args.perturb, deep=args.deep,
+                          deep_weights=str(args.weights) if args.weights else None,
                           **({"levels": tuple(args.levels)} if args.levels else {}))
     try:
         result = extract_cohort(rows, args.out, plan, workers=args.workers)

@@ -62,3 +62,28 @@ def test_bench_full_che2025(full_size_study, bench_report) -> None:
         count = len(features)
     bench_report("full che2025, T12 cortical + cancellous", features_per_voi=count, seconds_2_vois=seconds,
                  seconds_per_study_extrapolated_8_vois=seconds * len(TARGET_LEVELS), target_s=180)
+
+
+def test_bench_deep_resnet50(full_size_study, tmp_path, bench_report) -> None:
+    """Deep transfer features (ResNet50, largest slice at 64 x 64) on the 8 VOIs of T11-L2, random weights."""
+    import torch
+    from monai.networks.nets import resnet50
+
+    from inference.radiomics.deep import default_device, deep_features, load_resnet50
+
+    phantom, seg = full_size_study
+    torch.manual_seed(0)
+    network = resnet50(spatial_dims=2, n_input_channels=3, conv1_t_size=7, conv1_t_stride=2, shortcut_type="B")
+    torch.save({k: v for k, v in network.state_dict().items() if not k.startswith("fc.")}, tmp_path / "w.pth")
+    device = default_device()
+    started = time.perf_counter()
+    model = load_resnet50(tmp_path / "w.pth", device=device)
+    loading = time.perf_counter() - started
+    started = time.perf_counter()
+    for level in TARGET_LEVELS:
+        body = seg.bodies == verse_id(level)
+        for compartment in (Compartment.CORTICAL, Compartment.CANCELLOUS):
+            assert len(deep_features(phantom.image, body & (seg.compartments == int(compartment)), model)) == 2048
+    seconds = time.perf_counter() - started
+    bench_report("deep features resnet50, 8 VOIs", device=device, cores=os.cpu_count(), load_s=loading,
+                 seconds_per_voi=seconds / 8)
