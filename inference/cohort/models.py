@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from lightgbm import LGBMClassifier
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -22,6 +23,8 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
+from sklearn.utils.class_weight import compute_sample_weight
+from xgboost import XGBClassifier
 
 from inference.cohort.preprocess import ComBatHarmoniser, CorrelationFilter, DeepPca, make_scaler
 from inference.cohort.recipe import CorrelationStep, LassoStep, MrmrStep, Recipe, RfecvStep, RfeStep, StabilityStep
@@ -116,6 +119,32 @@ def logistic_on_inputs() -> LogisticRegression:
     return LogisticRegression(C=np.inf, max_iter=10000)
 
 
+class BalancedXGBClassifier(XGBClassifier):
+    """XGBoost with classes weighted inversely to their frequency, as the other families'
+    ``class_weight="balanced"`` (XGBoost itself only has ``scale_pos_weight``, for two classes)."""
+
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> BalancedXGBClassifier:
+        if kwargs.get("sample_weight") is None:
+            kwargs["sample_weight"] = compute_sample_weight("balanced", y)
+        super().fit(X, y, **kwargs)
+        return self
+
+
+class PlainLGBMClassifier(LGBMClassifier):
+    """LightGBM given plain arrays: it refuses feature names with JSON characters, and radiomics
+    columns are named ``<voi>:<feature>``."""
+
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> PlainLGBMClassifier:
+        super().fit(np.asarray(X, dtype=float), y, **kwargs)
+        return self
+
+    def predict_proba(self, X: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        return super().predict_proba(np.asarray(X, dtype=float), *args, **kwargs)
+
+    def predict(self, X: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        return super().predict(np.asarray(X, dtype=float), *args, **kwargs)
+
+
 _FAMILIES: dict[str, tuple[type, dict[str, Any], dict[str, list[Any]]]] = {
     # family: (estimator, fixed parameters, default grid)
     "logistic": (LogisticRegression, {"max_iter": 5000, "class_weight": "balanced"},
@@ -128,12 +157,16 @@ _FAMILIES: dict[str, tuple[type, dict[str, Any], dict[str, list[Any]]]] = {
                       {"max_depth": [3, None]}),
     "extra_trees": (ExtraTreesClassifier, {"class_weight": "balanced", "n_estimators": 200},
                     {"max_depth": [3, None]}),
-    # scikit-learn's histogram gradient boosting is the LightGBM algorithm
-    # (Ke et al., NeurIPS 2017) without another dependency.
+    # scikit-learn's histogram gradient boosting (the LightGBM algorithm, Ke et al., NeurIPS 2017);
+    # XGBoost and LightGBM themselves below, as the fracture-type study compared them.
     "gradient_boosting": (HistGradientBoostingClassifier, {"class_weight": "balanced"},
                           {"learning_rate": [0.05, 0.1], "max_depth": [2, 3]}),
     "mlp": (MLPClassifier, {"max_iter": 2000, "early_stopping": False},
             {"hidden_layer_sizes": [(16,), (32, 16)], "alpha": [1e-3, 1e-1]}),
+    "xgboost": (BalancedXGBClassifier, {"n_estimators": 200, "n_jobs": 1, "verbosity": 0},
+                {"max_depth": [2, 3], "learning_rate": [0.05, 0.1]}),
+    "lightgbm": (PlainLGBMClassifier, {"class_weight": "balanced", "n_estimators": 200, "n_jobs": 1, "verbose": -1},
+                 {"num_leaves": [7, 15], "learning_rate": [0.05, 0.1]}),
 }
 
 CLASSIFIER_FAMILIES = tuple(_FAMILIES)

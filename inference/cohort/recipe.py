@@ -195,7 +195,7 @@ class LogisticSpec(_Section):
 
 class ClassifierSpec(_Section):
     family: Literal["logistic", "svm", "knn", "decision_tree", "random_forest", "extra_trees",
-                    "gradient_boosting", "mlp"]
+                    "gradient_boosting", "mlp", "xgboost", "lightgbm"]
     grid: dict[str, list[Any]] = Field(default_factory=dict)
 
     @field_validator("grid")

@@ -231,6 +231,7 @@ def _load_fit(fit_dir: Path) -> Any:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from inference.cohort.evaluate import ReferenceStandard, evaluate_fit, evaluate_predictions
+    from inference.cohort.explain import shap_figures
     from inference.cohort.nomogram import nomogram_figures
     from inference.cohort.report import lasso_figures, write_report
 
@@ -251,6 +252,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         nomograms = nomogram_figures(fit, out)
         if nomograms:
             sections.append(("Nomograms of the logistic models (training partition)", nomograms))
+        explained, _ = shap_figures(fit, out)
+        if explained:
+            sections.append(("SHAP: mean |SHAP| (bar), beeswarm and decision plots (test partition)", explained))
     elif args.reference:
         raise UsageError(f"{args.fit_dir}: --reference needs the fitted table of 'cohort fit' ({FIT_FILE})")
     elif (args.fit_dir / PREDICTIONS_FILE).is_file():

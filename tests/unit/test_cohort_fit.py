@@ -310,3 +310,35 @@ def test_a_nomogram_reads_the_models_own_probability(tmp_path):
     assert nomogram.probability(nomogram.points_at_probability(0.3)) == pytest.approx(0.3)
     paths = nomogram_figures(fit, tmp_path)
     assert [p.name for p in paths] == ["nomogram_vertebral.png", "nomogram_combined.png", "nomogram_density.png"]
+
+
+def test_xgboost_lightgbm_and_shap_figures(tmp_path):
+    """The fracture-type study's boosted trees among the families, and its SHAP figures: SHAP values add up
+    to each model's own log-odds."""
+    from inference.cohort.explain import _explain, shap_figures
+
+    table = synthetic_table(n=160, p=5)
+    recipe = recipe_from_dict({**RECIPE, "selection": [], "export": {},
+                               "classifiers": [{"family": "xgboost", "grid": {"max_depth": [2]}},
+                                               {"family": "lightgbm", "grid": {"num_leaves": [7]}},
+                                               {"family": "logistic", "grid": {"C": [1.0]}},
+                                               {"family": "knn", "grid": {"n_neighbors": [9]}}]})
+    fit = fit_cohort(table, recipe)
+    test = fit.predictions[fit.predictions.partition == "test"]
+    assert roc_auc_score(test.y, test["clf:xgboost"]) > 0.65 and roc_auc_score(test.y, test["clf:lightgbm"]) > 0.65
+    rows = table.drop(columns=["fracture"]).loc[test.id]
+    for family in ("xgboost", "logistic"):
+        pipeline = fit.models.classifiers[family]
+        shown = pd.DataFrame(pipeline[:-1].transform(rows))
+        values, expected = _explain(pipeline[-1], pd.DataFrame(pipeline[:-1].transform(table.drop(columns=["fracture"]))),
+                                    shown)
+        p = pipeline.predict_proba(rows)[:, 1]
+        np.testing.assert_allclose(values.sum(axis=1) + expected, np.log(p / (1 - p)), atol=1e-4)
+    paths, left_out = shap_figures(fit, tmp_path)
+    names = {p.name for p in paths}
+    assert {"shap_bar_clf_xgboost.png", "shap_beeswarm_clf_lightgbm.png", "shap_decision_model_combined.png"} <= names
+    assert left_out == ["clf:knn (no fast exact SHAP explainer)"]
+    three = table.assign(fracture=np.digitize(table["cortical:f00"], np.quantile(table["cortical:f00"], [1 / 3, 2 / 3])))
+    fit3 = fit_cohort(three, recipe_from_dict({**recipe.model_dump(), "models": [], "classifiers": [
+        {"family": "xgboost", "grid": {"max_depth": [2]}}, {"family": "lightgbm", "grid": {"num_leaves": [7]}}]}))
+    assert {"clf:xgboost:2", "clf:lightgbm:0"} <= set(fit3.predictions.columns)
