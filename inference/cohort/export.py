@@ -53,6 +53,9 @@ def radscore_formula(pipeline: Any, voi: str) -> RadscoreFormula:
     if "harmonise" in steps:
         raise ExportError(f"radscore {voi}: ComBat harmonisation cannot run on the node; "
                           "fit without preprocess.harmonise_by to export")
+    if "deep_pca" in steps:
+        raise ExportError(f"radscore {voi}: the node computes no deep features; fit without "
+                          "preprocess.deep_pca to export")
     scaler = steps["scale"]
     names_in = list(scaler.feature_names_in_)
     if isinstance(scaler, StandardScaler):

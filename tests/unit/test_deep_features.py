@@ -12,6 +12,7 @@ import SimpleITK as sitk
 import torch
 from monai.networks.nets import resnet50
 
+from inference.cohort.export import ExportError, export_model
 from inference.cohort.fit import fit_cohort
 from inference.cohort.recipe import recipe_from_dict
 from inference.phantom.cohort import generate_cohort
@@ -98,3 +99,5 @@ def test_deep_features_are_reduced_by_pca_and_fused_inside_the_training_split():
     names = list(pipeline[:-1].get_feature_names_out())
     assert "cortical:deep_pc01" in names and not any("deep_resnet50" in n for n in names)
     assert "cortical:f00" in pipeline.named_steps["deep_pca"].get_feature_names_out()
+    with pytest.raises(ExportError, match="no deep features"):
+        export_model(fit, "x")
