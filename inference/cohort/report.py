@@ -23,7 +23,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from inference.cohort.evaluate import PARTITIONS, score_columns  # noqa: E402
 
-_TEMPLATE = """<!doctype html>
+_PAGE_HEAD = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
@@ -32,7 +32,10 @@ th{background:#eee}td:first-child,th:first-child{text-align:left}img{max-width:3
 .note{color:#555;font-size:.9em}
 </style></head><body>
 <h1>{{ title }}</h1>
-<p class="note">{{ summary }}</p>
+"""
+"""Head of both report pages (the binary and the multi-class one)."""
+
+_TEMPLATE = _PAGE_HEAD + """<p class="note">{{ summary }}</p>
 {% for partition in partitions %}
 <h2>{{ partition|capitalize }} partition</h2>
 <table><tr><th>score</th><th>n (events)</th><th>AUC</th><th>95% CI (DeLong)</th><th>95% CI (bootstrap)</th>
@@ -237,16 +240,7 @@ def embedded_png(path: Path) -> dict[str, str]:
     return {"alt": path.stem, "data": base64.b64encode(path.read_bytes()).decode("ascii")}
 
 
-_MULTICLASS_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.3em .6em;text-align:right}
-th{background:#eee}td:first-child,th:first-child{text-align:left}img{max-width:32%;margin:.2em}
-.note{color:#555;font-size:.9em}
-</style></head><body>
-<h1>{{ title }}</h1>
-<p class="note">{{ summary }} One-vs-rest per class; the predicted class is the most probable one; 95% CIs by
+_MULTICLASS_TEMPLATE = _PAGE_HEAD + """<p class="note">{{ summary }} One-vs-rest per class; the predicted class is the most probable one; 95% CIs by
 bootstrap resampling within each class (AUC: DeLong).</p>
 {% for block in blocks %}
 <h2>{{ block.name }}, {{ block.partition }} partition</h2>
