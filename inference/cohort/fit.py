@@ -153,9 +153,7 @@ def fit_cohort(table: pd.DataFrame | str, recipe: Recipe) -> CohortFit:
         notes.append(f"propensity matching 1:{split_spec.matching.ratio} on "
                      f"{', '.join(split_spec.matching.covariates)}: {len(keep)} of {len(frame)} subjects kept")
         frame = frame.iloc[keep]
-    y = frame[outcome].to_numpy()
-    if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
-        y = y.astype(int)
+    y = outcome_values(frame[outcome])
     reliability: dict[str, float] = {}
     allowed: set[str] | None = None
     rel = recipe.preprocess.reliability
@@ -201,10 +199,23 @@ def _groups(frame: pd.DataFrame, recipe: Recipe, notes: list[str]) -> np.ndarray
     return groups
 
 
+def outcome_values(outcome: pd.Series) -> np.ndarray:
+    """The outcome column as labels: whole numbers read as floats (a CSV with gaps) become integers."""
+    y = outcome.to_numpy()
+    if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
+        y = y.astype(int)
+    return y
+
+
+def predictions_frame(models: FittedModels, features: pd.DataFrame, y: np.ndarray, recipe: Recipe,
+                      partition: str, fold: int) -> pd.DataFrame:
+    """``id, partition, fold, y`` and every score of ``models`` for these rows."""
+    scores = score_rows(models, features, recipe)
+    head = pd.DataFrame({"id": features.index.to_numpy(), "partition": partition, "fold": fold, "y": y})
+    return pd.concat([head, scores.reset_index(drop=True)], axis=1)
+
+
 def _predictions(models: FittedModels, features: pd.DataFrame, y: np.ndarray, recipe: Recipe,
                  rows: np.ndarray, partition: str, fold: int) -> pd.DataFrame:
-    part = features.iloc[rows]
-    scores = score_rows(models, part, recipe)
-    head = pd.DataFrame({"id": part.index.to_numpy(), "partition": partition, "fold": fold, "y": y[rows]})
-    return pd.concat([head, scores.reset_index(drop=True)], axis=1)
+    return predictions_frame(models, features.iloc[rows], y[rows], recipe, partition, fold)
 

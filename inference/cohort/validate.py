@@ -20,11 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from inference.cohort.evaluate import ReferenceStandard, compare_with_reference, evaluate_predictions
-from inference.cohort.fit import CohortFit, score_rows
+from inference.cohort.fit import CohortFit, outcome_values, predictions_frame
 
 
 class ValidationError(ValueError):
@@ -53,16 +52,11 @@ def external_predictions(fit: CohortFit, table: pd.DataFrame) -> pd.DataFrame:
     unknown = sorted({str(v) for v in table[outcome].unique()} - {str(c) for c in fit.models.classes})
     if unknown:
         raise ValidationError(f"outcome {outcome!r} has values the fit did not see: {', '.join(unknown)}")
-    y = table[outcome].to_numpy()
-    if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
-        y = y.astype(int)
     features = table.loc[:, used]
     holes = features.columns[features.isna().any()].tolist()
     if holes:
         raise ValidationError(f"missing values in column(s) the fit used: {', '.join(holes[:5])}")
-    scores = score_rows(fit.models, features, fit.recipe)
-    head = pd.DataFrame({"id": table.index.to_numpy(), "partition": "external", "fold": -1, "y": y})
-    return pd.concat([head, scores.reset_index(drop=True)], axis=1)
+    return predictions_frame(fit.models, features, outcome_values(table[outcome]), fit.recipe, "external", -1)
 
 
 def validate_fit(fit: CohortFit, table: pd.DataFrame, reference: ReferenceStandard | None = None,
