@@ -12,6 +12,7 @@ classifier and logistic model on the test partition.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import Any, Literal
@@ -199,11 +200,14 @@ def _one_vs_rest(events: np.ndarray, probability: np.ndarray, chosen: np.ndarray
                  seed: int) -> dict[str, Any]:
     """One class against the others: AUC of its probability, and the metrics of choosing it."""
     y, hit = events.astype(int), chosen.astype(float)
+
+    def at_choice(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
+        return lambda yy, ss: getattr(stats.metrics_at(yy, ss, 1.0), name)  # positive: this class was chosen
+
     return {"auc": asdict(stats.delong_auc(y, probability)),
             "auc_bootstrap": asdict(stats.bootstrap_ci(y, probability, n_resamples=bootstrap, seed=seed)),
-            **{name: asdict(stats.bootstrap_ci(y, hit, statistic, n_resamples=bootstrap, seed=seed))
-               for name, statistic in (("sensitivity", stats.sensitivity), ("specificity", stats.specificity),
-                                       ("f1", stats.f1))}}
+            **{name: asdict(stats.bootstrap_ci(y, hit, at_choice(name), n_resamples=bootstrap, seed=seed))
+               for name in ("sensitivity", "specificity", "f1")}}
 
 
 def performance_summary(evaluation: dict[str, Any], primary: str) -> dict[str, Any]:

@@ -192,11 +192,18 @@ def bootstrap_ci(y: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndar
     """
     y = _binary(y)
     score = np.asarray(score, dtype=float)
+    strata = [np.flatnonzero(y == 1), np.flatnonzero(y == 0)]
+    return _stratified_bootstrap(y, score, strata, statistic, n_resamples, confidence, seed)
+
+
+def _stratified_bootstrap(y: np.ndarray, score: np.ndarray, strata: Sequence[np.ndarray],
+                          statistic: Callable[[np.ndarray, np.ndarray], float], n_resamples: int,
+                          confidence: float, seed: int) -> BootstrapInterval:
+    """Percentile bootstrap of ``statistic(y, score)``, each resample drawn within each stratum (row positions)."""
     rng = np.random.default_rng(seed)
-    events, nonevents = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     values = np.empty(n_resamples)
     for i in range(n_resamples):
-        idx = np.concatenate([rng.choice(events, len(events)), rng.choice(nonevents, len(nonevents))])
+        idx = np.concatenate([rng.choice(members, len(members)) for members in strata])
         values[i] = statistic(y[idx], score[idx])
     alpha = (1 - confidence) / 2
     low, high = np.quantile(values, [alpha, 1 - alpha])
@@ -406,30 +413,5 @@ def multiclass_bootstrap_ci(y: Sequence[int | str] | np.ndarray, probabilities: 
     within each class (the multi-class form of :func:`bootstrap_ci`'s stratification)."""
     y = np.asarray(y)
     proba = np.asarray(probabilities, dtype=float)
-    rng = np.random.default_rng(seed)
-    members = [np.flatnonzero(y == c) for c in np.unique(y)]
-    values = np.empty(n_resamples)
-    for i in range(n_resamples):
-        idx = np.concatenate([rng.choice(m, len(m)) for m in members])
-        values[i] = statistic(y[idx], proba[idx])
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(values, [alpha, 1 - alpha])
-    return BootstrapInterval(estimate=float(statistic(y, proba)), ci_low=float(low), ci_high=float(high),
-                             n_resamples=n_resamples)
-
-
-def sensitivity(y: np.ndarray, predicted: np.ndarray) -> float:
-    """Share of events predicted positive (``predicted`` 0/1)."""
-    return float(np.mean(predicted[y == 1])) if np.any(y == 1) else float("nan")
-
-
-def specificity(y: np.ndarray, predicted: np.ndarray) -> float:
-    """Share of non-events predicted negative (``predicted`` 0/1)."""
-    return float(np.mean(1 - predicted[y == 0])) if np.any(y == 0) else float("nan")
-
-
-def f1(y: np.ndarray, predicted: np.ndarray) -> float:
-    """``2 TP / (2 TP + FP + FN)`` (``predicted`` 0/1), as ``sklearn.metrics.f1_score``."""
-    tp = float(np.sum((predicted == 1) & (y == 1)))
-    wrong = float(np.sum(predicted != y))
-    return 2 * tp / (2 * tp + wrong) if tp or wrong else float("nan")
+    strata = [np.flatnonzero(y == c) for c in np.unique(y)]
+    return _stratified_bootstrap(y, proba, strata, statistic, n_resamples, confidence, seed)
