@@ -81,9 +81,13 @@ def plot_roc(pred: pd.DataFrame, evaluation: dict[str, Any], partition: str, pat
         fpr, tpr, _ = roc_curve(part["y"], part[column])
         auc = entry["auc"]
         ax.plot(fpr, tpr, label=f"{_label(column)}: {auc['auc']:.3f} ({auc['ci_low']:.3f}-{auc['ci_high']:.3f})")
+    return _save_roc(fig, ax, f"ROC, {partition} (AUC, 95% CI DeLong)", path)
+
+
+def _save_roc(fig: Any, ax: Any, title: str, path: Path) -> Path:
+    """Chance line, axes, legend; then save."""
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"ROC, {partition} (AUC, 95% CI DeLong)",
-           xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=7)
     return save_figure(fig, path)
 
@@ -266,11 +270,7 @@ def plot_class_roc(pred: pd.DataFrame, score: str, classes: Sequence[str], parti
     for cls in classes:
         fpr, tpr, _ = roc_curve(part["y"].astype(str) == cls, part[f"{score}:{cls}"])
         ax.plot(fpr, tpr, label=f"class {cls}")
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"{_label(score)}, {partition}: per-class ROC",
-           xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right", fontsize=7)
-    return save_figure(fig, path)
+    return _save_roc(fig, ax, f"{_label(score)}, {partition}: per-class ROC", path)
 
 
 def _write_multiclass_report(predictions: pd.DataFrame, evaluation: dict[str, Any], out: Path, title: str,

@@ -185,24 +185,21 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from inference.cohort.extract import PROVENANCE, table_from_extraction
+    from inference.cohort.extract import PROVENANCE
     from inference.cohort.fit import fit_cohort
     from inference.cohort.recipe import RecipeError, load_recipe
-    from inference.cohort.table import read_feature_table
 
     try:
         recipe = load_recipe(args.recipe)
         data = recipe.data
         if args.features.is_dir():
-            table, combined = table_from_extraction(args.features, data.level_combination, levels=data.levels,
-                                                    exclude_fractured=data.exclude_fractured)
             provenance = args.features / PROVENANCE
         elif data.level_combination != "mean" or data.levels is not None or data.exclude_fractured:
             raise UsageError(f"recipe [data] combines levels ({data.level_combination}); give the extraction "
                              "folder of 'cohort extract', not a study-level table")
         else:
-            table, combined = read_feature_table(args.features, data.id), []
             provenance = args.features.with_name(args.features.stem + ".provenance.json")
+        table, combined = _modelled_table(args.features, data)
         fit = fit_cohort(table, recipe)
     except (RecipeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
@@ -220,6 +217,18 @@ def run_fit(args: argparse.Namespace) -> int:
     for note in fit.notes:
         print(f"  {note}")
     return 0
+
+
+def _modelled_table(source: Path, data: Any) -> tuple[pd.DataFrame, list[str]]:
+    """The table a recipe's ``[data]`` models: from an extraction folder, its levels combined as the recipe
+    says (with notes on what was left out); else the study-level table itself."""
+    from inference.cohort.extract import table_from_extraction
+    from inference.cohort.table import read_feature_table
+
+    if source.is_dir():
+        return table_from_extraction(source, data.level_combination, levels=data.levels,
+                                     exclude_fractured=data.exclude_fractured)
+    return read_feature_table(source, data.id), []
 
 
 def _load_fit(fit_dir: Path) -> Any:
@@ -278,22 +287,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     from inference.cohort.evaluate import ReferenceStandard
-    from inference.cohort.extract import table_from_extraction
     from inference.cohort.report import write_report
-    from inference.cohort.table import read_feature_table
     from inference.cohort.validate import ValidationError, validate_fit
 
     fit = _load_fit(args.fit_dir)
     if fit is None:
         raise UsageError(f"{args.fit_dir}: no {FIT_FILE} (run 'cohort fit' first)")
     reference = ReferenceStandard(args.reference, args.reference_direction) if args.reference else None
-    data = fit.recipe.data
     try:
-        if args.external.is_dir():  # an extraction folder: its levels combined as the fit's recipe says
-            table, _ = table_from_extraction(args.external, data.level_combination, levels=data.levels,
-                                             exclude_fractured=data.exclude_fractured)
-        else:
-            table = read_feature_table(args.external, data.id)
+        table, _ = _modelled_table(args.external, fit.recipe.data)
         predictions, validation = validate_fit(fit, table, reference, bootstrap=args.bootstrap, seed=args.seed)
     except (ValidationError, ValueError) as exc:
         raise UsageError(str(exc)) from None
