@@ -15,7 +15,7 @@ return value.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -24,9 +24,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import shap  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-if TYPE_CHECKING:
-    from inference.cohort.fit import CohortFit
+from inference.cohort.fit import CohortFit, logistic_inputs  # noqa: E402
+from inference.cohort.report import save_figure  # noqa: E402
 
 TREE_FAMILIES = ("decision_tree", "random_forest", "extra_trees", "gradient_boosting", "xgboost", "lightgbm")
 LINEAR_FAMILIES = ("logistic",)
@@ -36,8 +37,6 @@ DECISION_SUBJECTS = 20
 def _explain(estimator: Any, background: pd.DataFrame, shown: pd.DataFrame) -> tuple[np.ndarray, float]:
     """SHAP values of ``shown`` (rows x features; the positive class, log-odds scale) and the expected value;
     a linear model is explained against the ``background`` rows, a tree model by its own structure."""
-    from sklearn.linear_model import LogisticRegression
-
     if isinstance(estimator, LogisticRegression):
         explainer = shap.LinearExplainer(estimator, background)
     else:
@@ -53,8 +52,6 @@ def _explain(estimator: Any, background: pd.DataFrame, shown: pd.DataFrame) -> t
 
 
 def _figures(name: str, values: np.ndarray, expected: float, data: pd.DataFrame, out: Path) -> list[Path]:
-    from inference.cohort.report import save_figure
-
     paths = []
     for kind in ("bar", "beeswarm"):
         plt.figure()
@@ -73,8 +70,6 @@ def _figures(name: str, values: np.ndarray, expected: float, data: pd.DataFrame,
 
 def shap_figures(fit: CohortFit, out_dir: str | Path) -> tuple[list[Path], list[str]]:
     """Write the SHAP figures of every explainable model of a binary fit; return (paths, models left out)."""
-    from inference.cohort.fit import logistic_inputs
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not fit.binary:

@@ -168,9 +168,8 @@ def perturb_mask(mask: sitk.Image, how: str) -> sitk.Image:
     raise ValueError(f"unknown perturbation {how!r}; known: {', '.join(PERTURBATIONS)}")
 
 
-def _level_features(image: sitk.Image, seg: SegmentationResult, level: str, profile: str,
-                    wanted: dict[str, tuple[str, ...] | None],
-                    perturbation: str | None = None, plan: ExtractionPlan | None = None) -> dict[str, dict[str, float]]:
+def _level_features(image: sitk.Image, seg: SegmentationResult, level: str, plan: ExtractionPlan,
+                    wanted: dict[str, tuple[str, ...] | None]) -> dict[str, dict[str, float]]:
     """Radiomics of one level's VOIs, cropped around the body as :mod:`inference.measure` does."""
     vid = verse_id(level)
     bodies = sitk.GetArrayViewFromImage(seg.bodies)
@@ -187,9 +186,9 @@ def _level_features(image: sitk.Image, seg: SegmentationResult, level: str, prof
     for voi, names in wanted.items():
         if voi not in masks:
             raise ValueError(f"unknown VOI {voi!r}; known: {', '.join(masks)}")
-        mask = masks[voi] if perturbation is None else perturb_mask(masks[voi], perturbation)
-        out[voi] = extract_features(crop, mask, profile, features=names)
-        if plan is not None and plan.deep is not None:
+        mask = masks[voi] if plan.perturbation is None else perturb_mask(masks[voi], plan.perturbation)
+        out[voi] = extract_features(crop, mask, plan.profile, features=names)
+        if plan.deep is not None:
             out[voi].update(deep_features(crop, mask, load_resnet50(plan.deep_weights), plan.deep))
     return out
 
@@ -209,8 +208,7 @@ def extract_study(row: CohortRow, plan: ExtractionPlan) -> dict[str, Any]:
         if not level.complete:
             continue
         levels[name] = {"vbmd_mg_cm3": level.vbmd_mg_cm3, "genant_grade": level.genant_grade,
-                        "features": _level_features(image, seg, name, plan.profile, wanted, plan.perturbation,
-                                                    plan)}
+                        "features": _level_features(image, seg, name, plan, wanted)}
     if not levels:
         raise ValueError(f"none of the levels {', '.join(plan.levels)} completely in view")
     return {"study_id": row.study_id, "vbmd_mg_cm3": measured.vbmd_mg_cm3, "levels": levels,

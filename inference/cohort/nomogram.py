@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -22,8 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-if TYPE_CHECKING:
-    from inference.cohort.fit import CohortFit
+from inference.cohort.fit import CohortFit, logistic_inputs  # noqa: E402
+from inference.cohort.report import save_figure  # noqa: E402
 
 PROBABILITY_TICKS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
@@ -93,8 +92,6 @@ def nomogram_of(estimator: object, inputs: pd.DataFrame) -> Nomogram:
 
 def plot_nomogram(nomogram: Nomogram, title: str, path: Path) -> Path:
     """Draw the nomogram: a points ruler, one axis per input, total points and probability."""
-    from inference.cohort.report import save_figure
-
     rows = ["Points", *(i.name for i in nomogram.inputs), "Total points", "Probability"]
     fig, ax = plt.subplots(figsize=(8, 0.7 * len(rows) + 1))
     top_total = sum(i.spread for i in nomogram.inputs) * nomogram.points_per_unit
@@ -131,8 +128,6 @@ def plot_nomogram(nomogram: Nomogram, title: str, path: Path) -> Path:
 
 def nomogram_figures(fit: CohortFit, out_dir: Path) -> list[Path]:
     """``nomogram_<model>.png`` for every logistic model of a binary fit, on its training rows."""
-    from inference.cohort.fit import logistic_inputs
-
     if not fit.binary or not fit.models.radscores:
         return []
     train_ids = fit.predictions.loc[fit.predictions.partition == "train", "id"].drop_duplicates()

@@ -70,7 +70,6 @@ class RecordOutcome(StrEnum):
     """Same SOP Instance UID, different content: replaced, series reopened."""
 
 
-
 @dataclass(frozen=True)
 class SeriesRef:
     """A series as the rest of the node sees it (the value handed to the job pipeline)."""
