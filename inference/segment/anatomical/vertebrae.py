@@ -642,13 +642,17 @@ def _trim_to_outline(mask: np.ndarray, outline: np.ndarray, sy: float, sx: float
     biconcave endplate) loses nothing.
     Small masks (endplate caps, discs) and implausible fits are left as they are.
     ``vessel`` (:func:`_bright_and_thick`) marks contrast-filled blood brighter than bone,
-    which no cortex separates from the body: off the fitted outline it is taken away.
+    which no cortex separates from the body: its seam with the body is left out of the fit
+    (an arterial aorta as wide as a third of the body would pull the ellipse over itself),
+    and off the fitted outline it is taken away.
     """
     if outline.sum() * sy * sx < MIN_OUTLINE_MM2:
         return mask
     edge = outline & ~ndi.binary_erosion(outline)
     ys, xs = np.nonzero(edge)
     keep = ys < ys.max() - 1  # not the posterior wall
+    if vessel is not None:  # nor the seam with a vessel brighter than bone: it bends the fit outwards
+        keep &= ~vessel[ys, xs]
     centre_y, centre_x = (float(c) for c in ndi.center_of_mass(outline))
     y_mm, x_mm = (ys - centre_y) * sy, (xs - centre_x) * sx  # origin inside the outline
     fit = None
