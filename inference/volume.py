@@ -21,17 +21,20 @@ class VolumeError(ValueError):
     """An input that cannot be used as a CT volume; the message says why."""
 
 
-def load_volume(path: str | Path, series_uid: str | None = None) -> sitk.Image:
-    """Load a CT volume from a DICOM series folder or a NIfTI file.
+def load_volume(path: str | Path, series_uid: str | None = None, *, modality: str = "CT") -> sitk.Image:
+    """Load a CT volume (or, for research extraction, an image of another modality) from a DICOM
+    series folder or a NIfTI file.
 
     Args:
         path: a folder holding one DICOM series (or several: pass
             ``series_uid``, otherwise the series with most slices is used),
             or a ``.nii``/``.nii.gz`` file in HU.
         series_uid: Series Instance UID to pick in a folder with several series.
+        modality: ``CT`` (intensities checked to be HU) or another modality
+            (``MR``: intensities have no absolute scale and are not checked).
 
     Returns:
-        A 3D ``sitkFloat32`` image in HU, LPS physical space.
+        A 3D ``sitkFloat32`` image (in HU for CT), LPS physical space.
 
     Raises:
         VolumeError: the path does not exist, holds no readable volume, or the
@@ -47,7 +50,7 @@ def load_volume(path: str | Path, series_uid: str | None = None) -> sitk.Image:
     else:
         raise VolumeError(f"{path}: expected a DICOM series folder or a NIfTI file (.nii/.nii.gz)")
     image = sitk.Cast(image, sitk.sitkFloat32)
-    check_volume(image, source=str(path))
+    check_volume(image, source=str(path), modality=modality)
     return image
 
 
@@ -80,12 +83,12 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
         raise VolumeError(f"{folder}: cannot read DICOM series ({str(exc).strip().splitlines()[-1]})") from None
 
 
-def check_volume(image: sitk.Image, source: str = "volume") -> None:
-    """Check that an image is a usable CT volume in HU.
+def check_volume(image: sitk.Image, source: str = "volume", *, modality: str = "CT") -> None:
+    """Check that an image is a usable volume: for CT, in HU.
 
     Raises:
         VolumeError: not 3D, too few slices, degenerate spacing or direction,
-            empty, or intensities that are not CT Hounsfield units.
+            empty, or (CT) intensities that are not Hounsfield units.
     """
     if image.GetDimension() != 3:
         raise VolumeError(f"{source}: expected a 3D volume, got {image.GetDimension()}D")
@@ -104,7 +107,7 @@ def check_volume(image: sitk.Image, source: str = "volume") -> None:
     low, high = float(array.min()), float(array.max())
     if high - low < 1:
         raise VolumeError(f"{source}: volume is empty (all voxels {low:g})")
-    if low < -3000 or high > 40000 or high < 300:
+    if modality == "CT" and (low < -3000 or high > 40000 or high < 300):
         raise VolumeError(
             f"{source}: intensities {low:g}..{high:g} do not look like CT in HU "
             "(expected air near -1000 and bone above 300)"

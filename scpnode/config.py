@@ -57,6 +57,10 @@ class NodeSettings(_Section):
     """A connection that has not sent its A-ASSOCIATE-RQ this long after connecting is closed."""
     read_timeout_seconds: float = Field(60.0, gt=0, le=3600)
     """Longest wait for data on an accepted connection (mid-PDU included) before it is closed."""
+    accept_mr: bool = False
+    """Also accept MR images (MR and Enhanced MR Image Storage), to collect a research cohort for
+    ``cohort extract --roi --modality MR``. They are stored and listed, never analysed: every
+    measurement the node makes is defined on CT (HU); ``[selection] modalities`` stays CT."""
     max_inflated_mb: int = Field(512, ge=1, le=65536)
     """Largest size a received Deflated Explicit VR Little Endian data set may inflate to; beyond it
     the instance is refused (0xA700) rather than the node's memory filled (a "deflate bomb")."""
@@ -152,6 +156,7 @@ class SelectionSettings(_Section):
     """Declarative rules deciding which complete series go to inference."""
 
     modalities: list[str] = ["CT"]
+    """Modalities analysed; the node's segmentation and measurements are CT-only, so CT is the only one."""
     require_image_type: list[str] = ["ORIGINAL", "PRIMARY", "AXIAL"]
     allow_derived: bool = False
     min_slices: int = Field(20, ge=3)
@@ -168,6 +173,16 @@ class SelectionSettings(_Section):
     """Whole words in the series description or image type that exclude a series ("DOSE REPORT",
     not "DOSE", so that low-dose CTs stay in)."""
     allow_contrast: bool = True
+
+    @field_validator("modalities")
+    @classmethod
+    def _ct_only(cls, modalities: list[str]) -> list[str]:
+        other = [m for m in modalities if m.upper() != "CT"]
+        if other or not modalities:
+            raise ValueError(f"{', '.join(other) or 'no modality'}: the node analyses CT only (its segmentation "
+                             "and measurements are defined in HU); to store MR for research set "
+                             "[node] accept_mr = true")
+        return modalities
 
 
 class StudyChoiceSettings(_Section):

@@ -27,6 +27,7 @@ import shap  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from inference.cohort.fit import CohortFit, logistic_inputs  # noqa: E402
+from inference.cohort.models import features_into_model  # noqa: E402
 from inference.cohort.report import save_figure  # noqa: E402
 
 TREE_FAMILIES = ("decision_tree", "random_forest", "extra_trees", "gradient_boosting", "xgboost", "lightgbm")
@@ -85,7 +86,7 @@ def shap_figures(fit: CohortFit, out_dir: str | Path) -> tuple[list[Path], list[
         if family not in TREE_FAMILIES + LINEAR_FAMILIES:
             left_out.append(f"clf:{family} (no fast exact SHAP explainer)")
             continue
-        front = pipeline[:-1]
+        front = features_into_model(pipeline)
         background = pd.DataFrame(front.transform(table.loc[train_ids]))
         shown = pd.DataFrame(front.transform(table.loc[shown_ids]))
         values, expected = _explain(pipeline[-1], background, shown)

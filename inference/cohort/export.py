@@ -12,6 +12,7 @@ steps are expressible in the file:
   percentile scaling and ComBat are not (the node cannot apply them) and are
   refused with a clear error;
 - correlation filter and selectors: they only choose columns;
+- random oversampling: it only changed which rows the fit saw, and is skipped;
 - the final linear estimator: its coefficients and intercept.
 
 Logistic models may use radscores and ``vbmd``; one using another covariate
@@ -29,9 +30,9 @@ import pandas as pd
 from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 
 from inference.cohort.fit import CohortFit
-from inference.cohort.models import VOI_SEPARATOR
+from inference.cohort.models import VOI_SEPARATOR, features_into_model
 from inference.cohort.stats import youden_threshold
-from inference.cohort.table import NODE_VBMD
+from inference.cohort.table import NODE_VBMD, ROI_VOI
 from inference.models import (
     LogisticModel,
     Normalisation,
@@ -68,7 +69,7 @@ def radscore_formula(pipeline: Any, voi: str) -> RadscoreFormula:
         raise ExportError(f"radscore {voi}: {type(scaler).__name__} (percentile scaling) has no node "
                           "equivalent; use normalisation 'z-score' or 'max-abs' to export")
     estimator = pipeline[-1]
-    selected = list(pipeline[:-1].get_feature_names_out())
+    selected = list(features_into_model(pipeline).get_feature_names_out())
     coefficients = np.asarray(estimator.coef_[0], dtype=float)
     terms = [RadscoreTerm(feature=name.split(VOI_SEPARATOR, 1)[1], coefficient=float(coef), normalisation=norms[name])
              for name, coef in zip(selected, coefficients, strict=True) if coef != 0]
@@ -96,8 +97,8 @@ def export_model(fit: CohortFit, model_id: str, version: str = "1.0.0", *, prima
     risk categories (default: the recipe's ``export.categories``).
 
     Raises:
-        ExportError: multi-class outcome, no radscore, a step the node cannot
-            apply, or a primary model whose inputs the node lacks.
+        ExportError: multi-class outcome, no radscore, a radscore of a given ROI,
+            a step the node cannot apply, or a primary model whose inputs the node lacks.
     """
     if not fit.binary:
         raise ExportError("the node's model file holds binary risk models only")
@@ -110,6 +111,9 @@ def export_model(fit: CohortFit, model_id: str, version: str = "1.0.0", *, prima
             combination, "without its fractured levels")
         raise ExportError(f"the node scores a study by the mean of every complete level; a model fitted {how} "
                           "would be scored on other numbers than it was fitted on")
+    if ROI_VOI in fit.models.radscores:
+        raise ExportError(f"radscore {ROI_VOI!r} is of a reader's ROI; the node measures vertebrae it segments "
+                          "on CT and has no such ROI to score")
     radscores = {voi: radscore_formula(pipe, voi) for voi, pipe in fit.models.radscores.items()}
     node_inputs = set(radscores) | {NODE_VBMD}
     table = fit.table

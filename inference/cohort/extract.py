@@ -12,6 +12,13 @@ A mask is either a ``scpnode segment`` output folder, or a compartments
 label image (1 cortical / 2 cancellous) with a ``vertebrae`` column naming
 the whole-vertebra VerSe label image on the same grid.
 
+In ROI mode (``ExtractionPlan.roi``) each row's mask is the region itself,
+drawn by a reader on any modality (a 2D ROI on one sagittal MR slice, or a
+3D one): nothing is segmented or measured, the single VOI is ``roi``, and
+an MR image is normalised as its profile says (N4, z-score;
+:mod:`inference.radiomics.preprocess`). CT-only steps refuse MR
+(:func:`check_modality`).
+
 With ``perturbation`` the VOIs are eroded, dilated or shifted by one voxel
 first: a second extraction of the same cohort for the ICC reliability filter
 (``[preprocess.reliability]`` of the recipe) when no second reader exists.
@@ -50,11 +57,12 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from inference.cohort.table import NODE_VBMD, CohortRow, combine_levels, study_level
+from inference.cohort.table import NODE_VBMD, ROI_VOI, CohortRow, combine_levels, study_level
 from inference.levels import RESEARCH_LEVELS, TARGET_LEVELS, VERSE_IDS, Compartment, verse_id
 from inference.measure.study import measure_study
 from inference.radiomics import PAD_MM, RadiomicsError, extract_features, get_profile
 from inference.radiomics.deep import DEEP_MODELS, deep_features, load_resnet50
+from inference.radiomics.profiles import PROFILES
 from inference.results import LevelSegmentation, SegmentationResult
 from inference.segment import segment_volume
 from inference.segment.io import read_segmentation
@@ -66,6 +74,7 @@ STUDY_TABLE = "features.csv"
 LEVEL_TABLE = "levels.csv"
 STUDIES_TABLE = "studies.csv"
 PROVENANCE = "features.provenance.json"
+MODALITIES = ("CT", "MR")
 
 
 @dataclass(frozen=True)
@@ -86,9 +95,18 @@ class ExtractionPlan:
     """``resnet50``: also the deep transfer features of each VOI (:mod:`inference.radiomics.deep`)."""
     deep_weights: str | None = None
     """The weights file of the deep model (required with ``deep``)."""
+    roi: bool = False
+    """Each row's mask is the ROI itself (any label image, 2D or 3D): no segmentation, no vertebrae,
+    no vBMD; one VOI, ``roi``, per study (:func:`extract_roi_study`)."""
+    roi_label: int | None = None
+    """With ``roi``: the label value of the ROI in the mask (None: every non-zero voxel)."""
+    modality: str = "CT"
+    """``CT`` or ``MR``; MR is extracted in ``roi`` mode only, with an MR profile."""
 
     def voi_features(self) -> dict[str, tuple[str, ...] | None]:
         """``{voi: names or None (whole profile)}``."""
+        if self.roi:
+            return {ROI_VOI: self.features.get(ROI_VOI, ()) if isinstance(self.features, dict) else self.features}
         if isinstance(self.features, dict):
             vois = self.vois or tuple(self.features)
             return {v: tuple(self.features.get(v, ())) for v in vois}
@@ -193,12 +211,43 @@ def _level_features(image: sitk.Image, seg: SegmentationResult, level: str, plan
     return out
 
 
+def extract_roi_study(row: CohortRow, plan: ExtractionPlan) -> dict[str, Any]:
+    """Features of one study's given ROI, any modality (the document written to ``studies/<id>.json``).
+
+    The ROI is stored as the single level and VOI ``roi``, so the tables and
+    ``cohort fit`` read it as they read vertebrae (study-level columns ``roi:<feature>``).
+
+    Raises:
+        VolumeError, RadiomicsError, ValueError and friends: the study failed.
+    """
+    if row.mask is None or not row.mask.is_file():
+        raise ValueError("no ROI: a given mask image is needed (mask column)")
+    image = load_volume(row.image, modality=plan.modality)
+    labels = sitk.ReadImage(str(row.mask))
+    if labels.GetSize() != image.GetSize() or not np.allclose(labels.GetSpacing(), image.GetSpacing(), atol=1e-3):
+        raise ValueError(f"ROI grid {labels.GetSize()} differs from the image grid {image.GetSize()}")
+    labels.CopyInformation(image)
+    roi = labels > 0 if plan.roi_label is None else labels == plan.roi_label
+    if not sitk.GetArrayViewFromImage(roi).any():
+        raise ValueError("the ROI is empty" + (f" (no voxel labelled {plan.roi_label})" if plan.roi_label else ""))
+    if plan.perturbation is not None:
+        roi = perturb_mask(roi, plan.perturbation)
+    features = extract_features(image, roi, plan.profile, features=plan.voi_features()[ROI_VOI])
+    if plan.deep is not None:
+        features.update(deep_features(image, roi, load_resnet50(plan.deep_weights), plan.deep))
+    return {"study_id": row.study_id, "vbmd_mg_cm3": None,
+            "levels": {ROI_VOI: {"vbmd_mg_cm3": None, "genant_grade": None, "features": {ROI_VOI: features}}},
+            "segmentation": "given ROI", "modality": plan.modality, "remarks": []}
+
+
 def extract_study(row: CohortRow, plan: ExtractionPlan) -> dict[str, Any]:
     """Features and vBMD of one study (the document written to ``studies/<id>.json``).
 
     Raises:
         VolumeError, RadiomicsError, ValueError and friends: the study failed.
     """
+    if plan.roi:
+        return extract_roi_study(row, plan)
     image = load_volume(row.image)
     seg = _segmentation(row, image, plan.backend)
     measured = measure_study(image, seg, None, levels=plan.levels)
@@ -235,6 +284,7 @@ def extract_cohort(rows: Sequence[CohortRow], out_dir: str | Path, plan: Extract
     studies_dir = out / STUDIES_DIR
     studies_dir.mkdir(parents=True, exist_ok=True)
     plan.voi_features()  # validates the profile before any work starts
+    check_modality(plan)
     if plan.deep is not None:
         if plan.deep not in DEEP_MODELS:
             raise ValueError(f"unknown deep model {plan.deep!r}; known: {', '.join(DEEP_MODELS)}")
@@ -266,6 +316,28 @@ def extract_cohort(rows: Sequence[CohortRow], out_dir: str | Path, plan: Extract
     return _write_tables(rows, out, plan, failures, skipped)
 
 
+def check_modality(plan: ExtractionPlan) -> None:
+    """Refuse a plan that would run a step on a modality it is not made for.
+
+    Raises:
+        ValueError: an unknown modality; MR without given ROIs (segmentation and
+            vBMD are CT-only); a profile made for another modality; deep
+            features on MR (their input window is in HU).
+    """
+    if plan.modality not in MODALITIES:
+        raise ValueError(f"unknown modality {plan.modality!r}; known: {', '.join(MODALITIES)}")
+    profile = get_profile(plan.profile)
+    if profile.modality != plan.modality:
+        raise ValueError(f"profile {profile.name!r} is made for {profile.modality}, not {plan.modality} "
+                         f"(MR profiles: {', '.join(n for n, p in PROFILES.items() if p.modality == 'MR')})")
+    if plan.modality != "CT":
+        if not plan.roi:
+            raise ValueError(f"{plan.modality}: only given ROIs can be extracted (--roi); the node's "
+                             "segmentation, levels and vBMD are made for CT")
+        if plan.deep is not None:
+            raise ValueError(f"{plan.modality}: deep features window their input in HU; they are CT-only")
+
+
 def _write_tables(rows: Sequence[CohortRow], out: Path, plan: ExtractionPlan, failures: dict[str, str],
                   skipped: list[str]) -> ExtractionResult:
     records: list[dict[str, Any]] = []
@@ -285,8 +357,9 @@ def _write_tables(rows: Sequence[CohortRow], out: Path, plan: ExtractionPlan, fa
                 records.append({"study_id": row.study_id, "level": level, "voi": voi, **values})
         attributes = {"study_id": row.study_id, "patient_id": row.patient_id, "label": row.label,
                       **row.covariates}
-        attributes[NODE_VBMD] = document["vbmd_mg_cm3"]
-        attributes.setdefault("vbmd", document["vbmd_mg_cm3"])  # a cohort's own vbmd column is kept as it is
+        if document["vbmd_mg_cm3"] is not None or not plan.roi:  # an ROI has no vBMD
+            attributes[NODE_VBMD] = document["vbmd_mg_cm3"]
+            attributes.setdefault("vbmd", document["vbmd_mg_cm3"])  # a cohort's own vbmd column is kept as it is
         study_rows.append(attributes)
     long = pd.DataFrame.from_records(records)
     long_path, study_path = out / LONG_TABLE, out / STUDY_TABLE

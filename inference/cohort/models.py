@@ -1,5 +1,9 @@
 """Model builders: radscore pipelines, logistic models on radscores, classifier families.
 
+Pipelines are imbalanced-learn's (a scikit-learn ``Pipeline`` that also takes
+samplers, applied while fitting only), so that random oversampling can be a
+step of the chain and stays inside the training split and each inner fold.
+
 Every builder returns an unfitted scikit-learn estimator; :mod:`inference.cohort.fit`
 fits it on the training split only. Feature columns of a study-level table
 are named ``"<voi>:<feature>"`` (``"cortical:original_firstorder_Mean"``).
@@ -12,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from imblearn.over_sampling import RandomOverSampler
+from imblearn.pipeline import Pipeline
 from lightgbm import LGBMClassifier
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
@@ -20,14 +26,15 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.class_weight import compute_sample_weight
 from xgboost import XGBClassifier
 
 from inference.cohort.preprocess import ComBatHarmoniser, CorrelationFilter, DeepPca, make_scaler
-from inference.cohort.recipe import CorrelationStep, LassoStep, MrmrStep, Recipe, RfecvStep, RfeStep, StabilityStep
+from inference.cohort.recipe import (
+    CorrelationStep, LassoStep, MrmrStep, OversampleStep, Recipe, RfecvStep, RfeStep, StabilityStep,
+)
 from inference.cohort.select import LassoLogisticCV, MrmrSelector, StabilitySelector, make_rfe, make_rfecv
 
 VOI_SEPARATOR = ":"
@@ -77,7 +84,15 @@ def _selection_steps(recipe: Recipe, final_lasso: bool, seed: int) -> list[tuple
             steps.append((name, make_rfecv(step.folds, step.min_features, seed)))
         elif isinstance(step, CorrelationStep):
             steps.append((name, CorrelationFilter(threshold=step.threshold, method=step.kind)))
+        elif isinstance(step, OversampleStep):
+            steps.append((name, RandomOverSampler(random_state=seed)))
     return steps
+
+
+def features_into_model(pipeline: Pipeline) -> Pipeline:
+    """The fitted steps before a pipeline's estimator without its samplers: what turns a table into
+    the estimator's input (a sampler changes only which rows a fit sees)."""
+    return Pipeline([(name, step) for name, step in pipeline.steps[:-1] if not hasattr(step, "fit_resample")])
 
 
 def _front(recipe: Recipe, columns: list[str]) -> list[tuple[str, Any]]:

@@ -35,6 +35,7 @@ Example (every key shown)::
 
     [[selection]]                 # applied in order, inside the training split
     method = "mrmr"               # "mrmr" | "lasso" | "stability" | "rfe" | "rfecv" | "correlation"
+                                  # | "oversample" (random, of the minority class; fitting only)
     k = 20
     [[selection]]
     method = "lasso"
@@ -180,8 +181,16 @@ class CorrelationStep(_Section):
     threshold: float = Field(0.5, gt=0, le=1)
 
 
-SelectionStep = Annotated[MrmrStep | LassoStep | StabilityStep | RfeStep | RfecvStep | CorrelationStep,
-                          Field(discriminator="method")]
+class OversampleStep(_Section):
+    """Random oversampling of the minority class(es) to balance the classes (the MRI study, after
+    its LASSO). It acts only while fitting, on the training rows (and inside each inner CV fold
+    on that fold's training rows): no duplicated row is ever scored, and the node never sees it."""
+
+    method: Literal["oversample"]
+
+
+SelectionStep = Annotated[MrmrStep | LassoStep | StabilityStep | RfeStep | RfecvStep | CorrelationStep
+                          | OversampleStep, Field(discriminator="method")]
 
 
 class RadscoreSpec(_Section):

@@ -39,6 +39,8 @@ from inference.levels import VERSE_IDS as VERSE_ORDER
 REQUIRED_COLUMNS = ("study_id", "image", "label")
 OPTIONAL_PATHS = ("mask", "vertebrae")
 PATIENT_COLUMN = "patient_id"
+ROI_VOI = "roi"
+"""The VOI (and level) name of a reader's ROI in ROI-mode extraction (any modality)."""
 NODE_VBMD = "node_vbmd"
 """The node's own vBMD estimate in the feature tables: what a model's ``vbmd`` input gets when the node scores."""
 
@@ -59,8 +61,11 @@ class CohortRow:
     """The patient the study belongs to (the study id when the cohort table has no ``patient_id``)."""
 
 
-def read_cohort_table(path: str | Path) -> list[CohortRow]:
+def read_cohort_table(path: str | Path, *, roi: bool = False) -> list[CohortRow]:
     """Read and validate a cohort CSV.
+
+    With ``roi`` every row's ``mask`` is an ROI label image of its own (any
+    modality, no ``vertebrae`` image) and is required.
 
     Raises:
         CohortTableError: listing (up to 10) problems by CSV line: missing
@@ -101,7 +106,9 @@ def read_cohort_table(path: str | Path) -> list[CohortRow]:
             paths[column] = _resolve(base, record.get(column, ""))
             if paths[column] is not None and not paths[column].exists():
                 problems.append(f"line {line} ({sid}): {column} {record[column]!r} not found")
-        if paths["mask"] is not None and paths["mask"].is_file() and paths["vertebrae"] is None:
+        if roi and (paths["mask"] is None or not paths["mask"].is_file()):
+            problems.append(f"line {line} ({sid}): no ROI mask image")
+        elif not roi and paths["mask"] is not None and paths["mask"].is_file() and paths["vertebrae"] is None:
             problems.append(f"line {line} ({sid}): a mask image needs a vertebrae label image")
         covariates = {c: _number_or_text(record[c]) for c in covariate_columns}
         patient = str(record.get(PATIENT_COLUMN, "")).strip() or sid

@@ -28,6 +28,7 @@ import SimpleITK as sitk
 from radiomics import getFeatureClasses, imageoperations
 
 from inference.radiomics.names import FeatureName, ImageType, canonical, pyradiomics_image_name
+from inference.radiomics.preprocess import prepare_image
 from inference.radiomics.profiles import Profile, get_profile, log_image_name
 from inference.radiomics.transforms import SITK_TRANSFORMS
 
@@ -51,7 +52,7 @@ def extract_features(image: sitk.Image, mask: sitk.Image, profile: Profile | str
     """Radiomics features of one VOI.
 
     Args:
-        image: CT in HU.
+        image: CT in HU, or an MR image for an MR profile (normalised here as the profile says).
         mask: binary VOI (1 inside) on the image grid.
         profile: a :class:`Profile` or its name (``che2025``, ``yu2025``, ``lumbar1197``).
         features: the names to compute (model-driven extraction; published
@@ -74,6 +75,7 @@ def extract_features(image: sitk.Image, mask: sitk.Image, profile: Profile | str
         plan = _plan_for(requested, profile)
         aliases = {name: canonical(name) for name in requested if canonical(name) != name}
 
+    image, mask = prepare_image(image, mask, profile)
     crop, crop_mask, bbox = _crop_to_voi(image, mask, profile)
     settings = dict(profile.settings)
     values: dict[str, float] = {}

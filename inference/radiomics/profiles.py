@@ -21,7 +21,14 @@
   and Sum Average (twice Joint Average; pyradiomics warns that it duplicates
   it).
 
-Every profile keeps pyradiomics' default settings (fixed bin width 25, GLCM
+- ``mr_t2`` - a given ROI (2D or 3D) on MR: N4 bias-field correction and a
+  z-score over the body first (:mod:`.preprocess`), then original + LoG
+  (sigma 1, 2, 3 mm) + 8 wavelet bands with pyradiomics' MR bin width (5 on
+  the x 100 z-score scale, as its MR example settings). A profile says which
+  modality it is for; CT-only steps (segmentation, vBMD, HU windows) are
+  refused on MR by the extraction.
+
+Every CT profile keeps pyradiomics' default settings (fixed bin width 25, GLCM
 distance 1, coif1 wavelet of level 1, no resampling), so ``original`` features
 equal those of pyradiomics' own ``RadiomicsFeatureExtractor``.
 """
@@ -65,6 +72,16 @@ class Profile:
     """Clip intensities to these percentiles of the whole image and scale them to 0-255 before any transform."""
     aliases: Mapping[str, str] = field(default_factory=dict)
     """Published feature names -> canonical names, also reported by a full extraction."""
+    modality: str = "CT"
+    """The modality whose intensities the settings assume: ``CT`` (HU, absolute) or ``MR`` (no scale)."""
+    bias_correction: bool = False
+    """N4 bias-field correction of the whole image first (:mod:`inference.radiomics.preprocess`)."""
+    normalisation: str | None = None
+    """``z-score``: intensities z-scored over the body (x 100) before any transform."""
+    resample_mm: tuple[float, float, float] | None = None
+    """Resample image and VOI to this spacing (x, y, z) first; None keeps the acquired grid."""
+    interpolator: str = "bspline"
+    """Interpolator of the image when resampling (``bspline``, ``linear``, ``lanczos``, ``nearest``)."""
 
     def image_types(self) -> list[ImageType]:
         """Every derived image the profile computes features on."""
@@ -109,7 +126,21 @@ LUMBAR1197 = Profile(
     clip_percentiles=(0.1, 99.9),
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (CHE2025, YU2025, LUMBAR1197)}
+MR_T2 = Profile(
+    name="mr_t2",
+    description="MR ROI radiomics (T2-weighted sagittal, osteoporotic vs malignant compression fracture): "
+                "N4 bias correction and z-score, then original, LoG and wavelet",
+    transforms=("original", "log", "wavelet"),
+    vois=("roi",),
+    log_sigmas_mm=(1.0, 2.0, 3.0),
+    settings={"binWidth": 5, "label": 1},
+    excluded_features=("glcm_MCC",),
+    modality="MR",
+    bias_correction=True,
+    normalisation="z-score",
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (CHE2025, YU2025, LUMBAR1197, MR_T2)}
 
 
 def get_profile(name: str) -> Profile:

@@ -59,6 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, default=None, metavar="FILE",
                    help="with --deep: the ResNet50 weights file (ImageNet or RadImageNet, torchvision layout); "
                         "nothing is downloaded")
+    p.add_argument("--roi", action="store_true",
+                   help="each row's mask is the ROI itself (any label image, 2D or 3D, any modality): "
+                        "no segmentation, no vertebrae, no vBMD; one VOI named 'roi'")
+    p.add_argument("--roi-label", type=int, default=None, metavar="N",
+                   help="with --roi: the ROI's label value in the mask (default: every non-zero voxel)")
+    p.add_argument("--modality", choices=("CT", "MR"), default="CT",
+                   help="the images' modality (default CT); MR needs --roi and an MR profile (mr_t2)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     p.add_argument("--backend", default=None, help="segmentation backend where no mask is given "
                                                    "(default: [pipeline] segmentation_backend)")
@@ -150,9 +157,11 @@ def run_extract(args: argparse.Namespace) -> int:
     from inference.models import ModelError, load_model
 
     try:
-        rows = read_cohort_table(args.cohort)
+        rows = read_cohort_table(args.cohort, roi=args.roi)
     except CohortTableError as exc:
         raise UsageError(str(exc)) from None
+    if args.roi_label is not None and not args.roi:
+        raise UsageError("--roi-label needs --roi")
     features: dict[str, tuple[str, ...]] | tuple[str, ...] | None = None
     profile = args.profile
     if args.model:
@@ -172,6 +181,7 @@ def run_extract(args: argparse.Namespace) -> int:
     plan = ExtractionPlan(profile=profile, features=features, vois=tuple(args.vois) if args.vois else None,
                           backend=backend, perturbation=args.perturb, deep=args.deep,
                           deep_weights=str(args.weights) if args.weights else None,
+                          roi=args.roi, roi_label=args.roi_label, modality=args.modality,
                           **({"levels": tuple(args.levels)} if args.levels else {}))
     try:
         result = extract_cohort(rows, args.out, plan, workers=args.workers)

@@ -83,6 +83,12 @@ STORAGE_SOP_CLASSES: tuple[str, ...] = (
 )
 """What the node accepts: CT, and the object types it sends back (round trips)."""
 
+MR_STORAGE_SOP_CLASSES: tuple[str, ...] = (
+    "1.2.840.10008.5.1.4.1.1.4",        # MR Image Storage
+    "1.2.840.10008.5.1.4.1.1.4.1",      # Enhanced MR Image Storage
+)
+"""Accepted only with ``[node] accept_mr`` (stored for research extraction, never analysed)."""
+
 TRANSFER_SYNTAXES: tuple[str, ...] = (
     "1.2.840.10008.1.2.4.90",   # JPEG 2000 Lossless
     "1.2.840.10008.1.2.4.80",   # JPEG-LS Lossless
@@ -115,13 +121,14 @@ class StoredInstance:
     size: int
 
 
-def make_application_entity(ae_title: str, max_associations: int) -> AE:
-    """An AE that accepts Verification and every storage SOP class of the node in every transfer syntax."""
+def make_application_entity(ae_title: str, max_associations: int, *, accept_mr: bool = False) -> AE:
+    """An AE that accepts Verification and every storage SOP class of the node in every transfer syntax
+    (MR too with ``accept_mr``; otherwise an MR presentation context is rejected at negotiation)."""
     ae = AE(ae_title=ae_title)
     ae.maximum_associations = max_associations
     ae.maximum_pdu_size = 0  # no limit: the peer chooses, fewer PDUs per instance
     ae.add_supported_context("1.2.840.10008.1.1")
-    for sop_class in STORAGE_SOP_CLASSES:
+    for sop_class in STORAGE_SOP_CLASSES + (MR_STORAGE_SOP_CLASSES if accept_mr else ()):
         ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
     return ae
 
@@ -224,7 +231,8 @@ class Receiver:
         node = self.settings.node
         # pynetdicom counts connections not yet negotiated as associations: room for them on top
         # of max_associations, which the PeerPolicy enforces on negotiated ones.
-        ae = make_application_entity(node.ae_title, node.max_associations + node.max_pending_connections)
+        ae = make_application_entity(node.ae_title, node.max_associations + node.max_pending_connections,
+                                     accept_mr=node.accept_mr)
         ae.acse_timeout = node.negotiation_timeout_seconds
         ssl_context = server_ssl_context(self.settings.tls) if self.settings.tls.enabled else None
         handlers = [

@@ -222,3 +222,44 @@ def test_stop_lets_an_association_in_progress_finish_and_refuses_new_ones(tmp_pa
     assert len(list(node.store.root.rglob("*.dcm"))) == 60
     late = storescu(port, files[:1])
     assert late.returncode != 0
+
+
+def _mr_series(folder: Path, count: int) -> list[Path]:
+    """A CT-like series relabelled as MR Image Storage (the node reads nothing MR-specific)."""
+    files = write_ct_series(folder, count)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+        ds.Modality = "MR"
+        del ds.RescaleIntercept, ds.RescaleSlope
+        ds.save_as(path, enforce_file_format=True)
+    return files
+
+
+@pytest.mark.parametrize("accept_mr", [False, True])
+def test_mr_is_accepted_only_where_configured_and_never_analysed(tmp_path, require_tool, accept_mr):
+    require_tool("storescu")
+    selected = []
+    node = Node(node_settings(tmp_path / "node", node={"accept_mr": accept_mr}), on_series_selected=selected.append)
+    node.start()
+    try:
+        files = _mr_series(tmp_path / "mr", 25)
+        series_uid = pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID
+        result = storescu(node.port, files)
+        if not accept_mr:  # no presentation context for MR: storescu cannot send a single instance
+            assert result.returncode != 0 and index.series_ref(node.database(), series_uid) is None
+            return
+        assert result.returncode == 0, result.stderr
+        assert stored_file(node, files[0]).is_file()
+        wait_for(lambda: series_state(node, series_uid) == SeriesState.REJECTED, timeout=20)
+        ref = index.series_ref(node.database(), series_uid)
+        assert "MR not in ['CT']" in (ref.reason or "") and selected == []
+    finally:
+        node.stop()
+
+
+def test_the_selection_cannot_be_told_to_analyse_mr(tmp_path):
+    from scpnode.config import ConfigError
+
+    with pytest.raises(ConfigError, match="the node analyses CT only"):
+        node_settings(tmp_path, selection={"modalities": ["CT", "MR"]})
