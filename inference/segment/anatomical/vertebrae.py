@@ -380,7 +380,7 @@ def split_vertebrae(
     threshold = np.where(_between_endplates(smoothed.shape, discs, rim, axis, spacing_zyx), body_hu, BODY_HU)
     body_mask = _body_mask(smoothed, threshold.astype(np.float32), column, spacing_zyx, discs)
     bodies = np.where(body_mask, segment_index, 0)
-    bodies = _repair_dim_slices(bodies, smoothed, column, discs, spacing_zyx)
+    bodies = _repair_dim_slices(bodies, smoothed, column, discs, segment_index, spacing_zyx)
     bodies = trim_blurred_outer_layer(bodies, hu)
     bodies = _drop_end_fragments(_keep_main_piece(bodies))
     vertebrae = _whole_vertebrae(hu, smoothed, bodies, column, discs, spacing_zyx)
@@ -719,7 +719,8 @@ def _mirrored(region: np.ndarray, axis_x: float, tolerance: int) -> np.ndarray:
 
 
 def _repair_dim_slices(
-    bodies: np.ndarray, smoothed: np.ndarray, column: SpineColumn, discs: list[DiscPlane], spacing_zyx
+    bodies: np.ndarray, smoothed: np.ndarray, column: SpineColumn, discs: list[DiscPlane], segment_index: np.ndarray,
+    spacing_zyx,
 ) -> np.ndarray:
     """Re-segment body slices whose marrow is too faint for :data:`BODY_HU`.
 
@@ -728,7 +729,9 @@ def _repair_dim_slices(
     slices blur the thin cortex that would close the outline. Away from the
     discs (more than :data:`DISC_HALF_MM` from a disc plane, where a faint slice
     is still bone, not disc) such a slice is taken at :data:`MARROW_HU` inside
-    the outline of the nearest well-segmented slice of the same vertebra.
+    the outline of the nearest well-segmented slice of the same vertebra, if the slice's centre
+    lies in that vertebra's segment (past its disc the slice belongs to the next vertebra, and
+    the outline would only carry what lies in front of that disc into it).
     """
     sz, sy, sx = spacing_zyx
     out = bodies.copy()
@@ -744,6 +747,9 @@ def _repair_dim_slices(
         candidates = range(max(slices.min() - 2, 0), min(slices.max() + 3, bodies.shape[0]))
         for z in candidates:
             if areas[z] >= GOOD_SLICE_FRACTION * reference or _distance_to_disc(z, column, discs, spacing_zyx) < DISC_HALF_MM:
+                continue
+            cy, cx = (int(round(c)) for c in column.body_center_yx[z])
+            if segment_index[z, cy, cx] != label:
                 continue
             nearest = min(good, key=lambda g: abs(g - z))
             if abs(nearest - z) * sz > MAX_REPAIR_REACH_MM:
