@@ -1,8 +1,8 @@
 """SHAP figures of a fitted cohort model: which inputs drive its predictions (the ``shap`` package).
 
-For every classifier family of a binary fit, the final estimator is explained
-on the training rows as its pipeline transforms them (after scaling and
-selection): ``shap.TreeExplainer`` for the tree families (decision tree,
+For every classifier family the final estimator (for more than two classes,
+each class's one-vs-rest estimator) is explained on the training rows as its
+pipeline transforms them (after scaling and selection): ``shap.TreeExplainer`` for the tree families (decision tree,
 random forest, extra trees, gradient boosting, XGBoost, LightGBM),
 ``shap.LinearExplainer`` for the logistic family and for each logistic model
 on radscores and covariates. Three figures each, as the fracture-type study
@@ -70,11 +70,13 @@ def _figures(name: str, values: np.ndarray, expected: float, data: pd.DataFrame,
 
 
 def shap_figures(fit: CohortFit, out_dir: str | Path) -> tuple[list[Path], list[str]]:
-    """Write the SHAP figures of every explainable model of a binary fit; return (paths, models left out)."""
+    """Write the SHAP figures of every explainable model; return (paths, models left out).
+
+    For more than two classes each class's one-vs-rest estimator is explained on its own
+    (``shap_<kind>_clf_<family>_<class>.png``: what drives that class against the others).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if not fit.binary:
-        return [], ["multi-class fit: SHAP figures are drawn for binary fits only"]
     preds = fit.predictions
     train_ids = preds.loc[preds.partition == "train", "id"].drop_duplicates()
     test_ids = preds.loc[preds.partition == "test", "id"].drop_duplicates()
@@ -89,8 +91,13 @@ def shap_figures(fit: CohortFit, out_dir: str | Path) -> tuple[list[Path], list[
         front = features_into_model(pipeline)
         background = pd.DataFrame(front.transform(table.loc[train_ids]))
         shown = pd.DataFrame(front.transform(table.loc[shown_ids]))
-        values, expected = _explain(pipeline[-1], background, shown)
-        paths += _figures(f"clf:{family}", values, expected, shown, out)
+        if fit.binary:
+            values, expected = _explain(pipeline[-1], background, shown)
+            paths += _figures(f"clf:{family}", values, expected, shown, out)
+            continue
+        for cls, estimator in zip(fit.models.classes, pipeline[-1].estimators_, strict=True):
+            values, expected = _explain(estimator, background, shown)
+            paths += _figures(f"clf:{family}:{cls}", values, expected, shown, out)
     if fit.models.radscores:
         inputs = logistic_inputs(table, fit.models.radscores)
         for spec in fit.recipe.models:

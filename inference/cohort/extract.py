@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import re
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -305,7 +306,9 @@ def extract_cohort(rows: Sequence[CohortRow], out_dir: str | Path, plan: Extract
                 failures[sid] = error
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawned, not forked: a worker forked from a parent that has run torch (the deep model is
+        # loaded above to check its file) or other OpenMP code hangs on its first parallel region
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_run_one, row, plan, studies_dir) for row in todo]
             for future in as_completed(futures):
                 sid, error = future.result()

@@ -73,8 +73,8 @@ def _selection_steps(recipe: Recipe, final_lasso: bool, seed: int) -> list[tuple
         if isinstance(step, MrmrStep):
             steps.append((name, MrmrSelector(k=step.k, random_state=seed)))
         elif isinstance(step, LassoStep):
-            steps.append((name, LassoLogisticCV(rule=step.rule, folds=step.folds,
-                                                n_lambdas=step.n_lambdas, random_state=seed)))
+            steps.append((name, LassoLogisticCV(rule=step.rule, folds=step.folds, n_lambdas=step.n_lambdas,
+                                                random_state=seed, keep_at_least=1)))
         elif isinstance(step, StabilityStep):
             steps.append((name, StabilitySelector(k=step.k, resamples=step.resamples,
                                                   threshold=step.threshold, random_state=seed)))

@@ -22,9 +22,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from inference.cohort.fit import CohortFit, logistic_inputs  # noqa: E402
+from inference.cohort.models import features_into_model  # noqa: E402
 from inference.cohort.report import save_figure  # noqa: E402
 
 PROBABILITY_TICKS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+MIN_LABEL_GAP = 6.0
+"""Least distance between two tick labels of an axis, on the 0-100 width of the figure."""
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,12 @@ def plot_nomogram(nomogram: Nomogram, title: str, path: Path) -> Path:
 
     def axis(y: float, positions: np.ndarray, labels: list[str]) -> None:
         ax.hlines(y, positions.min(), positions.max(), color="black", linewidth=1)
-        for x, label in zip(positions, labels, strict=True):
+        last = -np.inf
+        for x, label in sorted(zip(positions, labels, strict=True)):
             ax.vlines(x, y, y + 0.12, color="black", linewidth=1)
-            ax.text(x, y + 0.18, label, ha="center", va="bottom", fontsize=7)
+            if x - last >= MIN_LABEL_GAP:  # a short axis (a steep model) would print labels over each other
+                ax.text(x, y + 0.18, label, ha="center", va="bottom", fontsize=7)
+                last = x
 
     y = len(rows) - 1
     axis(y, np.linspace(0, 100, 11), [f"{v:.0f}" for v in np.linspace(0, 100, 11)])
@@ -127,11 +133,30 @@ def plot_nomogram(nomogram: Nomogram, title: str, path: Path) -> Path:
 
 
 def nomogram_figures(fit: CohortFit, out_dir: Path) -> list[Path]:
-    """``nomogram_<model>.png`` for every logistic model of a binary fit, on its training rows."""
-    if not fit.binary or not fit.models.radscores:
-        return []
+    """Nomograms on the training rows: ``nomogram_<model>.png`` for every logistic model of a binary
+    fit; for more than two classes, ``nomogram_logistic_<class>.png`` for each one-vs-rest logistic
+    regression of the ``logistic`` classifier family (its probability of that class against the
+    rest, before the classes' probabilities are scaled to sum to 1)."""
     train_ids = fit.predictions.loc[fit.predictions.partition == "train", "id"].drop_duplicates()
     table = fit.table.drop(columns=[fit.recipe.data.outcome]).loc[train_ids]
+    if not fit.binary:
+        return _class_nomograms(fit, table, out_dir)
+    if not fit.models.radscores:
+        return []
     inputs = logistic_inputs(table, fit.models.radscores)
     return [plot_nomogram(nomogram_of(fit.models.logistic[spec.name], inputs.loc[:, list(spec.inputs)]),
                           spec.name, out_dir / f"nomogram_{spec.name}.png") for spec in fit.recipe.models]
+
+
+def _class_nomograms(fit: CohortFit, table: pd.DataFrame, out_dir: Path) -> list[Path]:
+    pipeline = fit.models.classifiers.get("logistic")
+    if pipeline is None:
+        return []
+    inputs = pd.DataFrame(features_into_model(pipeline).transform(table))
+    return [plot_nomogram(nomogram_of(estimator, inputs), f"logistic, {cls} vs rest",
+                          out_dir / f"nomogram_logistic_{_file_part(cls)}.png")
+            for cls, estimator in zip(fit.models.classes, pipeline[-1].estimators_, strict=True)]
+
+
+def _file_part(value: object) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(value))

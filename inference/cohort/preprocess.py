@@ -124,9 +124,10 @@ class CorrelationFilter(TransformerMixin, BaseEstimator):
     """Keeps a feature only if its |correlation| with every kept feature is <= ``threshold``.
 
     Features are visited in decreasing order of relevance (absolute
-    correlation with the outcome when ``y`` is given, else in
-    column order), so of a redundant pair the one more related to the
-    outcome is kept - the usual rule in the radiomics studies.
+    correlation with the outcome when ``y`` is given - with the closest
+    class's indicator for more than two classes - else in column order), so
+    of a redundant pair the one more related to the outcome is kept - the
+    usual rule in the radiomics studies.
     """
 
     def __init__(self, threshold: float = 0.9, method: str = "spearman"):
@@ -138,8 +139,13 @@ class CorrelationFilter(TransformerMixin, BaseEstimator):
         corr = frame.corr(method=self.method).abs().fillna(0.0).to_numpy()
         order = np.arange(frame.shape[1])
         if y is not None:
-            target = pd.Series(np.asarray(y, dtype=float), index=frame.index)
-            relevance = frame.corrwith(target, method=self.method).abs().fillna(0.0).to_numpy()
+            # relevance to a class label is the strongest |correlation| with one class's indicator:
+            # for two classes the |correlation| with the outcome, and for more no order of the
+            # classes is assumed (a class index would rank fracture types as if they were a scale)
+            labels = np.asarray(y)
+            relevance = np.max([frame.corrwith(pd.Series((labels == c).astype(float), index=frame.index),
+                                               method=self.method).abs().fillna(0.0).to_numpy()
+                                for c in np.unique(labels)], axis=0)
             order = np.argsort(-relevance, kind="stable")
         kept: list[int] = []
         for j in order:

@@ -130,15 +130,19 @@ class LassoLogisticCV(_FrameSelector, ClassifierMixin):
     ``support_`` (non-zero coefficients; empty when no feature beats the
     null model at the chosen lambda). Expects standardised features, as
     glmnet standardises internally.
+
+    ``keep_at_least=1`` (a selection step in front of a classifier, which needs an input)
+    keeps, where the chosen lambda keeps nothing, the feature that enters the path first.
     """
 
     def __init__(self, rule: str = "1se", folds: int = 10, n_lambdas: int = 50,
-                 lambda_min_ratio: float | None = None, random_state: int = 0):
+                 lambda_min_ratio: float | None = None, random_state: int = 0, keep_at_least: int = 0):
         self.rule = rule
         self.folds = folds
         self.n_lambdas = n_lambdas
         self.lambda_min_ratio = lambda_min_ratio
         self.random_state = random_state
+        self.keep_at_least = keep_at_least
 
     def fit(self, X: pd.DataFrame, y: Sequence[int]) -> LassoLogisticCV:
         if self.rule not in ("min", "1se"):
@@ -180,6 +184,10 @@ class LassoLogisticCV(_FrameSelector, ClassifierMixin):
         self.coef_ = final.coef_.copy()
         self.intercept_ = final.intercept_.copy()
         self.support_ = np.any(self.coef_ != 0, axis=0)
+        if self.keep_at_least and not self.support_.any():
+            entered = np.flatnonzero(np.any(self.coef_path_ != 0, axis=1))
+            row = self.coef_path_[entered[0]] if entered.size else np.zeros(p)
+            self.support_[np.argsort(-np.abs(row), kind="stable")[:self.keep_at_least]] = True
         return self
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:

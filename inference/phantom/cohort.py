@@ -20,6 +20,11 @@ Patients are drawn as follows (one generator seeded by ``seed``):
 
 Each patient's phantom has these parameters (vBMD varying slightly between
 levels, as in real spines); labels.csv lists them with the image and mask paths.
+
+For the three-class fracture-type study, ``fracture_types`` gives every
+patient one prevalent L1 fracture drawn into the image: its type cycles
+through the types given (balanced classes) and its Genant grade is drawn 1-3;
+labels.csv then names it in ``fracture_type`` (the class to predict).
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inference.phantom.generate import generate_phantom
-from inference.phantom.spec import PhantomSpec
+from inference.phantom.spec import FractureType, PhantomSpec
 from inference.phantom.study import write_phantom_study
 
 RISK_MODEL: dict[str, float] = {
@@ -43,7 +49,9 @@ RISK_MODEL: dict[str, float] = {
 LEVEL_VBMD_OFFSET: dict[str, float] = {"T10": 6.0, "T11": 4.0, "T12": 2.0, "L1": 0.0, "L2": -2.0, "L3": -4.0}
 """Typical cranio-caudal vBMD gradient (mg/cm3 relative to L1)."""
 LABEL_COLUMNS = ("patient_id", "age", "sex", "vbmd_mg_cm3", "heterogeneity", "risk", "outcome",
-                 "image_path", "mask_path", "vertebrae_path", "truth_path", "dicom_path")
+                 "image_path", "mask_path", "vertebrae_path", "truth_path", "dicom_path", "fracture_type",
+                 "fracture_grade")
+FRACTURE_LEVEL = "L1"
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,10 @@ class CohortMember:
     vertebrae_path: str
     truth_path: str
     dicom_path: str
+    fracture_type: str = ""
+    """Type of the prevalent L1 fracture drawn into the image (``wedge``, ``biconcave``, ``crush``), or ""."""
+    fracture_grade: int = 0
+    """Its Genant grade (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +111,7 @@ def draw_patients(n: int, seed: int) -> dict[str, np.ndarray]:
 
 def generate_cohort(n: int, out_dir: str | Path, seed: int = 0, *, shape: tuple[int, int, int] = (160, 160, 88),
                     field_of_view_mm: tuple[float, float] = (400.0, 220.0), slice_thickness_mm: float | None = None,
-                    dicom: bool = False) -> Cohort:
+                    dicom: bool = False, fracture_types: Sequence[FractureType] = ()) -> Cohort:
     """Write ``n`` synthetic patients (T10-L3 phantoms) and ``labels.csv`` into ``out_dir``.
 
     Args:
@@ -110,6 +122,7 @@ def generate_cohort(n: int, out_dir: str | Path, seed: int = 0, *, shape: tuple[
         field_of_view_mm: in-plane and cranio-caudal field of view.
         slice_thickness_mm: reconstructed thickness (default: the slice spacing).
         dicom: also write each study as a DICOM series (slower, larger).
+        fracture_types: give each patient an L1 fracture of these types in turn (see the module docstring).
     """
     if n < 1:
         raise ValueError("a cohort needs at least one patient")
@@ -118,9 +131,11 @@ def generate_cohort(n: int, out_dir: str | Path, seed: int = 0, *, shape: tuple[
     drawn = draw_patients(n, seed)
     pixel = field_of_view_mm[0] / max(shape[0], shape[1])
     spacing = field_of_view_mm[1] / shape[2]
+    grades = np.random.default_rng(np.random.SeedSequence([seed, 505])).integers(1, 4, n)
     members = []
     for i in range(n):
         patient_id = f"SYN{seed:03d}{i + 1:05d}"
+        fracture = (int(grades[i]), fracture_types[i % len(fracture_types)]) if fracture_types else None
         vbmd = float(drawn["vbmd"][i])
         spec = PhantomSpec(
             seed=seed * 100_000 + i + 1, top_level="T10", bottom_level="L3", shape=shape,
@@ -130,6 +145,7 @@ def generate_cohort(n: int, out_dir: str | Path, seed: int = 0, *, shape: tuple[
             trabecular_heterogeneity=float(drawn["heterogeneity"][i]), noise_hu=float(drawn["noise"][i]),
             body_scale=float(drawn["body_scale"][i]), age=int(drawn["age"][i]),
             sex="F" if drawn["female"][i] else "M",
+            fractures={FRACTURE_LEVEL: fracture} if fracture else {},
         )
         study = write_phantom_study(generate_phantom(spec), out / patient_id, dicom=dicom)
         members.append(CohortMember(
@@ -138,7 +154,8 @@ def generate_cohort(n: int, out_dir: str | Path, seed: int = 0, *, shape: tuple[
             outcome=int(drawn["outcome"][i]), image_path=_relative(study.ct, out),
             mask_path=_relative(study.compartments, out), vertebrae_path=_relative(study.vertebrae, out),
             truth_path=_relative(study.truth, out),
-            dicom_path=_relative(study.dicom_folder, out) if study.dicom_folder else ""))
+            dicom_path=_relative(study.dicom_folder, out) if study.dicom_folder else "",
+            fracture_type=fracture[1] if fracture else "", fracture_grade=fracture[0] if fracture else 0))
     labels = out / "labels.csv"
     with labels.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=LABEL_COLUMNS)

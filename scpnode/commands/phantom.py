@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-dicom", action="store_true", help="write NIfTI and truth only")
     parser.add_argument("--cohort", type=int, metavar="N", help="write a cohort of N patients instead of one study")
     parser.add_argument("--dicom", action="store_true", help="with --cohort: also write DICOM series")
+    parser.add_argument("--fracture-types", nargs="+", choices=("wedge", "biconcave", "crush"), default=(),
+                        metavar="TYPE", help="with --cohort: an L1 fracture of these types in turn (grade 1-3), "
+                                             "named in labels.csv's fracture_type (wedge, biconcave, crush)")
     parser.set_defaults(run=run)
 
 
@@ -71,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if args.cohort is not None:
         shape = tuple(args.shape) if args.shape else (160, 160, 88)
         try:
-            cohort = generate_cohort(args.cohort, out, args.seed, shape=shape, dicom=args.dicom)
+            cohort = generate_cohort(args.cohort, out, args.seed, shape=shape, dicom=args.dicom,
+                                     fracture_types=tuple(args.fracture_types))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         cases = sum(member.outcome for member in cohort.members)
