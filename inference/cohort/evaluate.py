@@ -12,7 +12,7 @@ classifier and logistic model on the test partition.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import Any, Literal
@@ -160,13 +160,18 @@ def _importance(fit: CohortFit, seed: int) -> dict[str, dict[str, float]]:
 
 
 def _evaluate_multiclass(fit: CohortFit, bootstrap: int, seed: int) -> dict[str, Any]:
+    return evaluate_multiclass_predictions(fit.predictions, fit.models.classes, list(fit.models.classifiers),
+                                           bootstrap, seed)
+
+
+def evaluate_multiclass_predictions(pred: pd.DataFrame, classes: Sequence[object], families: Sequence[str],
+                                    bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Per classifier and partition: one-vs-rest, macro and micro AUC, accuracy, macro and micro F1 of the
     most probable class, and per class its AUC (DeLong and bootstrap CIs) and sensitivity, specificity
     and F1 one-vs-rest (bootstrap CIs); bootstrap resampling within each class."""
-    pred = fit.predictions
-    classes = list(fit.models.classes)
+    classes = list(classes)
     out: dict[str, Any] = {"binary": False, "classes": [str(c) for c in classes], "scores": {}}
-    for family in fit.models.classifiers:
+    for family in families:
         columns = [f"clf:{family}:{c}" for c in classes]
         entry = {}
         for partition in PARTITIONS:

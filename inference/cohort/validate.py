@@ -22,7 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from inference.cohort.evaluate import ReferenceStandard, compare_with_reference, evaluate_predictions
+from inference.cohort.evaluate import (
+    ReferenceStandard, compare_with_reference, evaluate_multiclass_predictions, evaluate_predictions,
+)
 from inference.cohort.fit import CohortFit, outcome_values, predictions_frame
 
 
@@ -34,11 +36,9 @@ def external_predictions(fit: CohortFit, table: pd.DataFrame) -> pd.DataFrame:
     """``id, partition="external", fold=-1, y`` and every score of the frozen fit, one row per subject.
 
     Raises:
-        ValidationError: a multi-class fit, the outcome or a column the fit used missing, a missing
-            outcome value, or an outcome value the fit did not know.
+        ValidationError: the outcome or a column the fit used missing, a missing outcome value,
+            or an outcome value the fit did not know.
     """
-    if not fit.binary:
-        raise ValidationError("external validation needs a fit with two outcome classes")
     outcome = fit.recipe.data.outcome
     if outcome not in table.columns:
         raise ValidationError(f"external table has no outcome column {outcome!r}")
@@ -66,15 +66,21 @@ def validate_fit(fit: CohortFit, table: pd.DataFrame, reference: ReferenceStanda
     The predictions hold the fit's own training rows (partition ``train``,
     where the thresholds come from) and the external rows.
 
+    A fit with more than two classes gets the multi-class document (per classifier: macro and
+    micro AUC, F1, and per class AUC, sensitivity, specificity and F1 with bootstrap CIs).
+
     Raises:
         ValidationError: see :func:`external_predictions`; a reference column that is missing,
-            not numeric or incomplete.
+            not numeric or incomplete, or given for a multi-class fit; a class missing from the
+            external cohort.
     """
     external = external_predictions(fit, table)
-    if external["y"].nunique() < 2:
-        raise ValidationError("the external cohort has only one outcome class: no AUC can be computed")
     train = fit.predictions[fit.predictions.partition == "train"]
     predictions = pd.concat([train, external], ignore_index=True)
+    if not fit.binary:
+        return predictions, _validate_multiclass(fit, predictions, reference, bootstrap, seed)
+    if external["y"].nunique() < 2:
+        raise ValidationError("the external cohort has only one outcome class: no AUC can be computed")
     document = evaluate_predictions(predictions, bootstrap, seed)
     document["external"] = {"n": int(len(external)), "events": int(external["y"].sum())}
     if reference is not None:
@@ -85,3 +91,20 @@ def validate_fit(fit: CohortFit, table: pd.DataFrame, reference: ReferenceStanda
         document["reference"] = compare_with_reference(external, oriented, reference)
         document["comparisons"] += document["reference"].pop("comparisons")
     return predictions, document
+
+
+def _validate_multiclass(fit: CohortFit, predictions: pd.DataFrame, reference: ReferenceStandard | None,
+                         bootstrap: int, seed: int) -> dict[str, Any]:
+    if reference is not None:
+        raise ValidationError("a reference standard is compared with a binary risk score; this fit has "
+                              f"{len(fit.models.classes)} classes")
+    external = predictions[predictions.partition == "external"]
+    counts = external["y"].astype(str).value_counts()
+    absent = [str(c) for c in fit.models.classes if str(c) not in counts.index]
+    if absent:
+        raise ValidationError(f"the external cohort has no subject of class(es) {', '.join(absent)}: "
+                              "no one-vs-rest AUC can be computed for them")
+    document = evaluate_multiclass_predictions(predictions, fit.models.classes, list(fit.models.classifiers),
+                                               bootstrap, seed)
+    document["external"] = {"n": int(len(external)), "per_class": {c: int(n) for c, n in counts.items()}}
+    return document

@@ -313,14 +313,21 @@ def run_validate(args: argparse.Namespace) -> int:
     predictions.to_csv(args.out / PREDICTIONS_FILE, index=False)
     (args.out / "validation.json").write_text(strict_json.dumps(validation, indent=1) + "\n")
     external = validation["external"]
+    if fit.binary:
+        cohort = f"({external['events']} events); thresholds are the training partition's Youden thresholds"
+    else:
+        cohort = "(" + ", ".join(f"{n} {c}" for c, n in external["per_class"].items()) + "); the most probable class"
     report = write_report(predictions, validation, args.out, title=f"External validation: {args.external.name}",
                           summary=f"Pipeline of {args.fit_dir} applied frozen to {external['n']} external subjects "
-                                  f"({external['events']} events); thresholds are the training partition's "
-                                  f"Youden thresholds; bootstrap {args.bootstrap} stratified resamples.")
+                                  f"{cohort}; bootstrap {args.bootstrap} stratified resamples.")
     log_event(logger, "cohort.validate", subjects=external["n"], out=str(args.out))
     for name, entry in validation["scores"].items():
-        auc = entry["external"]["auc"]
-        print(f"{name}: external AUC {auc['auc']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})")
+        if fit.binary:
+            auc = entry["external"]["auc"]
+            print(f"{name}: external AUC {auc['auc']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})")
+        else:
+            print(f"{name}: external macro AUC {entry['external']['macro']:.3f}, "
+                  f"micro AUC {entry['external']['micro']:.3f}")
     if reference is not None:
         auc = validation["reference"]["auc"]["external"]
         print(f"reference {reference.column} ({reference.direction} = event): AUC {auc['auc']:.3f} "

@@ -109,3 +109,50 @@ def test_evaluate_compares_every_score_with_the_reference_on_both_partitions(fit
     assert {c["partition"] for c in document["comparisons"] if c["b"] == "model:combined"} == {"train", "test"}
     with pytest.raises(ValueError, match="no reference column 'tscore'"):
         evaluate_fit(fitted, bootstrap=50, reference=ReferenceStandard("tscore"))
+
+
+def _three_classes(table):
+    cut = np.quantile(table["cortical:f00"], [1 / 3, 2 / 3])
+    names = np.array(["wedge", "biconcave", "crush"])
+    return table.assign(fracture=names[np.digitize(table["cortical:f00"], cut)])
+
+
+def test_a_three_class_fit_is_validated_per_class_on_an_external_cohort():
+    recipe = recipe_from_dict({**RECIPE, "selection": [], "models": [], "export": {},
+                               "classifiers": [{"family": "logistic", "grid": {"C": [1.0]}}]})
+    fit3 = fit_cohort(_three_classes(synthetic_table(n=150, p=5)), recipe)
+    external = _three_classes(synthetic_table(n=120, p=5, seed=12))
+    predictions, document = validate_fit(fit3, external, bootstrap=100)
+    rows = predictions[predictions.partition == "external"]
+    figures = document["scores"]["clf:logistic"]["external"]
+    classes = fit3.models.classes
+    proba = rows[[f"clf:logistic:{c}" for c in classes]].to_numpy()
+    assert figures["macro"] == pytest.approx(roc_auc_score(rows.y, proba, multi_class="ovr", labels=classes),
+                                             abs=1e-9)
+    predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
+    for i, cls in enumerate(classes):
+        per_class = figures["classes"][cls]
+        assert per_class["auc"]["auc"] == pytest.approx(roc_auc_score(rows.y == cls, proba[:, i]), abs=1e-9)
+        assert per_class["f1"]["estimate"] == pytest.approx(f1_score(rows.y == cls, predicted == cls), abs=1e-9)
+    assert sum(document["external"]["per_class"].values()) == 120 and figures["macro"] > 0.7
+    with pytest.raises(ValidationError, match="no subject of class"):
+        validate_fit(fit3, external[external.fracture != "crush"])
+    with pytest.raises(ValidationError, match="binary risk score"):
+        validate_fit(fit3, external, ReferenceStandard("vbmd", "lower"))
+
+
+def test_a_three_class_validation_on_the_command_line(tmp_path, capsys):
+    _three_classes(synthetic_table(n=150, p=5)).to_csv(tmp_path / "features.csv")
+    _three_classes(synthetic_table(n=90, p=5, seed=13)).to_csv(tmp_path / "external.csv")
+    (tmp_path / "recipe.toml").write_text(
+        '[data]\noutcome = "fracture"\n[split]\ntest_size = 0.3\n[radscore]\nvois = ["cortical"]\n'
+        '[[classifiers]]\nfamily = "logistic"\ngrid = {C = [1.0]}\n')
+    assert main(["cohort", "fit", str(tmp_path / "features.csv"), str(tmp_path / "recipe.toml"),
+                 "--out", str(tmp_path / "fit")]) == 0
+    capsys.readouterr()
+    assert main(["cohort", "validate", str(tmp_path / "fit"), str(tmp_path / "external.csv"), "--bootstrap", "50",
+                 "--out", str(tmp_path / "val")]) == 0
+    assert "clf:logistic: external macro AUC" in capsys.readouterr().out
+    document = json.loads((tmp_path / "val" / "validation.json").read_text())
+    assert set(document["external"]["per_class"]) == {"wedge", "biconcave", "crush"}
+    assert "External validation" in (tmp_path / "val" / "report.html").read_text()
