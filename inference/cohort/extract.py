@@ -225,9 +225,14 @@ def extract_roi_study(row: CohortRow, plan: ExtractionPlan) -> dict[str, Any]:
         raise ValueError("no ROI: a given mask image is needed (mask column)")
     image = load_volume(row.image, modality=plan.modality)
     labels = sitk.ReadImage(str(row.mask))
-    if labels.GetSize() != image.GetSize() or not np.allclose(labels.GetSpacing(), image.GetSpacing(), atol=1e-3):
-        raise ValueError(f"ROI grid {labels.GetSize()} differs from the image grid {image.GetSize()}")
-    labels.CopyInformation(image)
+    same_grid = (labels.GetSize() == image.GetSize()
+                 and np.allclose(labels.GetSpacing(), image.GetSpacing(), atol=1e-3)
+                 and np.allclose(labels.GetDirection(), image.GetDirection(), atol=1e-3)
+                 and np.allclose(labels.GetOrigin(), image.GetOrigin(), atol=0.5 * min(image.GetSpacing())))
+    if not same_grid:  # a mask drawn on another series of the study must not be laid over this one
+        raise ValueError(f"the ROI's grid (size {labels.GetSize()}, origin {np.round(labels.GetOrigin(), 1)}) "
+                         f"is not the image's (size {image.GetSize()}, origin {np.round(image.GetOrigin(), 1)})")
+    labels.CopyInformation(image)  # header rounding differences only
     roi = labels > 0 if plan.roi_label is None else labels == plan.roi_label
     if not sitk.GetArrayViewFromImage(roi).any():
         raise ValueError("the ROI is empty" + (f" (no voxel labelled {plan.roi_label})" if plan.roi_label else ""))

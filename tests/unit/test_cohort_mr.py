@@ -149,3 +149,13 @@ def test_leakage_oversampling_and_rfecv_inside_the_split_give_chance_auc_on_nois
         test = fit.predictions[fit.predictions.partition == "test"]
         aucs.append(roc_auc_score(test.y, test["radscore:roi"]))
     assert abs(np.mean(aucs) - 0.5) < 0.12
+
+
+def test_an_roi_drawn_on_another_grid_is_refused(tmp_path):
+    cohort = write_cohort(tmp_path / "mr", 1)
+    roi = sitk.ReadImage(str(tmp_path / "mr" / "mr0_roi.nii.gz"))
+    roi.SetOrigin((0.0, 0.0, 20.0))  # five slices further along
+    sitk.WriteImage(roi, str(tmp_path / "mr" / "mr0_roi.nii.gz"))
+    plan = ExtractionPlan(profile="mr_t2", roi=True, modality="MR")
+    result = extract_cohort(read_cohort_table(cohort, roi=True), tmp_path / "feat", plan, progress=False)
+    assert "is not the image's" in result.failures["MR0"]
