@@ -83,6 +83,10 @@ STORAGE_SOP_CLASSES: tuple[str, ...] = (
 )
 """What the node accepts: CT, and the object types it sends back (round trips)."""
 
+CLOSING_ROOM = 4
+"""pynetdicom's association limit allows this many times ``max_pending_connections`` beyond
+``max_associations``: pending connections, and those the guard closed whose threads are ending."""
+
 MR_STORAGE_SOP_CLASSES: tuple[str, ...] = (
     "1.2.840.10008.5.1.4.1.1.4",        # MR Image Storage
     "1.2.840.10008.5.1.4.1.1.4.1",      # Enhanced MR Image Storage
@@ -229,10 +233,12 @@ class Receiver:
     def start(self) -> None:
         """Start listening in background threads."""
         node = self.settings.node
-        # pynetdicom counts connections not yet negotiated as associations: room for them on top
-        # of max_associations, which the PeerPolicy enforces on negotiated ones.
-        ae = make_application_entity(node.ae_title, node.max_associations + node.max_pending_connections,
-                                     accept_mr=node.accept_mr)
+        # pynetdicom counts connections not yet negotiated as associations, and keeps counting one
+        # the guard has closed until its thread has ended (a moment, longer on a busy machine):
+        # room for both on top of max_associations, which the PeerPolicy enforces on negotiated ones.
+        # Live pending connections stay capped by the guard; this is only pynetdicom's backstop.
+        backstop = node.max_associations + CLOSING_ROOM * node.max_pending_connections
+        ae = make_application_entity(node.ae_title, backstop, accept_mr=node.accept_mr)
         ae.acse_timeout = node.negotiation_timeout_seconds
         ssl_context = server_ssl_context(self.settings.tls) if self.settings.tls.enabled else None
         handlers = [
