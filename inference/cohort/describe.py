@@ -10,7 +10,6 @@ with all of it embedded. The tests are those of
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from inference.cohort.baseline import (
     ANOVA, CHI_SQUARED, FISHER, KRUSKAL, MANN_WHITNEY, NORMALITY_ALPHA, STUDENT_T, WELCH_T, BaselineError,
     baseline_frame, baseline_json, baseline_table,
 )
-from inference.cohort.report import embedded_png, plot_by_group
+from inference.cohort.report import embedded_png, file_part, plot_by_group
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
@@ -42,10 +41,6 @@ th{background:#eee}img{max-width:32%;margin:.2em}.note{color:#555;font-size:.9em
 _TESTS = (f"{STUDENT_T} or {WELCH_T} (normal; Levene decides) else {MANN_WHITNEY} for two groups; "
           f"{ANOVA} (normal) else {KRUSKAL} for three or more; {CHI_SQUARED}, or {FISHER} for a 2 x 2 table "
           "with an expected count below 5")
-
-
-def _file_part(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "column"
 
 
 def _cell(value: object) -> str:
@@ -75,7 +70,7 @@ def describe_cohort(frame: pd.DataFrame, group: str, out_dir: str | Path, *, var
     for score in scores:
         if score not in frame.columns or not pd.api.types.is_numeric_dtype(frame[score]):
             raise BaselineError(f"score column {score!r} is missing or not numeric")
-        path = out / f"{_file_part(score)}_by_{_file_part(group)}.png"
+        path = out / f"{file_part(score)}_by_{file_part(group)}.png"
         figures.append(embedded_png(plot_by_group(frame, score, group, path)))
     page = Environment(autoescape=select_autoescape(default=True)).from_string(_TEMPLATE).render(
         title=title, group=group, alpha=NORMALITY_ALPHA, tests=_TESTS, columns=list(table.columns),

@@ -2,7 +2,8 @@
 
 For every classifier family the final estimator (for more than two classes,
 each class's one-vs-rest estimator) is explained on the training rows as its
-pipeline transforms them (after scaling and selection): ``shap.TreeExplainer`` for the tree families (decision tree,
+pipeline transforms them (after scaling and selection): ``shap.TreeExplainer``
+for the tree families (decision tree,
 random forest, extra trees, gradient boosting, XGBoost, LightGBM),
 ``shap.LinearExplainer`` for the logistic family and for each logistic model
 on radscores and covariates. Three figures each, as the fracture-type study
@@ -28,7 +29,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from inference.cohort.fit import CohortFit, logistic_inputs  # noqa: E402
 from inference.cohort.models import features_into_model  # noqa: E402
-from inference.cohort.report import save_figure  # noqa: E402
+from inference.cohort.report import file_part, save_figure  # noqa: E402
 
 TREE_FAMILIES = ("decision_tree", "random_forest", "extra_trees", "gradient_boosting", "xgboost", "lightgbm")
 LINEAR_FAMILIES = ("logistic",)
@@ -59,13 +60,13 @@ def _figures(name: str, values: np.ndarray, expected: float, data: pd.DataFrame,
         shap.summary_plot(values, data, plot_type="bar" if kind == "bar" else "dot", show=False, max_display=15)
         fig = plt.gcf()
         fig.suptitle(f"SHAP {kind}, {name}", fontsize=10)
-        paths.append(save_figure(fig, out / f"shap_{kind}_{name.replace(':', '_')}.png"))
+        paths.append(save_figure(fig, out / f"shap_{kind}_{file_part(name)}.png"))
     plt.figure()
     shown = min(DECISION_SUBJECTS, len(data))
     shap.decision_plot(expected, values[:shown], data.iloc[:shown], show=False, feature_display_range=slice(-1, -16, -1))
     fig = plt.gcf()
     fig.suptitle(f"SHAP decision plot, {name} ({shown} subjects)", fontsize=10)
-    paths.append(save_figure(fig, out / f"shap_decision_{name.replace(':', '_')}.png"))
+    paths.append(save_figure(fig, out / f"shap_decision_{file_part(name)}.png"))
     return paths
 
 

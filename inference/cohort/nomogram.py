@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 
 from inference.cohort.fit import CohortFit, logistic_inputs  # noqa: E402
 from inference.cohort.models import features_into_model  # noqa: E402
-from inference.cohort.report import save_figure  # noqa: E402
+from inference.cohort.report import file_part, save_figure  # noqa: E402
 
 PROBABILITY_TICKS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 MIN_LABEL_GAP = 6.0
@@ -154,9 +154,5 @@ def _class_nomograms(fit: CohortFit, table: pd.DataFrame, out_dir: Path) -> list
         return []
     inputs = pd.DataFrame(features_into_model(pipeline).transform(table))
     return [plot_nomogram(nomogram_of(estimator, inputs), f"logistic, {cls} vs rest",
-                          out_dir / f"nomogram_logistic_{_file_part(cls)}.png")
+                          out_dir / f"nomogram_logistic_{file_part(cls)}.png")
             for cls, estimator in zip(fit.models.classes, pipeline[-1].estimators_, strict=True)]
-
-
-def _file_part(value: object) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(value))

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,11 @@ def save_figure(fig: Any, path: Path) -> Path:
     return path
 
 
+def file_part(name: object) -> str:
+    """A model, class or column name as part of a file name (``clf:xgboost:wedge`` -> ``clf_xgboost_wedge``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "column"
+
+
 def _row(column: str, entry: dict[str, Any]) -> list[str]:
     at = entry["at_threshold"]
     auc, boot = entry["auc"], entry["auc_bootstrap"]
@@ -283,7 +289,7 @@ def _write_multiclass_report(predictions: pd.DataFrame, evaluation: dict[str, An
             if result is None:
                 continue
             figure = plot_class_roc(predictions, name, classes, partition,
-                                    out / f"roc_{name.replace(':', '_')}_{partition}.png")
+                                    out / f"roc_{file_part(name)}_{partition}.png")
             rows = [[cls, f"{_fmt(c['auc']['auc'])} ({_fmt(c['auc']['ci_low'])}-{_fmt(c['auc']['ci_high'])})",
                      _ci(c["sensitivity"]), _ci(c["specificity"]), _ci(c["f1"])]
                     for cls, c in result["classes"].items()]
