@@ -153,10 +153,15 @@ def _open_study(page, url: str, orthanc: LocalOrthanc, case: Case) -> None:
 
 
 def _open_series(page, description: str) -> None:
+    """Double-click a series' thumbnail and answer the viewer's "load this segmentation?" prompt if it asks.
+
+    The prompt can come late on a loaded machine (software WebGL), so it is waited for rather than looked for once.
+    """
     page.get_by_text(description).first.dblclick()
-    time.sleep(3)
-    if page.get_by_role("button", name="Yes").count():  # "load this segmentation?"
-        page.get_by_role("button", name="Yes").first.click()
+    try:
+        page.get_by_role("button", name="Yes").first.click(timeout=8_000)
+    except PlaywrightTimeout:
+        pass
     time.sleep(3)
 
 
@@ -173,8 +178,9 @@ def _instance_number(page) -> int:
 def _walk_findings(page, count: int, shots: Path, prefix: str) -> list[tuple[int, str]]:
     """Step through ``count`` findings with the viewport's arrows: (Instance Number, text drawn) of each."""
     seen = []
+    page.locator("[data-cy=viewport-action-arrows-right]").wait_for(timeout=60_000)
     for step in range(count):
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while "vertebra" not in _annotation_text(page) and time.monotonic() < deadline:
             time.sleep(0.5)
         seen.append((_instance_number(page), _annotation_text(page)))
@@ -222,7 +228,7 @@ def test_seg_then_sr_then_report_open_without_an_error(ohif, ohif_page, phantom_
         f"{level} {part}" for level in ("T11", "T12", "L1", "L2") for part in ("cortical", "cancellous")]
     _open_series(page, SR_DESCRIPTION)
     seen = _walk_findings(page, 3, output_dir, "sr_after_seg")
-    assert all("vertebra" in text for _, text in seen)
+    assert all("vertebra" in text for _, text in seen), seen
     page.get_by_text(REPORT_DESCRIPTION).first.dblclick()
     time.sleep(4)
     page.screenshot(path=output_dir / "report.png")
