@@ -162,6 +162,12 @@ GENANT_GRADES: dict[int, Code] = {
     3: _private("V021", "Genant grade 3, severe (over 40% height loss)"),
 }
 
+CLASS_PROBABILITY = "Class probability, {name} (research use)"
+"""Code Meaning pattern of each class of a multi-class model (codes ``C-<NAME>``)."""
+PREDICTED_CLASS = _private("Q008", "Most probable class of a multi-class model")
+INTENDED_USE = _private("Q009", "Intended use of model output")
+RESEARCH_USE_ONLY = _private("V022", "Research use only, not for clinical decisions")
+
 # -- TID 1500 containers the highdicom builder does not add ---------------
 DERIVED_IMAGING_MEASUREMENTS = codes.DCM.DerivedImagingMeasurements  # DCM 126011, TID 1500 row 10
 QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")  # TID 1500 row 12

@@ -215,12 +215,16 @@ def _series_name(source: Dataset) -> str:
 def _write_text(figure: Figure, measurements: StudyMeasurements, algorithm: AlgorithmInfo,
                 segmentation: SegmentationResult, source: Dataset) -> None:
     score = measurements.score
-    calibrated = score is not None and score.calibrated
-    banner = ("Calibrated site model" if calibrated
-              else "RESEARCH USE ONLY - uncalibrated model, not for diagnosis")
+    clinical = score is not None and not score.research_use
+    if score is not None and score.class_probabilities:
+        banner = "RESEARCH USE ONLY - multi-class research model, not for diagnosis"
+    elif clinical:
+        banner = "Calibrated site model"
+    else:
+        banner = "RESEARCH USE ONLY - uncalibrated model, not for diagnosis"
     figure.text(0.43, 0.95, "Opportunistic osteoporosis screening, T11-L2", color="white", fontsize=16,
                 fontweight="bold")
-    figure.text(0.43, 0.91, banner, color="#7fd67f" if calibrated else "#ff6b6b", fontsize=13, fontweight="bold")
+    figure.text(0.43, 0.91, banner, color="#7fd67f" if clinical else "#ff6b6b", fontsize=13, fontweight="bold")
 
     header = f"{'Level':<6}{'In view':<10}{'HU core':>8}{'vBMD':>7}{'Ant':>6}{'Mid':>6}{'Post':>6}{'Genant':>8}"
     lines = [header, "-" * len(header)]
@@ -245,7 +249,12 @@ def _write_text(figure: Figure, measurements: StudyMeasurements, algorithm: Algo
     lines.append(f"Mean vBMD        {_fmt(measurements.vbmd_mg_cm3)} mg/cm3  "
                  f"({measurements.vbmd_category or 'not assessed'})")
     lines.append(f"Highest Genant   {_fmt(measurements.max_genant_grade)}")
-    if score is not None:
+    if score is not None and score.class_probabilities:
+        classes = ", ".join(f"{name} {value:.0%}" for name, value in score.class_probabilities.items())
+        lines.append(f"Classes          {classes}")
+        lines.append("Fracture risk    not computed (multi-class research model)")
+        lines.append(f"Model            {score.model_id} {score.model_version}")
+    elif score is not None:
         radscores = ", ".join(f"{key} {value:+.3f}" for key, value in score.radscores.items()) or "-"
         lines.append(f"Radscores        {radscores}")
         if score.probability is not None:

@@ -338,6 +338,9 @@ def _study_measurements(
             concept = codes.model_defined_code(
                 "P", name, {}, codes.FRACTURE_RISK_PROBABILITY_BY_OUTPUT.format(name=name))
             values.append(_measurement(concept, value, codes.NO_UNITS, algorithm_id=model))
+        for name, value in score.class_probabilities.items():
+            concept = codes.model_defined_code("C", name, {}, codes.CLASS_PROBABILITY.format(name=name))
+            values.append(_measurement(concept, value, codes.NO_UNITS, algorithm_id=model))
     return [m for m in values if m is not None]
 
 
@@ -357,6 +360,11 @@ def _qualitative_evaluations(measurements: StudyMeasurements) -> hd.sr.Container
     if score is not None:
         evaluations.append(hd.sr.QualitativeEvaluation(
             codes.MODEL_CALIBRATION, codes.MODEL_CALIBRATED if score.calibrated else codes.MODEL_UNCALIBRATED))
+        if score.predicted_class is not None:
+            evaluations.append(hd.sr.QualitativeEvaluation(codes.PREDICTED_CLASS, codes.model_defined_code(
+                "CL", score.predicted_class, {}, score.predicted_class)))
+        if score.class_probabilities:
+            evaluations.append(hd.sr.QualitativeEvaluation(codes.INTENDED_USE, codes.RESEARCH_USE_ONLY))
     evaluations.append(hd.sr.QualitativeEvaluation(codes.LEVEL_IDENTIFICATION, _category(
         codes.LEVEL_IDENTIFICATION_VALUES, measurements.level_identification.value, "level identification")))
     return _container(codes.QUALITATIVE_EVALUATIONS, evaluations)
@@ -374,7 +382,8 @@ def _model_identification(score: StudyScore | None) -> hd.sr.AlgorithmIdentifica
         return None
     return hd.sr.AlgorithmIdentification(
         name=score.model_id, version=score.model_version,
-        parameters=[f"calibrated={'yes' if score.calibrated else 'no'}"],
+        parameters=[f"calibrated={'yes' if score.calibrated else 'no'}",
+                    *(["output=class probabilities, research use only"] if score.class_probabilities else [])],
     )
 
 

@@ -226,6 +226,16 @@ class StudyScore:
     """Per output, the features that contributed most, largest first."""
     levels_used: list[str] = field(default_factory=list)
     remarks: list[str] = field(default_factory=list)
+    class_probabilities: dict[str, float] = field(default_factory=dict)
+    """Per class, the probability of a model that sorts studies into more than two classes
+    (e.g. fracture types); empty for a risk model. Such output is for research use only."""
+    predicted_class: str | None = None
+    """The class with the highest probability (multi-class models only)."""
+
+    @property
+    def research_use(self) -> bool:
+        """True for output that must not reach a clinical decision: a multi-class model or an uncalibrated one."""
+        return bool(self.class_probabilities) or not self.calibrated
 
 
 @dataclass

@@ -215,6 +215,23 @@ def _one_vs_rest(events: np.ndarray, probability: np.ndarray, chosen: np.ndarray
                for name in ("sensitivity", "specificity", "f1")}}
 
 
+def classifier_performance_summary(evaluation: dict[str, Any], family: str = "logistic") -> dict[str, Any]:
+    """What goes into an exported multi-class model file: the classifier's test macro and micro AUC,
+    accuracy and macro F1 (bootstrap CIs), and per class its AUC (DeLong CI), sensitivity, specificity and F1."""
+    test = evaluation["scores"].get(f"clf:{family}", {}).get("test")
+    if not test:
+        return {"classifier": family}
+    return {
+        "classifier": family, "macro_auc_test": test["macro"],
+        "macro_auc_ci95": [test["macro_bootstrap"]["ci_low"], test["macro_bootstrap"]["ci_high"]],
+        "micro_auc_test": test["micro"], "accuracy_test": test["accuracy"], "f1_macro_test": test["f1_macro"],
+        "classes_test": {cls: {"auc": figures["auc"]["auc"],
+                               "auc_ci95": [figures["auc"]["ci_low"], figures["auc"]["ci_high"]],
+                               **{name: figures[name]["estimate"] for name in ("sensitivity", "specificity", "f1")}}
+                         for cls, figures in test["classes"].items()},
+    }
+
+
 def performance_summary(evaluation: dict[str, Any], primary: str) -> dict[str, Any]:
     """What goes into the exported model file: test AUCs (DeLong CI) of every model, and the
     primary model's test metrics at the training Youden threshold, Brier and calibration."""

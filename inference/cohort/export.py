@@ -17,6 +17,11 @@ steps are expressible in the file:
 
 Logistic models may use radscores and ``vbmd``; one using another covariate
 cannot run on the node and is left out (the primary one must export).
+
+A fit with more than two classes exports its ``logistic`` classifier (one-vs-rest
+logistic regressions on the same kind of preprocessing) as a multi-class model
+(format version 2): per class an intercept and one coefficient per selected
+feature. The node gives its class probabilities for research use only.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from inference.cohort.models import VOI_SEPARATOR, features_into_model
 from inference.cohort.stats import youden_threshold
 from inference.cohort.table import NODE_VBMD, ROI_VOI
 from inference.models import (
+    ClassModel,
+    ClassTerm,
+    LevelCombination,
     LogisticModel,
     Normalisation,
     RadscoreFormula,
@@ -41,22 +49,29 @@ from inference.models import (
     RadscoreTerm,
     RiskCategory,
 )
-from inference.models.model import VBMD_INPUT
+from inference.models.model import MULTICLASS_FORMAT_VERSION, VBMD_INPUT
+
+NODE_VOIS = ("cortical", "cancellous", "body")
+"""The volumes of interest the node measures on each vertebra it segments."""
 
 
 class ExportError(ValueError):
     """A fitted model that the node's model file cannot express; the message says which step."""
 
 
-def radscore_formula(pipeline: Any, voi: str) -> RadscoreFormula:
-    """The node formula of one fitted radscore pipeline (see the module docstring)."""
+def _model_inputs(pipeline: Any, what: str) -> list[tuple[str, Normalisation]]:
+    """Each column the fitted estimator of ``pipeline`` sees, in its order, with its node normalisation.
+
+    Raises:
+        ExportError: a step the node cannot apply (ComBat, deep features, percentile scaling).
+    """
     steps = dict(pipeline.named_steps)
     if "harmonise" in steps:
-        raise ExportError(f"radscore {voi}: ComBat harmonisation cannot run on the node; "
+        raise ExportError(f"{what}: ComBat harmonisation cannot run on the node; "
                           "fit without preprocess.harmonise_by to export")
-    if "deep_pca" in steps:
-        raise ExportError(f"radscore {voi}: the node computes no deep features; fit without "
-                          "preprocess.deep_pca to export")
+    if "deep_pca" in steps or any(":deep_" in name for name in steps["scale"].feature_names_in_):
+        raise ExportError(f"{what}: the node computes no deep features; fit without them (no "
+                          "preprocess.deep_pca, no 'cohort extract --deep' columns) to export")
     scaler = steps["scale"]
     names_in = list(scaler.feature_names_in_)
     if isinstance(scaler, StandardScaler):
@@ -66,13 +81,18 @@ def radscore_formula(pipeline: Any, voi: str) -> RadscoreFormula:
         norms = {n: Normalisation(method="max-abs", scale=float(s) if s > 0 else 1.0)
                  for n, s in zip(names_in, scaler.max_abs_, strict=True)}
     else:
-        raise ExportError(f"radscore {voi}: {type(scaler).__name__} (percentile scaling) has no node "
+        raise ExportError(f"{what}: {type(scaler).__name__} (percentile scaling) has no node "
                           "equivalent; use normalisation 'z-score' or 'max-abs' to export")
+    return [(name, norms[name]) for name in features_into_model(pipeline).get_feature_names_out()]
+
+
+def radscore_formula(pipeline: Any, voi: str) -> RadscoreFormula:
+    """The node formula of one fitted radscore pipeline (see the module docstring)."""
+    inputs = _model_inputs(pipeline, f"radscore {voi}")
     estimator = pipeline[-1]
-    selected = list(features_into_model(pipeline).get_feature_names_out())
     coefficients = np.asarray(estimator.coef_[0], dtype=float)
-    terms = [RadscoreTerm(feature=name.split(VOI_SEPARATOR, 1)[1], coefficient=float(coef), normalisation=norms[name])
-             for name, coef in zip(selected, coefficients, strict=True) if coef != 0]
+    terms = [RadscoreTerm(feature=name.split(VOI_SEPARATOR, 1)[1], coefficient=float(coef), normalisation=norm)
+             for (name, norm), coef in zip(inputs, coefficients, strict=True) if coef != 0]
     if not terms:
         raise ExportError(f"radscore {voi}: no feature was selected (all coefficients are zero)")
     return RadscoreFormula(intercept=float(estimator.intercept_[0]), terms=tuple(terms))
@@ -90,27 +110,24 @@ def export_model(fit: CohortFit, model_id: str, version: str = "1.0.0", *, prima
                  categories: Sequence[float] | None = None, profile: str = "che2025",
                  levels: Sequence[str] = ("T11", "T12", "L1", "L2"), description: str = "",
                  performance: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None) -> RadscoreModel:
-    """The node's :class:`RadscoreModel` for a :class:`CohortFit` (binary outcome).
+    """The node's :class:`RadscoreModel` for a :class:`CohortFit`.
 
-    The operating threshold is the Youden threshold of the primary model's
+    A binary fit exports its radscores and logistic models; a fit with more
+    than two classes its logistic classifier (:func:`export_classifier`). The operating threshold is the Youden threshold of the primary model's
     probabilities on the training split; ``categories`` are the bounds of the
     risk categories (default: the recipe's ``export.categories``).
 
     Raises:
-        ExportError: multi-class outcome, no radscore, a radscore of a given ROI,
-            a step the node cannot apply, or a primary model whose inputs the node lacks.
+        ExportError: no radscore (or, for more classes, no logistic classifier), a radscore
+            of a given ROI, a step the node cannot apply, or a primary model whose inputs the node lacks.
     """
     if not fit.binary:
-        raise ExportError("the node's model file holds binary risk models only")
+        return export_classifier(fit, model_id, version, profile=profile, levels=levels, description=description,
+                                 performance=performance, provenance=provenance)
+    _check_level_combination(fit)
     if not fit.models.radscores:
         raise ExportError("the recipe fitted no radscore")
     recipe = fit.recipe
-    combination = recipe.data.level_combination
-    if combination != "mean" or recipe.data.exclude_fractured:
-        how = {"per-vertebra": "per vertebra", "concatenate": "on concatenated levels"}.get(
-            combination, "without its fractured levels")
-        raise ExportError(f"the node scores a study by the mean of every complete level; a model fitted {how} "
-                          "would be scored on other numbers than it was fitted on")
     if ROI_VOI in fit.models.radscores:
         raise ExportError(f"radscore {ROI_VOI!r} is of a reader's ROI; the node measures vertebrae it segments "
                           "on CT and has no such ROI to score")
@@ -152,14 +169,72 @@ def export_model(fit: CohortFit, model_id: str, version: str = "1.0.0", *, prima
     )
 
 
+def export_classifier(fit: CohortFit, model_id: str, version: str = "1.0.0", *, profile: str = "che2025",
+                      levels: Sequence[str] = ("T11", "T12", "L1", "L2"), description: str = "",
+                      performance: dict[str, Any] | None = None,
+                      provenance: dict[str, Any] | None = None) -> RadscoreModel:
+    """The node's multi-class model (research use) from the ``logistic`` classifier of a fit with
+    more than two classes; see the module docstring.
+
+    Raises:
+        ExportError: the recipe fitted no logistic classifier, its features are not ones the node
+            measures on the vertebrae it segments, or a step the node cannot apply.
+    """
+    _check_level_combination(fit)
+    pipeline = fit.models.classifiers.get("logistic")
+    if pipeline is None:
+        raise ExportError("a model with more than two classes exports its 'logistic' classifier, and the recipe "
+                          f"fitted none (classifiers: {sorted(fit.models.classifiers)})")
+    inputs = _model_inputs(pipeline, "classifier logistic")
+    vois = {name.split(VOI_SEPARATOR, 1)[0] for name, _ in inputs}
+    if not vois <= set(NODE_VOIS):
+        raise ExportError(f"classifier logistic: features of {sorted(vois - set(NODE_VOIS))}; the node measures "
+                          f"only {', '.join(NODE_VOIS)} of the vertebrae it segments")
+    classes = [str(c) for c in fit.models.classes]
+    estimators = pipeline[-1].estimators_  # OneVsRestClassifier: one binary logistic regression per class
+    coefficients = np.vstack([np.asarray(e.coef_[0], dtype=float) for e in estimators])
+    terms = tuple(
+        ClassTerm(voi=name.split(VOI_SEPARATOR, 1)[0], feature=name.split(VOI_SEPARATOR, 1)[1], normalisation=norm,
+                  coefficients={cls: float(c) for cls, c in zip(classes, coefficients[:, j], strict=True)})
+        for j, (name, norm) in enumerate(inputs) if np.any(coefficients[:, j] != 0))
+    if not terms:
+        raise ExportError("classifier logistic: no feature was selected (all coefficients are zero)")
+    classifier = ClassModel(classes=tuple(classes), terms=terms,
+                            intercepts={cls: float(e.intercept_[0]) for cls, e in zip(classes, estimators, strict=True)})
+    return RadscoreModel(
+        format_version=MULTICLASS_FORMAT_VERSION, id=model_id, version=version,
+        description=description or (f"Site research model fitted with scpnode cohort ({len(fit.table)} subjects, "
+                                    f"classes {', '.join(classes)}); research use only"),
+        provenance={"fitted_by": "scpnode cohort fit", "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "recipe": fit.recipe.model_dump(mode="json"), "notes": list(fit.notes),
+                    "intended_use": "research", **(provenance or {})},
+        profile=profile, levels=tuple(levels), combination=LevelCombination(min_levels=min(2, len(levels))),
+        classifier=classifier, cohort=cohort_summary(fit), performance=performance or {},
+    )
+
+
+def _check_level_combination(fit: CohortFit) -> None:
+    combination = fit.recipe.data.level_combination
+    if combination != "mean" or fit.recipe.data.exclude_fractured:
+        how = {"per-vertebra": "per vertebra", "concatenate": "on concatenated levels"}.get(
+            combination, "without its fractured levels")
+        raise ExportError(f"the node scores a study by the mean of every complete level; a model fitted {how} "
+                          "would be scored on other numbers than it was fitted on")
+
+
 def cohort_summary(fit: CohortFit) -> dict[str, Any]:
     """Counts and covariate summaries of the cohort (no patient identifiers)."""
     pred = fit.predictions
-    train, test = pred[pred.partition == "train"], pred[pred.partition == "test"]
+    train, test = pred[pred.partition == "train"], pred[pred.partition == "test"].drop_duplicates("id")
+    def counted(y: pd.Series) -> dict[str, Any]:
+        if fit.binary:
+            return {"events": int(np.sum(y == 1))}
+        return {"classes": {str(k): int(v) for k, v in y.value_counts().sort_index().items()}}
+
     summary: dict[str, Any] = {
-        "subjects": int(len(fit.table)), "events": int(np.sum(fit.table[fit.recipe.data.outcome] == 1)),
-        "train": {"subjects": int(len(train)), "events": int(train["y"].sum())},
-        "test": {"subjects": int(test["id"].nunique()), "events": int(test.drop_duplicates("id")["y"].sum())},
+        "subjects": int(len(fit.table)), **counted(fit.table[fit.recipe.data.outcome]),
+        "train": {"subjects": int(len(train)), **counted(train["y"])},
+        "test": {"subjects": int(len(test)), **counted(test["y"])},
         "split": fit.recipe.split.method, "notes": list(fit.notes),
     }
     covariates: dict[str, Any] = {}

@@ -8,6 +8,8 @@ file format is documented in :mod:`inference.models.model`.
 
 from inference.models.loader import list_models, load_model
 from inference.models.model import (
+    ClassModel,
+    ClassTerm,
     LevelCombination,
     LogisticModel,
     ModelError,
@@ -19,6 +21,6 @@ from inference.models.model import (
 )
 
 __all__ = [
-    "LevelCombination", "LogisticModel", "ModelError", "Normalisation", "RadscoreFormula",
+    "ClassModel", "ClassTerm", "LevelCombination", "LogisticModel", "ModelError", "Normalisation", "RadscoreFormula",
     "RadscoreModel", "RadscoreTerm", "RiskCategory", "list_models", "load_model",
 ]

@@ -37,6 +37,31 @@ File format (``format = "scpnode-radscore-model"``, ``format_version = 1``)
       "cohort": {...}, "performance": {...}   # free-form summaries of the training cohort
     }
 
+Multi-class models (``format_version = 2``)
+------------------------------------------
+
+A model that sorts a study into three or more classes (e.g. wedge, biconcave
+and crush fracture types) has a ``classifier`` instead of ``radscores``,
+``logistic`` and ``categories``; its output is for research use only and
+never a fracture-risk probability:
+
+.. code-block:: text
+
+    "classifier": {
+      "method": "one-vs-rest-logistic",
+      "classes": ["biconcave", "crush", "wedge"],
+      "intercepts": {"biconcave": -0.4, "crush": -1.1, "wedge": 0.2},
+      "terms": [
+        {"voi": "body", "feature": "original_firstorder_Mean",
+         "normalisation": {"method": "z-score", "center": 210.0, "scale": 45.0},
+         "coefficients": {"biconcave": 0.8, "crush": -0.3, "wedge": -0.5}},
+        ...]}
+
+Per class ``k``: ``logit_k = intercept_k + sum(coefficient_k * normalised
+feature)`` on the mean of the features over the levels scored,
+``p_k = 1 / (1 + exp(-logit_k))``, and the ``p_k`` are divided by their sum
+(as scikit-learn's ``OneVsRestClassifier`` does). Every constant must be known.
+
 Normalisation of a feature value ``x``: ``z-score`` -> ``(x - center) / scale``
 (center = training mean, scale = training SD); ``max-abs`` -> ``x / scale``
 (scale = largest absolute training value, scikit-learn's ``MaxAbsScaler``).
@@ -67,6 +92,8 @@ from inference.results import Contribution, StudyScore
 
 FORMAT = "scpnode-radscore-model"
 FORMAT_VERSION = 1
+MULTICLASS_FORMAT_VERSION = 2
+"""The first format version that holds a ``classifier``; a node that reads only version 1 refuses it by version."""
 EXPLANATION_TERMS = 5
 """How many contributions an explanation lists per output."""
 VBMD_INPUT = "vbmd"
@@ -152,6 +179,65 @@ class LogisticModel(_Frozen):
         return self.intercept is not None and all(c is not None for c in self.coefficients.values())
 
 
+class ClassTerm(_Frozen):
+    """One feature of a multi-class model, with one coefficient per class."""
+
+    voi: str
+    """The volume of interest the feature is measured on (``cortical``, ``cancellous``, ``body``)."""
+    feature: str
+    normalisation: Normalisation
+    coefficients: dict[str, float] = Field(min_length=1)
+
+
+class ClassModel(_Frozen):
+    """A linear classifier over three or more classes, fitted one-vs-rest (research use only)."""
+
+    method: Literal["one-vs-rest-logistic"] = "one-vs-rest-logistic"
+    classes: tuple[str, ...] = Field(min_length=3)
+    intercepts: dict[str, float]
+    terms: tuple[ClassTerm, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> ClassModel:
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classifier.classes repeats a class: {list(self.classes)}")
+        if set(self.intercepts) != set(self.classes):
+            raise ValueError(f"classifier.intercepts must name exactly the classes {list(self.classes)}")
+        for term in self.terms:
+            if set(term.coefficients) != set(self.classes):
+                raise ValueError(f"classifier term {term.voi}:{term.feature}: coefficients must name exactly "
+                                 f"the classes {list(self.classes)}")
+            if not term.normalisation.calibrated:
+                raise ValueError(f"classifier term {term.voi}:{term.feature}: normalisation constants missing "
+                                 "(a multi-class model carries every constant)")
+        return self
+
+    @property
+    def features(self) -> dict[str, tuple[str, ...]]:
+        """Feature names per VOI, in term order."""
+        out: dict[str, tuple[str, ...]] = {}
+        for term in self.terms:
+            out[term.voi] = (*out.get(term.voi, ()), term.feature)
+        return out
+
+    def level_logits(self, features: Mapping[str, Mapping[str, float]]) -> dict[str, list[Contribution]] | None:
+        """Per class, each term's contribution to the logit of one vertebra; None when a feature is missing."""
+        values = []
+        for term in self.terms:
+            value = features.get(term.voi, {}).get(term.feature)
+            if value is None:
+                return None
+            values.append(term.normalisation.apply(float(value)))
+        return {cls: [Contribution(f"{t.voi}:{t.feature}", t.coefficients[cls] * v)
+                      for t, v in zip(self.terms, values, strict=True)] for cls in self.classes}
+
+    def probabilities(self, logits: Mapping[str, float]) -> dict[str, float]:
+        """One-vs-rest probabilities of each class, divided by their sum."""
+        raw = {cls: 1.0 / (1.0 + math.exp(-logits[cls])) for cls in self.classes}
+        total = math.fsum(raw.values())
+        return {cls: p / total for cls, p in raw.items()}
+
+
 class RiskCategory(_Frozen):
     name: str
     below: float | None
@@ -174,7 +260,7 @@ class RadscoreModel(_Frozen):
     """A versioned radscore model (see the module docstring for the file format)."""
 
     format: Literal["scpnode-radscore-model"] = FORMAT
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[1, 2] = FORMAT_VERSION
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     version: str = Field(min_length=1)
     description: str = ""
@@ -182,16 +268,28 @@ class RadscoreModel(_Frozen):
     profile: str = "che2025"
     levels: tuple[str, ...] = ("T11", "T12", "L1", "L2")
     combination: LevelCombination = LevelCombination()
-    radscores: dict[str, RadscoreFormula] = Field(min_length=1)
+    radscores: dict[str, RadscoreFormula] = Field(default_factory=dict)
     logistic: dict[str, LogisticModel] = Field(default_factory=dict)
     primary_output: str | None = None
     operating_threshold: float | None = Field(None, ge=0, le=1)
     categories: tuple[RiskCategory, ...] = ()
+    classifier: ClassModel | None = None
+    """A multi-class model's classifier (format version 2); such a model has no radscores."""
     cohort: dict[str, Any] = Field(default_factory=dict)
     performance: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> RadscoreModel:
+        if self.classifier is not None:
+            if self.format_version < MULTICLASS_FORMAT_VERSION:
+                raise ValueError(f"classifier: needs format_version {MULTICLASS_FORMAT_VERSION}")
+            risk_keys = [key for key in ("radscores", "logistic", "primary_output", "operating_threshold",
+                                         "categories") if getattr(self, key)]
+            if risk_keys:
+                raise ValueError(f"a multi-class model (classifier) gives class probabilities, not a fracture "
+                                 f"risk: it cannot also have {', '.join(risk_keys)}")
+        elif not self.radscores:
+            raise ValueError("radscores: a model needs radscores or a classifier")
         known_inputs = set(self.radscores) | {VBMD_INPUT}
         for name, logistic in self.logistic.items():
             unknown = set(logistic.coefficients) - known_inputs
@@ -214,11 +312,18 @@ class RadscoreModel(_Frozen):
     @property
     def features(self) -> dict[str, tuple[str, ...]]:
         """Feature names per compartment (VOI), in formula order."""
+        if self.classifier is not None:
+            return self.classifier.features
         return {comp: tuple(t.feature for t in f.terms) for comp, f in self.radscores.items()}
 
     @property
     def calibrated(self) -> bool:
-        """True when every constant needed for a probability and a category is known."""
+        """True when every constant needed for a probability and a category is known.
+
+        A multi-class model is calibrated by construction (its validator asks for every constant).
+        """
+        if self.classifier is not None:
+            return True
         if not all(f.calibrated for f in self.radscores.values()):
             return False
         if self.primary_output is None or not self.logistic[self.primary_output].calibrated:
@@ -262,7 +367,11 @@ class RadscoreModel(_Frozen):
             radscore. ``probability``/``category`` are None when
             the model is uncalibrated, when too few levels could be scored, or
             when an input (e.g. vBMD) is missing; ``remarks`` say which.
+            A multi-class model fills ``class_probabilities`` and
+            ``predicted_class`` instead (research use).
         """
+        if self.classifier is not None:
+            return self._score_classes(self.classifier, per_level_features)
         remarks: list[str] = []
         per_level = {lv: self.level_radscores(per_level_features[lv])
                      for lv in self.levels if lv in per_level_features}
@@ -280,8 +389,8 @@ class RadscoreModel(_Frozen):
                 continue
             used.update(levels)
             radscores[comp] = math.fsum(per_level[lv][comp] for lv in levels) / len(levels)
-            explanation[comp] = _mean_contributions(
-                [formula.contributions(per_level_features[lv][comp]) for lv in levels])
+            explanation[comp] = _largest_first(_mean_contributions(
+                [formula.contributions(per_level_features[lv][comp]) for lv in levels]))
         if not self.calibrated:
             remarks.append("uncalibrated model: radscores use un-normalised features and are not comparable "
                            "to the publication; no risk probability (needs local calibration)")
@@ -312,6 +421,30 @@ class RadscoreModel(_Frozen):
             probabilities=probabilities, explanation=explanation,
             levels_used=[lv for lv in self.levels if lv in used], remarks=remarks,
         )
+
+    def _score_classes(self, classifier: ClassModel,
+                       per_level_features: Mapping[str, Mapping[str, Mapping[str, float]]]) -> StudyScore:
+        """Class probabilities on the level means: the mean of the levels' logits, the model being linear."""
+        per_level = {lv: classifier.level_logits(per_level_features[lv])
+                     for lv in self.levels if lv in per_level_features}
+        levels = [lv for lv, terms in per_level.items() if terms is not None]
+        remarks = ["multi-class model: class probabilities for research use only, no fracture-risk probability"]
+        failed = [lv for lv in self.levels if lv not in levels]
+        if failed:
+            remarks.append(f"classes: level(s) {', '.join(failed)} left out (not measured)")
+        score = StudyScore(model_id=self.id, model_version=self.version, calibrated=True,
+                           levels_used=levels, remarks=remarks)
+        if len(levels) < self.combination.min_levels:
+            remarks.append(f"classes: {len(levels)} level(s) scored, {self.combination.min_levels} needed")
+            return score
+        mean_terms = {cls: _mean_contributions([per_level[lv][cls] for lv in levels])
+                      for cls in classifier.classes}
+        logits = {cls: classifier.intercepts[cls] + math.fsum(c.value for c in terms)
+                  for cls, terms in mean_terms.items()}
+        score.class_probabilities = classifier.probabilities(logits)
+        score.predicted_class = max(score.class_probabilities, key=score.class_probabilities.__getitem__)
+        score.explanation = {f"class:{cls}": _largest_first(terms) for cls, terms in mean_terms.items()}
+        return score
 
     def category(self, probability: float) -> str:
         """The risk category of a probability (calibrated models only)."""
@@ -352,8 +485,7 @@ def _largest_first(terms: list[Contribution]) -> list[Contribution]:
 
 
 def _mean_contributions(per_level: list[list[Contribution]]) -> list[Contribution]:
-    """Average each term over the levels (the study radscore is their mean)."""
+    """Average each term over the levels (a study radscore or logit is their mean), in term order."""
     names = [c.name for c in per_level[0]]
-    means = [Contribution(n, math.fsum(lv[i].value for lv in per_level) / len(per_level))
-             for i, n in enumerate(names)]
-    return _largest_first(means)
+    return [Contribution(n, math.fsum(lv[i].value for lv in per_level) / len(per_level))
+            for i, n in enumerate(names)]

@@ -101,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
               f"({measurements.l1_attenuation_category})")
     if measurements.vbmd_mg_cm3 is not None:
         print(f"  estimated vBMD: {measurements.vbmd_mg_cm3:.0f} mg/cm3 ({measurements.vbmd_category})")
-    if score is not None:
+    if score is not None and score.class_probabilities:
+        print(f"  classes ({model.id} {model.version}, RESEARCH USE ONLY): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in score.class_probabilities.items()))
+    elif score is not None:
         status = "calibrated" if score.calibrated else "UNCALIBRATED, no risk probability"
         print(f"  radscores ({model.id} {model.version}, {status}): "
               + ", ".join(f"{k} {v:.3f}" for k, v in score.radscores.items()))

@@ -217,9 +217,10 @@ def run_fit(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     joblib.dump(fit, args.out / FIT_FILE)
     fit.predictions.to_csv(args.out / PREDICTIONS_FILE, index=False)
+    extraction = json.loads(provenance.read_text()) if provenance.is_file() else {}
     summary = {"features": str(args.features), "recipe": recipe.model_dump(mode="json"), "notes": fit.notes,
                "subjects": len(fit.table), "classes": [str(c) for c in fit.models.classes],
-               "profile": json.loads(provenance.read_text()).get("profile") if provenance.is_file() else None}
+               "profile": extraction.get("profile"), "levels": list(data.levels or extraction.get("levels") or [])}
     (args.out / "fit.json").write_text(json.dumps(summary, indent=2) + "\n")
     log_event(logger, "cohort.fit", subjects=len(fit.table), out=str(args.out))
     test = fit.predictions[fit.predictions.partition == "test"]
@@ -356,8 +357,9 @@ def run_describe(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from inference.cohort.evaluate import evaluate_fit, performance_summary
+    from inference.cohort.evaluate import classifier_performance_summary, evaluate_fit, performance_summary
     from inference.cohort.export import ExportError, export_model
+    from inference.levels import TARGET_LEVELS
 
     fit = _load_fit(args.fit_dir)
     if fit is None:
@@ -367,17 +369,24 @@ def run_export(args: argparse.Namespace) -> int:
                   else evaluate_fit(fit, bootstrap=200))
     primary = args.primary or fit.recipe.export.primary
     fit_summary = args.fit_dir / "fit.json"
-    profile = args.profile or (json.loads(fit_summary.read_text()).get("profile") if fit_summary.is_file() else None)
+    summary = json.loads(fit_summary.read_text()) if fit_summary.is_file() else {}
+    levels = tuple(summary.get("levels") or TARGET_LEVELS)  # the levels extracted, which the node then scores
     try:
-        model = export_model(fit, args.model_id, args.version, primary=primary, profile=profile or "che2025",
-                             performance=performance_summary(evaluation, primary or ""))
+        model = export_model(fit, args.model_id, args.version, primary=primary,
+                             profile=args.profile or summary.get("profile") or "che2025", levels=levels,
+                             performance=(performance_summary(evaluation, primary or "") if fit.binary
+                                          else classifier_performance_summary(evaluation)))
     except ExportError as exc:
         raise UsageError(str(exc)) from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model.save(args.out)
     log_event(logger, "cohort.export", model_id=model.id, version=model.version)
-    print(f"wrote {args.out} (model {model.id} {model.version}, primary {model.primary_output}, "
-          f"threshold {model.operating_threshold:.3f})")
+    if model.classifier is not None:
+        print(f"wrote {args.out} (model {model.id} {model.version}, classes "
+              f"{', '.join(model.classifier.classes)} on {', '.join(model.levels)}; research use only)")
+    else:
+        print(f"wrote {args.out} (model {model.id} {model.version}, primary {model.primary_output}, "
+              f"threshold {model.operating_threshold:.3f})")
     return 0
 
 

@@ -8,14 +8,14 @@ from typing import TextIO
 import sqlite_utils
 
 from scpnode.worklist.query import WorklistQuery
-from scpnode.worklist.rows import UNCALIBRATED
+from scpnode.worklist.rows import UNCALIBRATED, WorklistRow
 from scpnode.worklist.table import matching_rows
 
 
 CSV_COLUMNS = (
     "id", "status", "flagged", "flag_reasons", "patient_id", "patient_name", "accession_number", "study_date",
     "study_uid", "levels_measured", "l1_hu", "vbmd", "vbmd_category", "radscore", "risk", "genant_grade",
-    "model_id", "calibrated", "status_note", "level_status",
+    "model_id", "calibrated", "status_note", "level_status", "class_probabilities_research_use",
 )
 
 
@@ -35,12 +35,19 @@ def export_csv(db: sqlite_utils.Database, query: WorklistQuery, out: TextIO) -> 
             _cell(row.patient_id), _cell(row.patient_name), _cell(row.accession_number), row.study_date,
             row.study_uid, " ".join(row.levels_measured), _number(row.l1_hu), _number(row.vbmd),
             row.vbmd_category or "", _number(row.radscore, 3),
-            row.risk_probability if row.calibrated and row.risk_probability is not None else UNCALIBRATED,
+            _risk(row),
             "" if row.genant_grade is None else row.genant_grade, row.model_id, int(row.calibrated),
             _cell(row.status_note), row.level_status.value,
+            _cell(" ".join(f"{name}={p:.3f}" for name, p in row.class_probabilities.items())),
         ])
         count += 1
     return count
+
+
+def _risk(row: WorklistRow) -> float | str:
+    if row.class_probabilities:
+        return "not computed (research model)"
+    return row.risk_probability if row.calibrated and row.risk_probability is not None else UNCALIBRATED
 
 
 def _cell(text: str) -> str:

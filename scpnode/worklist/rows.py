@@ -23,7 +23,6 @@ class Status(StrEnum):
         return self.value.replace("_", " ")
 
 
-
 class LevelStatus(StrEnum):
     """How sure the vertebral levels of a row's numbers are."""
 
@@ -55,6 +54,8 @@ VBMD_CATEGORIES = ("normal", "low", "osteoporosis")
 """ACR QCT categories as written by the measurement step (``StudyMeasurements.vbmd_category``)."""
 UNCALIBRATED = "uncalibrated"
 """Shown, and accepted as a risk-category filter, where an uncalibrated model gave no risk."""
+RESEARCH_CLASSES = "no risk; research use only: "
+"""Shown before the class probabilities of a multi-class research model."""
 
 
 class WorklistError(ValueError):
@@ -125,12 +126,17 @@ class WorklistRow:
     overlay_path: str
     measurements_path: str
     level_status: LevelStatus = LevelStatus.AUTOMATIC
+    class_probabilities: dict[str, float] = field(default_factory=dict)
+    """Per class, the probability a multi-class research model gave (empty for a risk model)."""
     measurements: dict[str, Any] = field(default_factory=dict)
     """The full ``StudyMeasurements`` JSON; filled only by :func:`get_row`."""
 
     @property
     def risk_display(self) -> str:
-        """Risk as shown to people: "uncalibrated" unless a calibrated model gave a number."""
+        """Risk as shown to people: "uncalibrated" unless a calibrated model gave a number; a
+        multi-class research model's class probabilities, marked as such."""
+        if self.class_probabilities:
+            return RESEARCH_CLASSES + ", ".join(f"{name} {p:.0%}" for name, p in self.class_probabilities.items())
         if not self.calibrated or self.risk_probability is None:
             return UNCALIBRATED
         return f"{self.risk_probability:.0%} ({self.risk_category})"

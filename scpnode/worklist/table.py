@@ -75,7 +75,9 @@ create index if not exists worklist_audit_entry on worklist_audit (entry_id, id)
 alter table worklist add column level_status text not null default 'automatic';
 create index if not exists worklist_level_status on worklist (level_status);
 """, lambda db: text_columns_to_epoch(db, "worklist", {"created_at": True, "updated_at": True}),
-    lambda db: text_columns_to_epoch(db, "worklist_audit", {"at": True})]
+    lambda db: text_columns_to_epoch(db, "worklist_audit", {"at": True}), """
+alter table worklist add column class_probabilities text not null default '{}';
+"""]
 """Schema steps of the ``worklist`` component (:func:`scpnode.db.migrate`); append, never edit."""
 
 
@@ -113,6 +115,7 @@ def add_scored_study(db: sqlite_utils.Database, study: StudyInfo, measurements: 
         "radscore": strict_json.finite(score.radscores.get("vertebral")) if score else None,
         "risk_probability": strict_json.finite(score.probability) if calibrated else None,
         "risk_category": score.category if calibrated else None,
+        "class_probabilities": strict_json.dumps(score.class_probabilities if score else {}),
         "genant_grade": measurements.max_genant_grade,
         "model_id": score.model_id if score else "",
         "model_version": score.model_version if score else "",
@@ -203,7 +206,7 @@ def withdraw_scores(db: sqlite_utils.Database, study_uid: str, reason: str, user
         if row is None:
             return
         cleared = ", ".join(f"{name} = null" for name in _SCORE_COLUMNS)
-        db.execute(f"update worklist set {cleared}, flagged = 0, flag_reasons = '[]', levels_measured = '[]', "
+        db.execute(f"update worklist set {cleared}, class_probabilities = '{{}}', flagged = 0, flag_reasons = '[]', levels_measured = '[]', "
                    "level_status = ?, updated_at = ? where id = ?", [LevelStatus.NOT_SCORED.value, now, row[0]])
         _audit(db, row[0], user or "system", "not_scored", row[1], row[1], reason, now)
 
@@ -301,6 +304,7 @@ def _row(description: Any, values: tuple) -> WorklistRow:
     data["calibrated"] = bool(data["calibrated"])
     data["status"] = Status(data["status"])
     data["level_status"] = LevelStatus(data["level_status"])
+    data["class_probabilities"] = json.loads(data["class_probabilities"])
     return WorklistRow(**data)
 
 

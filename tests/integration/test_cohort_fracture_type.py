@@ -22,12 +22,14 @@ from inference.cohort.fit import fit_cohort
 from inference.cohort.nomogram import nomogram_figures
 from inference.cohort.recipe import load_recipe, shipped_recipes
 from inference.cohort.table import read_cohort_table
+from inference.models import load_model
 from inference.phantom.cohort import generate_cohort
 from tests.unit.test_deep_features import weights  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.integration
 
 TYPES = ("wedge", "biconcave", "crush")
+TYPES_SORTED = tuple(sorted(TYPES))
 N = 45
 SHAPE = (80, 80, 48)
 FAMILIES = {"logistic": {"C": [1.0]}, "xgboost": {"max_depth": [2]}, "lightgbm": {"num_leaves": [7]}}
@@ -108,5 +110,34 @@ def test_shap_figures_and_per_class_nomograms(fracture_type_fit):
     nomograms = nomogram_figures(fit, out)
     assert sorted(p.name for p in nomograms) == [f"nomogram_logistic_{t}.png" for t in sorted(TYPES)]
     assert all(p.stat().st_size > 10_000 for p in [*explained, *nomograms])
-    with pytest.raises(ExportError, match="binary"):
+    with pytest.raises(ExportError, match="deep features"):
         export_model(fit, "fracture-type")
+
+
+def test_the_logistic_classifier_exports_as_a_multiclass_model_the_node_scores_as_sklearn(
+        fracture_type_fit, tmp_path):
+    """Without deep features the three-class logistic classifier exports; the node's scoring of the
+    file gives scikit-learn's probabilities for every subject, and the file says research use."""
+    _, fit, _ = fracture_type_fit
+    radiomics = fit.table[[c for c in fit.table.columns if ":deep_" not in c]]
+    recipe = fit.recipe.model_copy(update={
+        "preprocess": fit.recipe.preprocess.model_copy(update={"deep_pca": None}),
+        "classifiers": tuple(c for c in fit.recipe.classifiers if c.family == "logistic")})
+    site_fit = fit_cohort(radiomics, recipe)
+    model = export_model(site_fit, "fracture-type-site", levels=("L1",), profile="yu2025")
+    loaded = load_model(str(model.save(tmp_path / "fracture-type-site.json")))
+    assert loaded.format_version == 2 and loaded.classifier.classes == tuple(sorted(TYPES))
+    assert loaded.primary_output is None and loaded.categories == () and loaded.cohort["classes"] == {
+        t: 15 for t in TYPES}
+    pipeline = site_fit.models.classifiers["logistic"]
+    expected = pipeline.predict_proba(radiomics)
+    for row, probabilities in zip(radiomics.itertuples(index=False), expected, strict=True):
+        features = {"body": {name.split(":", 1)[1]: value for name, value in zip(radiomics.columns, row)
+                             if name.startswith("body:")}}
+        score = loaded.score({"L1": features})
+        assert score.class_probabilities == pytest.approx(dict(zip(TYPES_SORTED, probabilities)), abs=1e-9)
+        assert score.predicted_class == TYPES_SORTED[int(np.argmax(probabilities))]
+        assert score.probability is None and score.category is None and score.research_use
+    with pytest.raises(ExportError, match="'logistic' classifier"):
+        export_model(fit_cohort(radiomics, recipe.model_copy(update={"classifiers": tuple(
+            c for c in fit.recipe.classifiers if c.family == "xgboost")})), "no-logistic")

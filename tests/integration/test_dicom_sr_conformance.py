@@ -25,7 +25,7 @@ from inference.levels import TARGET_LEVELS
 from inference.measure import measure_study
 from inference.models import load_model
 from inference.phantom import abdominal_ct, generate_phantom, write_phantom_study
-from inference.results import LevelIdentification, SegmentationResult
+from inference.results import LevelIdentification, SegmentationResult, StudyScore
 from inference.segment.levels import describe_levels
 from inference.volume import load_volume
 from tests.unit.test_dicom_sr_inputs import make_measurements, make_segmentation, make_study, write_ct_datasets
@@ -99,6 +99,32 @@ def test_dcmtk_renders_the_sr_as_text_that_names_every_number(synthetic, require
                    "Finding Site = L1 vertebra", "Derived Imaging Measurements", "Qualitative Evaluations",
                    "Vertebral level identification:", "Tracking Identifier = \"L2 vertebral body\""):
         assert phrase in text, phrase
+
+
+def test_a_multiclass_research_score_is_coded_validated_and_rendered(tmp_path: Path, dciodvfy, require_tool,
+                                                                     output_dir: Path) -> None:
+    """Class probabilities of a multi-class model: one NUM per class under the model's algorithm, the
+    most probable class and "research use only" as coded evaluations, no fracture-risk category."""
+    source, segmentation, measurements = make_study((40, 96, 96))
+    measurements.score = StudyScore(model_id="fracture-type-site", model_version="1.0.0", calibrated=True,
+                                    class_probabilities={"biconcave": 0.25, "crush": 0.125, "wedge": 0.625},
+                                    predicted_class="wedge")
+    objects = encode_results(source, segmentation, measurements, ALGORITHM)
+    paths = _save(objects, tmp_path)
+    assert dciodvfy(paths["sr"]).errors == []
+    sr = read_sr(paths["sr"])
+    assert {m.name.meaning: m.value for m in sr.derived if m.name.value.startswith("C-")} == {
+        "Class probability, biconcave (research use)": 0.25, "Class probability, crush (research use)": 0.125,
+        "Class probability, wedge (research use)": 0.625}
+    evaluations = {name.meaning: value.meaning for name, value in sr.evaluations}
+    assert evaluations[codes.PREDICTED_CLASS.meaning] == "wedge"
+    assert evaluations[codes.INTENDED_USE.meaning] == codes.RESEARCH_USE_ONLY.meaning
+    assert evaluations[codes.FRACTURE_RISK_CATEGORY.meaning] == codes.RISK_NOT_COMPUTED.meaning
+    html = subprocess.run([require_tool("dsr2html"), str(paths["sr"])], capture_output=True, text=True, timeout=60)
+    assert html.returncode == 0, html.stderr
+    text = " ".join(re.sub(r"<[^>]+>", " ", html.stdout).split())
+    assert "Class probability, wedge (research use): 0.625" in text and "Research use only" in text
+    Image.fromarray(objects.report.pixel_array).save(output_dir / "visual_report_multiclass.png")
 
 
 def test_our_readers_load_our_objects(synthetic) -> None:

@@ -116,3 +116,52 @@ def test_every_step_has_help(step, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["cohort", step, "--help"])
     assert exc.value.code == 0 and "usage: scpnode cohort" in capsys.readouterr().out
+
+
+THREE_CLASS_TOML = """
+[data]
+outcome = "type"
+
+[split]
+method = "holdout"
+test_size = 0.3
+seed = 4
+
+[preprocess]
+normalisation = "z-score"
+
+[[selection]]
+method = "lasso"
+rule = "min"
+folds = 3
+n_lambdas = 10
+
+[radscore]
+vois = ["cortical", "cancellous"]
+
+[[classifiers]]
+family = "logistic"
+grid = {C = [1.0]}
+"""
+
+
+def test_a_three_class_fit_exports_a_research_model_on_the_levels_extracted(tmp_path, capsys):
+    table = synthetic_table(n=150, p=4, seed=3).drop(columns=["fracture", "vbmd", "age", "sex", "centre"])
+    table["type"] = np.select([table["cortical:f00"] < 9, table["cancellous:f01"] > 21], ["wedge", "crush"],
+                              "biconcave")
+    features = tmp_path / "features.csv"
+    table.to_csv(features)
+    (tmp_path / "features.provenance.json").write_text(json.dumps({"profile": "yu2025", "levels": ["L1"]}))
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(THREE_CLASS_TOML)
+    fit_dir = tmp_path / "fit"
+    assert main(["cohort", "fit", str(features), str(recipe), "--out", str(fit_dir)]) == 0
+    assert main(["cohort", "evaluate", str(fit_dir), "--bootstrap", "50"]) == 0
+    model_file = tmp_path / "types.json"
+    assert main(["cohort", "export", str(fit_dir), "--model-id", "types", "--out", str(model_file)]) == 0
+    assert "classes biconcave, crush, wedge on L1; research use only" in capsys.readouterr().out
+    model = load_model(str(model_file))
+    assert model.levels == ("L1",) and model.profile == "yu2025" and model.classifier is not None
+    assert model.combination.min_levels == 1 and model.provenance["intended_use"] == "research"
+    assert set(model.performance["classes_test"]) == {"biconcave", "crush", "wedge"}
+    assert 0.5 < model.performance["macro_auc_test"] <= 1.0

@@ -106,7 +106,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (lambda d: d.pop("radscores"), "radscores: Field required"),
+    (lambda d: d.pop("radscores"), "a model needs radscores or a classifier"),
     (lambda d: d["radscores"]["cortical"]["terms"][0].update(coefficient="big"), "radscores.cortical.terms.0.coefficient"),
     (lambda d: d["logistic"]["vertebral"]["coefficients"].update(bmi=1.0), "unknown inputs ['bmi']"),
     (lambda d: d.update(format_version=7), "format_version"),
@@ -129,3 +129,62 @@ def test_unknown_model_and_broken_json_are_clear_errors(tmp_path: Path) -> None:
     broken.write_text("{not json")
     with pytest.raises(ModelError, match="not a readable JSON model file"):
         load_model(str(broken))
+
+
+def _three_class_document() -> dict:
+    """A multi-class model with two body features: one favours wedge, the other crush."""
+    norm = {"method": "z-score", "center": 10.0, "scale": 2.0}
+    return {
+        "format": "scpnode-radscore-model", "format_version": 2, "id": "types", "version": "1",
+        "levels": ["T12", "L1"], "combination": {"method": "mean", "min_levels": 1},
+        "classifier": {
+            "classes": ["biconcave", "crush", "wedge"],
+            "intercepts": {"biconcave": 0.0, "crush": -1.0, "wedge": 0.5},
+            "terms": [
+                {"voi": "body", "feature": "a", "normalisation": norm,
+                 "coefficients": {"biconcave": 0.0, "crush": -1.0, "wedge": 2.0}},
+                {"voi": "cancellous", "feature": "b", "normalisation": norm,
+                 "coefficients": {"biconcave": 0.5, "crush": 1.5, "wedge": 0.0}}]},
+    }
+
+
+def test_a_multiclass_model_gives_one_vs_rest_probabilities_of_the_level_means() -> None:
+    model = RadscoreModel.from_dict(_three_class_document())
+    assert model.features == {"body": ("a",), "cancellous": ("b",)} and model.calibrated
+    score = model.score({"T12": {"body": {"a": 12.0}, "cancellous": {"b": 8.0}},
+                         "L1": {"body": {"a": 14.0}, "cancellous": {"b": 12.0}}})
+    # level means a = 13, b = 10 -> normalised 1.5 and 0
+    logits = {"biconcave": 0.0, "crush": -1.0 - 1.5, "wedge": 0.5 + 3.0}
+    raw = {k: 1 / (1 + math.exp(-v)) for k, v in logits.items()}
+    assert score.class_probabilities == pytest.approx({k: v / sum(raw.values()) for k, v in raw.items()}, abs=1e-12)
+    assert score.predicted_class == "wedge" and score.levels_used == ["T12", "L1"]
+    assert score.probability is None and score.category is None and score.probabilities == {}
+    assert score.research_use and "research use only" in score.remarks[0]
+    assert [c.name for c in score.explanation["class:wedge"]] == ["body:a", "cancellous:b"]
+
+
+def test_a_multiclass_model_scores_nothing_below_its_minimum_of_levels() -> None:
+    document = _three_class_document()
+    document["combination"]["min_levels"] = 2
+    score = RadscoreModel.from_dict(document).score({"L1": {"body": {"a": 1.0}, "cancellous": {"b": 1.0}},
+                                                     "T12": {"body": {"a": 1.0}}})
+    assert score.class_probabilities == {} and score.predicted_class is None
+    assert any("T12 left out" in remark for remark in score.remarks)
+    assert any("1 level(s) scored, 2 needed" in remark for remark in score.remarks)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d.update(format_version=1), "needs format_version 2"),
+    (lambda d: d["classifier"]["intercepts"].pop("crush"), "intercepts must name exactly the classes"),
+    (lambda d: d["classifier"]["terms"][0]["coefficients"].update(other=1.0), "coefficients must name exactly"),
+    (lambda d: d["classifier"]["terms"][1]["normalisation"].update(center=None), "normalisation constants missing"),
+    (lambda d: d["classifier"].update(classes=["a", "b"]), "classifier.classes"),
+    (lambda d: d.update(primary_output="combined", logistic={"combined": {"intercept": 0.0, "coefficients": {
+        "vbmd": 1.0}}}), "cannot also have logistic, primary_output"),
+])
+def test_bad_multiclass_model_files_are_refused_with_the_key(edit, message: str) -> None:
+    document = _three_class_document()
+    edit(document)
+    with pytest.raises(ModelError, match="multi") as info:
+        RadscoreModel.from_dict(document, source="multi.json")
+    assert message in str(info.value)

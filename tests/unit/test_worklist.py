@@ -4,12 +4,14 @@ from datetime import date
 
 import pytest
 
+from inference.results import StudyScore
 from scpnode.config import WorklistSettings
 from scpnode.schema import open_node_database
 from scpnode.worklist import (
     UNCALIBRATED, FlagReason, Status, StudyInfo, WorklistError, WorklistQuery, add_scored_study, audit_log,
     ensure_schema, export_csv, flag_reasons, get_row, parse_query, query_worklist, set_status, status_counts,
 )
+from scpnode.worklist.rows import RESEARCH_CLASSES
 from tests.unit.worklist_samples import add_study, measurements
 
 
@@ -39,6 +41,23 @@ def test_uncalibrated_model_stores_no_risk_and_never_flags_on_it(db):
     assert row.flagged is False
     assert row.measurements["score"]["model_id"] == "che2025-published"
     assert row.levels_measured == ["T11", "T12", "L1", "L2"]
+
+
+def test_a_multiclass_research_model_shows_its_classes_as_research_and_never_flags_on_them(db):
+    values = measurements(l1_hu=180, vbmd=150)
+    values.score = StudyScore(model_id="fracture-type-site", model_version="1", calibrated=True,
+                              class_probabilities={"biconcave": 0.2, "crush": 0.1, "wedge": 0.7},
+                              predicted_class="wedge")
+    entry = add_scored_study(db, StudyInfo("1.2.3", "1.2.3.4", patient_id="P1"), values, WorklistSettings())
+    row = get_row(db, entry)
+    assert row.class_probabilities == {"biconcave": 0.2, "crush": 0.1, "wedge": 0.7}
+    assert row.risk_probability is None and row.risk_category is None and not row.flagged
+    assert row.risk_display == RESEARCH_CLASSES + "biconcave 20%, crush 10%, wedge 70%"
+    out = io.StringIO()
+    export_csv(db, WorklistQuery(), out)
+    (exported,) = csv.DictReader(io.StringIO(out.getvalue()))
+    assert exported["risk"] == "not computed (research model)"
+    assert exported["class_probabilities_research_use"] == "biconcave=0.200 crush=0.100 wedge=0.700"
 
 
 def test_rescoring_keeps_status_and_audit(db):
