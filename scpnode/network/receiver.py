@@ -116,6 +116,7 @@ compressed data is stored as sent, uncompressed next, lossy last so that a
 peer able to transcode never degrades HU values when it could send them
 losslessly; lossy data is still accepted when it is all a peer has."""
 
+
 @dataclass(frozen=True)
 class StoredInstance:
     """What the handler did with one received instance."""

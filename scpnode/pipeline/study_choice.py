@@ -55,6 +55,7 @@ PHASE_KEYWORDS: dict[str, tuple[str, ...]] = {
 }
 """Whole words of a series description that name its contrast phase."""
 
+
 @dataclass(frozen=True)
 class SeriesFacts:
     """What the ranking looks at, read from a series' indexed instances."""

@@ -11,7 +11,6 @@ from scpnode.worklist.flags import FlagReason
 from scpnode.worklist.rows import RISK_CATEGORIES, UNCALIBRATED, VBMD_CATEGORIES, Status, WorklistError, WorklistRow
 
 
-
 SORT_COLUMNS: dict[str, str] = {
     "flagged": "flagged",
     "study_date": "study_date",

@@ -314,7 +314,6 @@ def status_counts(db: sqlite_utils.Database) -> dict[Status, int]:
     return {status: found.get(status.value, 0) for status in Status}
 
 
-
 def matching_rows(db: sqlite_utils.Database, query: WorklistQuery) -> Iterator[WorklistRow]:
     """Every row matching ``query`` (all pages), in its order."""
     where, params = _where(query)

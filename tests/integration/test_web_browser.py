@@ -34,7 +34,6 @@ from tests.web_helpers import PASSWORD, log_in
 pytestmark = pytest.mark.integration
 
 
-
 @pytest.fixture
 def node(tmp_path):
     settings = Settings.model_validate({
