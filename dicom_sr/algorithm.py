@@ -8,7 +8,7 @@ Identification Sequence (PS3.3 C.8.20.2 / Algorithm Identification Macro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import highdicom as hd
 from pydicom.sr.codedict import codes
@@ -25,12 +25,18 @@ class AlgorithmInfo:
         model_id: identifier of the segmentation model or backend (weights,
             rule set); recorded as an algorithm parameter.
         manufacturer: who makes the software (Manufacturer (0008,0070)).
+        notes: further ``name=value`` algorithm parameters of every SR group (e.g. that a
+            second segmentation backend checked this one, and whether it agreed).
+        level_notes: per level name, ``name=value`` parameters of that level's body group
+            only (e.g. both backends' answers where they disagree at that level).
     """
 
     name: str
     version: str
     model_id: str
     manufacturer: str = "scpnode"
+    notes: tuple[str, ...] = ()
+    level_notes: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         for field_name in ("name", "version", "model_id", "manufacturer"):
@@ -55,7 +61,7 @@ class AlgorithmInfo:
         """TID 4019 Algorithm Identification for SR measurement groups; ``notes`` are further
         ``name=value`` parameters (e.g. the anatomical anchors a level's label rests on)."""
         return hd.sr.AlgorithmIdentification(
-            name=self.name, version=self.version, parameters=[f"model_id={self.model_id}", *notes]
+            name=self.name, version=self.version, parameters=[f"model_id={self.model_id}", *self.notes, *notes]
         )
 
     @property

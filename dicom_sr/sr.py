@@ -272,7 +272,8 @@ def _body_group(
         referenced_region=region,
         finding_category=codes.ANATOMICAL_STRUCTURE,
         finding_sites=[hd.sr.FindingSite(codes.VERTEBRA_CODES[level.name])],
-        algorithm_id=algorithm.sr_identification([f"level_anchors={'+'.join(level.anchors) or 'none'}"]),
+        algorithm_id=algorithm.sr_identification([f"level_anchors={'+'.join(level.anchors) or 'none'}",
+                                                  *algorithm.level_notes.get(level.name, ())]),
         measurements=[m for m in values if m is not None],
         qualitative_evaluations=evaluations,
     )

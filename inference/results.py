@@ -73,6 +73,63 @@ class LevelSegmentation:
     """Kinds of the anchors (:class:`LevelAnchor`) this level's label rests on."""
 
 
+@dataclass(frozen=True)
+class LevelAgreement:
+    """One level as the node's backend and the check backend each labelled it (both answers)."""
+
+    level: str
+    primary_centroid_lps: tuple[float, float, float] | None
+    """Body centroid of the level by the node's backend (None: it did not label the level)."""
+    check_centroid_lps: tuple[float, float, float] | None
+    """Body centroid of the level by the check backend (None: it did not label the level)."""
+    centroid_distance_mm: float | None
+    """Distance between the two centroids (None where one backend lacks the level)."""
+    body_dice: float
+    """Dice of the two backends' bodies of this level (0 where one lacks it)."""
+    agrees: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "primary_centroid_lps": None if self.primary_centroid_lps is None else list(self.primary_centroid_lps),
+            "check_centroid_lps": None if self.check_centroid_lps is None else list(self.check_centroid_lps),
+            "centroid_distance_mm": self.centroid_distance_mm,
+            "body_dice": self.body_dice,
+            "agrees": self.agrees,
+        }
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> "LevelAgreement":
+        def point(value: Any) -> tuple[float, float, float] | None:
+            return None if value is None else tuple(float(c) for c in value)  # type: ignore[return-value]
+
+        distance = entry.get("centroid_distance_mm")
+        return cls(str(entry["level"]), point(entry.get("primary_centroid_lps")), point(entry.get("check_centroid_lps")),
+                   None if distance is None else float(distance), float(entry["body_dice"]), bool(entry["agrees"]))
+
+
+@dataclass(frozen=True)
+class SecondOpinion:
+    """A second backend's labelling of the same CT, compared level by level with the node's backend."""
+
+    backend: str
+    backend_version: str
+    levels: tuple[LevelAgreement, ...]
+
+    @property
+    def agrees(self) -> bool:
+        return all(level.agrees for level in self.levels)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "backend_version": self.backend_version, "agrees": self.agrees,
+                "levels": [level.to_json() for level in self.levels]}
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> "SecondOpinion":
+        return cls(str(document["backend"]), str(document.get("backend_version", "")),
+                   tuple(LevelAgreement.from_json(entry) for entry in document["levels"]))
+
+
 @dataclass
 class SegmentationResult:
     """Output of a segmentation backend, every image on the input grid.
@@ -99,6 +156,8 @@ class SegmentationResult:
     from image context alone)."""
     confirmed_by: str = ""
     """The person who confirmed or corrected the level labels (empty: nobody)."""
+    second_opinion: SecondOpinion | None = None
+    """The check backend's answer beside this one (``[pipeline] segmentation_check_backend``), if run."""
 
     @property
     def level_identification(self) -> LevelIdentification:
@@ -134,6 +193,7 @@ class SegmentationResult:
             "anchors": [anchor.to_json() for anchor in self.anchors],
             "level_identification": self.level_identification.value,
             **({"confirmed_by": self.confirmed_by} if self.confirmed_by else {}),
+            **({"second_opinion": self.second_opinion.to_json()} if self.second_opinion else {}),
         }
 
 

@@ -234,6 +234,10 @@ class StudyChoiceSettings(_Section):
         return order
 
 
+MODEL_BACKENDS = ("unet", "nnunet")
+"""Segmentation backends that need a model folder."""
+
+
 class PipelineSettings(_Section):
     """Inference jobs."""
 
@@ -241,13 +245,54 @@ class PipelineSettings(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     segmentation_backend: str = "anatomical"
     segmentation_model_dir: Path | None = None
-    """U-Net model directory (``scpnode segment-train`` output); needed when the backend is "unet"."""
+    """Model folder of a network backend: the U-Net model directory (``scpnode segment-train``
+    output) for "unet", an nnU-Net v2 trained-model folder (e.g. TotalSegmentator's) for "nnunet"."""
+    segmentation_check_backend: str | None = None
+    """A second backend that checks every segmentation (e.g. "nnunet" beside "anatomical"): a
+    target level whose bodies disagree between the two flags the study for review. None: no check."""
+    segmentation_check_model_dir: Path | None = None
+    """Model folder of the check backend, when it is a network backend."""
     model_dir: Path | None = None
     """Folder of radscore model files; None: the models shipped with the node."""
     model_id: str = "che2025-published"
     uncertain_levels: Literal["hold", "send"] = "hold"
     """A study whose level labels need review: "hold" its results until a person confirms the
     labels (nothing goes to the PACS before), or "send" them at once, marked unconfirmed."""
+    executor: Literal["local", "dask"] = "local"
+    """Where jobs are computed (load, segment, measure, encode): "local" worker processes of the
+    node (``concurrency`` of them), or the workers of a Dask cluster (``scheduler_address``). The
+    node records every result itself either way (:mod:`scpnode.pipeline.dask_runner`)."""
+    scheduler_address: str = ""
+    """executor "dask": the Dask scheduler, e.g. "tcp://10.0.0.5:8786"; "tls://..." needs the
+    ``scheduler_tls_*`` files."""
+    scheduler_tls_ca_file: Path | None = None
+    """CA bundle that signs the scheduler's and workers' certificates (a "tls://" address)."""
+    scheduler_tls_cert_file: Path | None = None
+    """The node's client certificate for the cluster (a "tls://" address)."""
+    scheduler_tls_key_file: Path | None = None
+    """Its private key."""
+    worker_storage_dir: Path | None = None
+    """executor "dask": ``[node] storage_dir`` as the workers see it (a shared file system, read
+    only is enough); None: the node sends each series to the worker as bytes."""
+    worker_resources: dict[str, float] = {}
+    """executor "dask": Dask worker resources each job needs, e.g. {GPU = 1} so jobs go only to
+    workers started with ``--resources GPU=1``; empty: {GPU = 1} when ``device = "cuda"``, else none."""
+    max_jobs_out: int = Field(64, ge=1, le=100000)
+    """executor "dask": most jobs handed to the cluster at a time (the rest wait queued in the node)."""
+
+    @model_validator(mode="after")
+    def _cluster_is_complete(self) -> "PipelineSettings":
+        tls_files = (self.scheduler_tls_ca_file, self.scheduler_tls_cert_file, self.scheduler_tls_key_file)
+        if self.executor == "dask" and not self.scheduler_address:
+            raise ValueError('executor "dask" needs scheduler_address')
+        if self.scheduler_address.startswith("tls://") and None in tls_files:
+            raise ValueError("a tls:// scheduler_address needs scheduler_tls_ca_file, scheduler_tls_cert_file "
+                             "and scheduler_tls_key_file")
+        if any(tls_files) and not self.scheduler_address.startswith("tls://"):
+            raise ValueError("scheduler_tls_* files need a tls:// scheduler_address")
+        if self.worker_storage_dir is not None and not self.worker_storage_dir.is_absolute():
+            raise ValueError("worker_storage_dir must be an absolute path (as the workers see it)")
+        return self
 
 
 class WorklistSettings(_Section):
@@ -327,7 +372,10 @@ class Settings(_Section):
         node.database = _under(base, node.database)
         node.results_dir = _under(base, node.results_dir)
         for section, names in ((self.tls, ("cert_file", "key_file", "ca_file")),
-                               (self.pipeline, ("model_dir", "segmentation_model_dir")), (self.logging, ("file",)),
+                               (self.pipeline, ("model_dir", "segmentation_model_dir", "segmentation_check_model_dir",
+                                                "scheduler_tls_ca_file", "scheduler_tls_cert_file",
+                                                "scheduler_tls_key_file")),
+                               (self.logging, ("file",)),
                                *((d, ("password_file", "token_file")) for d in self.destinations)):
             for name in names:
                 value = getattr(section, name)
@@ -372,6 +420,14 @@ def settings_from_dict(data: dict, source: str = "config") -> Settings:
         raise ConfigError(f"config error in {source}: {key}: {message}{more}") from None
     if settings.tls.enabled and not (settings.tls.cert_file and settings.tls.key_file):
         raise ConfigError(f"config error in {source}: tls: enabled needs cert_file and key_file")
-    if settings.pipeline.segmentation_backend == "unet" and settings.pipeline.segmentation_model_dir is None:
-        raise ConfigError(f"config error in {source}: pipeline: segmentation_backend \"unet\" needs segmentation_model_dir")
+    pipeline = settings.pipeline
+    for backend, model_dir, key in ((pipeline.segmentation_backend, pipeline.segmentation_model_dir, "segmentation"),
+                                    (pipeline.segmentation_check_backend, pipeline.segmentation_check_model_dir,
+                                     "segmentation_check")):
+        if backend in MODEL_BACKENDS and model_dir is None:
+            raise ConfigError(f"config error in {source}: pipeline: {key}_backend \"{backend}\" needs {key}_model_dir")
+    if (pipeline.segmentation_check_backend, pipeline.segmentation_check_model_dir) == (
+            pipeline.segmentation_backend, pipeline.segmentation_model_dir):
+        raise ConfigError(f"config error in {source}: pipeline: segmentation_check_backend is the segmentation "
+                          "backend itself with the same model; a check needs another backend or model")
     return settings

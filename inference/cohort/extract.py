@@ -45,7 +45,7 @@ import json
 import math
 import multiprocessing
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -270,22 +270,73 @@ def extract_study(row: CohortRow, plan: ExtractionPlan) -> dict[str, Any]:
             "segmentation": seg.backend, "remarks": list(measured.remarks)}
 
 
-def _run_one(row: CohortRow, plan: ExtractionPlan, studies_dir: Path) -> tuple[str, str | None]:
-    """Worker: extract one study and write its JSON; returns (study_id, error or None)."""
+StudyOutcome = tuple[str, dict[str, Any] | None, str | None]
+"""(study_id, the study's document or None, error or None)."""
+
+
+def _extract_one(row: CohortRow, plan: ExtractionPlan) -> StudyOutcome:
+    """Worker (a local process or a Dask worker): extract one study; a failure is returned, not raised."""
     try:
-        document = extract_study(row, plan)
+        return row.study_id, extract_study(row, plan), None
     except (RadiomicsError, ValueError, OSError, RuntimeError, KeyError) as exc:
-        return row.study_id, f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-    target = studies_dir / _file_name(row.study_id)
+        return row.study_id, None, _one_line(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+def _write_study(studies_dir: Path, study_id: str, document: dict[str, Any]) -> None:
+    target = studies_dir / _file_name(study_id)
     partial = target.with_suffix(".json.part")
     partial.write_text(json.dumps(document, default=float) + "\n", encoding="utf-8")
     partial.replace(target)  # a crash never leaves a half-written result behind
-    return row.study_id, None
+
+
+def _extract_locally(todo: Sequence[CohortRow], plan: ExtractionPlan, workers: int) -> Iterator[StudyOutcome]:
+    if workers <= 1:
+        for row in todo:
+            yield _extract_one(row, plan)
+        return
+    # spawned, not forked: a worker forked from a parent that has run torch (the deep model is
+    # loaded above to check its file) or other OpenMP code hangs on its first parallel region
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for future in as_completed([pool.submit(_extract_one, row, plan) for row in todo]):
+            yield future.result()
+
+
+def _extract_on_cluster(todo: Sequence[CohortRow], plan: ExtractionPlan, client: Any) -> Iterator[StudyOutcome]:
+    """One Dask task per study on ``client``'s cluster (a ``distributed.Client``), yielded as they finish.
+
+    Task keys are derived from the row and the plan, so a task is never run twice
+    at once for one study; a worker lost mid-study has its task rerun elsewhere by
+    the scheduler. A task that fails on the cluster (it killed its workers, or the
+    scheduler went away) is a failure of that study, retried by the next run.
+    """
+    from distributed import as_completed as completed_on_cluster
+
+    rows = {}
+    for row in todo:
+        rows[client.submit(_extract_one, row, plan, pure=True)] = row
+    for future in completed_on_cluster(list(rows), loop=client.loop):
+        row = rows.pop(future)
+        if future.status == "finished":
+            yield future.result()
+        else:
+            yield row.study_id, None, f"cluster: {_one_line(future.exception())}" if future.status == "error" \
+                else "cluster: the task was cancelled (scheduler connection lost)"
+        future.release()
 
 
 def extract_cohort(rows: Sequence[CohortRow], out_dir: str | Path, plan: ExtractionPlan,
-                   workers: int = 1, progress: bool = True) -> ExtractionResult:
-    """Extract every study not yet done, then (re)write the tables and provenance."""
+                   workers: int = 1, progress: bool = True, client: Any = None) -> ExtractionResult:
+    """Extract every study not yet done, then (re)write the tables and provenance.
+
+    ``workers`` local processes, or with ``client`` (a ``distributed.Client``)
+    the workers of its Dask cluster, which must see the rows' image and mask
+    paths (a shared file system). Either way each study's document is written
+    here as soon as it comes back.
+    """
     out = Path(out_dir)
     studies_dir = out / STUDIES_DIR
     studies_dir.mkdir(parents=True, exist_ok=True)
@@ -304,22 +355,13 @@ def extract_cohort(rows: Sequence[CohortRow], out_dir: str | Path, plan: Extract
     skipped = [r.study_id for r in rows if r not in todo]
     failures: dict[str, str] = {}
     bar = tqdm(total=len(todo), desc="extract", unit="study", disable=not progress)
-    if workers <= 1:
-        for row in todo:
-            sid, error = _run_one(row, plan, studies_dir)
-            if error:
-                failures[sid] = error
-            bar.update()
-    else:
-        # spawned, not forked: a worker forked from a parent that has run torch (the deep model is
-        # loaded above to check its file) or other OpenMP code hangs on its first parallel region
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_run_one, row, plan, studies_dir) for row in todo]
-            for future in as_completed(futures):
-                sid, error = future.result()
-                if error:
-                    failures[sid] = error
-                bar.update()
+    outcomes = _extract_on_cluster(todo, plan, client) if client is not None else _extract_locally(todo, plan, workers)
+    for sid, document, error in outcomes:
+        if document is not None:
+            _write_study(studies_dir, sid, document)
+        else:
+            failures[sid] = error or "no result"
+        bar.update()
     bar.close()
     return _write_tables(rows, out, plan, failures, skipped)
 

@@ -25,6 +25,7 @@ from inference.segment.compartments import split_compartments
 from inference.segment.levels import describe_levels
 from inference.volume import check_volume
 
+
 @dataclass
 class BackendOutput:
     """What a backend returns; all images on the input grid (same size, spacing, origin, direction)."""
@@ -48,6 +49,7 @@ class BackendOutput:
     level_anchors: dict[int, tuple[str, ...]] = field(default_factory=dict)
     """Per VerSe id, the kinds of the agreeing anchors its label rests on."""
 
+
 class SegmentationBackend(Protocol):
     """The call signature every backend implements.
 
@@ -59,21 +61,27 @@ class SegmentationBackend(Protocol):
         self, image: sitk.Image, *, device: str, model_dir: Path | None, lowest_level: str | None = None
     ) -> BackendOutput: ...
 
+
 _BUILTIN_BACKENDS: dict[str, str] = {
     "anatomical": "inference.segment.anatomical:segment_anatomical",
     "unet": "inference.segment.unet:segment_unet",
+    "nnunet": "inference.segment.nnunet:segment_nnunet",
 }
 """Name -> ``module:function`` of the backends shipped with the node."""
 
+
 _registered: dict[str, SegmentationBackend] = {}
+
 
 def register_backend(name: str, backend: SegmentationBackend) -> None:
     """Make ``backend`` available to :func:`segment_volume` under ``name`` (replacing any previous one)."""
     _registered[name] = backend
 
+
 def available_backends() -> list[str]:
     """Names accepted by :func:`segment_volume`."""
     return sorted(set(_BUILTIN_BACKENDS) | set(_registered))
+
 
 def get_backend(name: str) -> SegmentationBackend:
     """Return the backend registered as ``name``.
@@ -89,6 +97,7 @@ def get_backend(name: str) -> SegmentationBackend:
     backend: SegmentationBackend = getattr(importlib.import_module(module_name), function_name)
     _registered[name] = backend
     return backend
+
 
 def segment_volume(
     image: sitk.Image,
@@ -146,6 +155,7 @@ def segment_volume(
         levels_not_in_view=description.not_in_view,
         anchors=list(output.anchors),
     )
+
 
 def _check_same_grid(reference: sitk.Image, labels: sitk.Image, what: str) -> None:
     """A backend bug, not a user error: outputs must lie on the input grid."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from inference.results import LevelAnchor, LevelSegmentation, SegmentationResult
+from inference.results import LevelAnchor, LevelSegmentation, SecondOpinion, SegmentationResult
 
 VERTEBRAE_FILE = "vertebrae.nii.gz"
 BODIES_FILE = "bodies.nii.gz"
@@ -75,6 +75,7 @@ def read_segmentation(out_dir: str | Path) -> SegmentationResult:
             LevelAnchor(str(a["kind"]), str(a["level"]), bool(a.get("agrees", True)), str(a.get("detail", "")))
             for a in document.get("anchors", [])
         ]
+        second_opinion = SecondOpinion.from_json(document["second_opinion"]) if "second_opinion" in document else None
     except (ValueError, KeyError, TypeError) as exc:
         raise SegmentationFolderError(f"{out_dir / JSON_FILE}: malformed segmentation document ({exc})") from None
 
@@ -103,4 +104,5 @@ def read_segmentation(out_dir: str | Path) -> SegmentationResult:
         levels_not_in_view=[str(n) for n in document.get("levels_not_in_view", [])],
         anchors=anchors,
         confirmed_by=str(document.get("confirmed_by", "")),
+        second_opinion=second_opinion,
     )

@@ -96,6 +96,7 @@ def confirm_levels(segmentation: SegmentationResult, image: sitk.Image, steps: i
         levels_not_in_view=description.not_in_view,
         anchors=[anchor],
         confirmed_by=person.strip(),
+        second_opinion=None,  # it compared the labels the person has now judged; revision 0 keeps it
     )
 
 

@@ -26,8 +26,8 @@ from inference.measure import measure_study
 from inference.models import ModelError, load_model
 from inference.radiomics import PROFILES
 from inference.results import SegmentationResult
-from inference.segment import segment_volume
 from inference.segment.io import SegmentationFolderError, read_segmentation
+from inference.segment.second_opinion import segment_with_second_opinion
 from inference.volume import VolumeError, load_volume
 from scpnode import __version__, strict_json
 from scpnode.commands.segment import add_lowest_level_argument
@@ -115,8 +115,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _segmentation(args: argparse.Namespace, image: sitk.Image, settings: Settings) -> SegmentationResult:
     if args.seg is None:
-        return segment_volume(image, settings.pipeline.segmentation_backend, device=settings.pipeline.device,
-                              model_dir=settings.pipeline.segmentation_model_dir, lowest_level=args.lowest_level)
+        pipeline = settings.pipeline
+        return segment_with_second_opinion(
+            image, pipeline.segmentation_backend, pipeline.segmentation_check_backend, device=pipeline.device,
+            model_dir=pipeline.segmentation_model_dir, check_model_dir=pipeline.segmentation_check_model_dir,
+            lowest_level=args.lowest_level)
     if args.lowest_level is not None:
         raise UsageError("--lowest-level applies when segmenting; give it to 'scpnode segment' instead of --seg")
     try:

@@ -3,6 +3,7 @@
 ::
 
     scpnode cohort extract cohort.csv --out features/ [--profile che2025 | --features names.txt | --model ID]
+    scpnode cohort extract cohort.csv --out features/ --scheduler tcp://scheduler:8786   # on a Dask cluster
     scpnode cohort fit features/features.csv recipe.toml --out fit/
     scpnode cohort evaluate fit/ [--bootstrap 1000]          # evaluation.json, PNGs, report.html
     scpnode cohort validate fit/ external.csv --out val/ [--reference vbmd]   # frozen pipeline, second cohort
@@ -67,6 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--modality", choices=("CT", "MR"), default="CT",
                    help="the images' modality (default CT); MR needs --roi and an MR profile (mr_t2)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="extract on the workers of the Dask cluster at ADDRESS (tcp://host:8786; tls:// uses "
+                        "[pipeline] scheduler_tls_* of --config) instead of local processes; the workers must "
+                        "see the cohort's image and mask paths")
     p.add_argument("--backend", default=None, help="segmentation backend where no mask is given "
                                                    "(default: [pipeline] segmentation_backend)")
     p.set_defaults(run=run_extract)
@@ -151,6 +156,18 @@ def _model_dir(args: argparse.Namespace) -> Path | None:
     return getattr(getattr(settings, "pipeline", None), "model_dir", None)
 
 
+def _cluster_client(args: argparse.Namespace) -> Any:
+    """A ``distributed.Client`` of the ``--scheduler`` cluster (imported only when one is asked for)."""
+    from scpnode.pipeline.cluster import connect
+
+    try:
+        return connect(args.settings.pipeline, args.scheduler)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {args.scheduler}: {type(exc).__name__}: {exc}") from None
+
+
 def run_extract(args: argparse.Namespace) -> int:
     from inference.cohort.extract import ExtractionPlan, extract_cohort
     from inference.cohort.table import CohortTableError, read_cohort_table
@@ -183,10 +200,16 @@ def run_extract(args: argparse.Namespace) -> int:
                           deep_weights=str(args.weights) if args.weights else None,
                           roi=args.roi, roi_label=args.roi_label, modality=args.modality,
                           **({"levels": tuple(args.levels)} if args.levels else {}))
+    if args.scheduler and args.workers > 1:
+        raise UsageError("--workers counts local processes; with --scheduler the cluster's workers do the work")
+    client = _cluster_client(args) if args.scheduler else None
     try:
-        result = extract_cohort(rows, args.out, plan, workers=args.workers)
+        result = extract_cohort(rows, args.out, plan, workers=args.workers, client=client)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        if client is not None:
+            client.close()
     log_event(logger, "cohort.extract", studies=len(rows), done=result.done, failed=len(result.failures))
     print(f"extracted {result.done} of {len(rows)} studies into {result.study_table}")
     for study_id, reason in result.failures.items():

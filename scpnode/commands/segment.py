@@ -15,9 +15,10 @@ from pathlib import Path
 
 from inference.levels import TARGET_LEVELS
 from inference.results import SegmentationResult
-from inference.segment import available_backends, segment_volume
+from inference.segment import available_backends
 from inference.segment.anchors import SPINE_SEQUENCE
 from inference.segment.io import JSON_FILE, write_segmentation
+from inference.segment.second_opinion import segment_with_second_opinion
 from inference.volume import VolumeError, load_volume
 from scpnode.errors import UsageError
 from scpnode.logs import log_event
@@ -36,7 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
                         help="device for network backends (default: [pipeline] device)")
     parser.add_argument("--model-dir", type=Path, metavar="DIR",
-                        help="model folder for the unet backend (default: [pipeline] segmentation_model_dir)")
+                        help="model folder for the unet or nnunet backend (default: [pipeline] segmentation_model_dir)")
+    parser.add_argument("--check-backend", metavar="NAME",
+                        help="second backend that checks the first; disagreeing levels flag the study for review "
+                             "(default: [pipeline] segmentation_check_backend)")
+    parser.add_argument("--check-model-dir", type=Path, metavar="DIR",
+                        help="model folder of the check backend (default: [pipeline] segmentation_check_model_dir)")
     add_lowest_level_argument(parser)
     parser.set_defaults(run=run)
 
@@ -51,11 +57,15 @@ def add_lowest_level_argument(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     pipeline = args.settings.pipeline
     backend = args.backend or pipeline.segmentation_backend
-    if backend not in available_backends():
-        raise UsageError(f"unknown backend {backend!r}; available: {', '.join(available_backends())}")
+    check_backend = args.check_backend or pipeline.segmentation_check_backend
+    for name in (backend, check_backend):
+        if name is not None and name not in available_backends():
+            raise UsageError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
     model_dir = args.model_dir or pipeline.segmentation_model_dir
-    if model_dir is not None and not Path(model_dir).is_dir():
-        raise UsageError(f"model folder not found: {model_dir}")
+    check_model_dir = args.check_model_dir or pipeline.segmentation_check_model_dir
+    for folder in (model_dir, check_model_dir):
+        if folder is not None and not Path(folder).is_dir():
+            raise UsageError(f"model folder not found: {folder}")
     try:
         image = load_volume(args.input)
     except VolumeError as exc:
@@ -63,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     try:
-        result = segment_volume(image, backend, device=args.device or pipeline.device, model_dir=model_dir,
-                                lowest_level=args.lowest_level)
+        result = segment_with_second_opinion(image, backend, check_backend, device=args.device or pipeline.device,
+                                             model_dir=model_dir, check_model_dir=check_model_dir,
+                                             lowest_level=args.lowest_level)
     except ValueError as exc:  # VolumeError, or a model folder the backend cannot use
         logger.debug("segmentation refused its input", exc_info=True)
         raise UsageError(str(exc)) from None

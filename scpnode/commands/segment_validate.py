@@ -10,7 +10,10 @@ Per case, backend and reference level it writes whether the label is right,
 whole-vertebra and body Dice, the anchors the label rests on, whether the study
 was flagged for review and how long it took (``validation.csv``), one sagittal
 picture per case with the backend's labels beside the reference, and a summary
-(``summary.json``). The exit code is 1 when a level wholly in the reference was
+(``summary.json``: over all runs, and under ``backends`` one per backend, so a
+site compares backends - e.g. its configured backend and its check backend,
+the default when ``segmentation_check_backend`` is set - on the same cases).
+The exit code is 1 when a level wholly in the reference was
 labelled wrong in a study that was *not* flagged for review (a confident wrong
 answer, the error that matters) or a case could not be run.
 """
@@ -37,6 +40,7 @@ from inference.segment import available_backends, segment_volume
 from inference.segment.anchors import SPINE_SEQUENCE
 from inference.segment.validate import compare_levels, render_comparison
 from inference.volume import VolumeError, load_volume
+from scpnode.config import PipelineSettings
 from scpnode.errors import UsageError
 from scpnode.logs import log_event
 
@@ -70,8 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("cases", nargs="?", type=Path, help="CSV of labelled cases")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     parser.add_argument("--backend", action="append", metavar="NAME",
-                        help="backend to check (repeat to compare several; default: [pipeline] segmentation_backend)")
-    parser.add_argument("--model-dir", type=Path, metavar="DIR", help="model folder for network backends")
+                        help="backend to check (repeat to compare several; default: [pipeline] segmentation_backend "
+                             "and segmentation_check_backend)")
+    parser.add_argument("--model-dir", action="append", metavar="[BACKEND=]DIR",
+                        help="model folder of a network backend: BACKEND=DIR for one backend (repeat for several), "
+                             "a plain DIR for every backend not named (default: the [pipeline] model folders)")
     parser.add_argument("--phantom-matrix", action="store_true",
                         help="also run the synthetic failure-class matrix (inference/phantom/matrix.py)")
     parser.set_defaults(run=run)
@@ -79,13 +86,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     pipeline = args.settings.pipeline
-    backends = args.backend or [pipeline.segmentation_backend]
+    configured = [pipeline.segmentation_backend, pipeline.segmentation_check_backend]
+    backends = args.backend or [backend for backend in configured if backend is not None]
     unknown = [b for b in backends if b not in available_backends()]
     if unknown:
         raise UsageError(f"unknown backend {', '.join(unknown)}; available: {', '.join(available_backends())}")
     if args.cases is None and not args.phantom_matrix:
         raise UsageError("give CASES.csv, --phantom-matrix, or both")
-    model_dir = args.model_dir or pipeline.segmentation_model_dir
+    model_dirs = backend_model_dirs(args.model_dir or [], backends, pipeline)
     args.out.mkdir(parents=True, exist_ok=True)
     cases: list[Iterator[Case]] = []
     if args.cases is not None:
@@ -100,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         for case in _safely(source, failures):
             for backend in backends:
                 try:
-                    rows_of_case, study = _run_case(case, backend, pipeline.device, model_dir, args.out)
+                    rows_of_case, study = _run_case(case, backend, pipeline.device, model_dirs[backend], args.out)
                 except (ValueError, RuntimeError) as exc:
                     failures.append(f"{case.name} ({backend}): {exc}")
                     print(f"{case.name} [{backend}]: FAILED - {exc}")
@@ -111,11 +119,45 @@ def run(args: argparse.Namespace) -> int:
 
     _write_csv(args.out / "validation.csv", rows)
     summary = _summary(rows, studies, failures)
+    summary["backends"] = {backend: _summary([r for r in rows if r["backend"] == backend],
+                                             [s for s in studies if s["backend"] == backend],
+                                             [f for f in failures if f"({backend}):" in f])
+                           for backend in backends}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if len(backends) > 1:
+        for backend, figures in summary["backends"].items():
+            print(f"[{backend}] " + _summary_text(figures).replace("\n", f"\n[{backend}] "))
     print(_summary_text(summary))
     log_event(logger, "segment_validate_done", cases=summary["studies"], confident_wrong=summary["confident_wrong"],
               failed=len(failures))
     return 1 if summary["confident_wrong"] or failures else 0
+
+
+def backend_model_dirs(options: list[str], backends: list[str], pipeline: PipelineSettings) -> dict[str, Path | None]:
+    """The model folder of each backend: ``--model-dir BACKEND=DIR``, else a plain ``--model-dir DIR``, else
+    the configured folder of that backend (segmentation or check), else None.
+
+    Raises:
+        UsageError: ``BACKEND=`` names a backend that is not being validated, or a folder is missing.
+    """
+    named: dict[str, Path] = {}
+    plain: Path | None = None
+    for option in options:
+        backend, separator, folder = option.partition("=")
+        if separator and backend in available_backends():
+            if backend not in backends:
+                raise UsageError(f"--model-dir {option}: backend {backend!r} is not among those validated")
+            named[backend] = Path(folder)
+        else:
+            plain = Path(option)
+    configured = {pipeline.segmentation_backend: pipeline.segmentation_model_dir}
+    if pipeline.segmentation_check_backend is not None:
+        configured.setdefault(pipeline.segmentation_check_backend, pipeline.segmentation_check_model_dir)
+    folders = {backend: named.get(backend, plain or configured.get(backend)) for backend in backends}
+    missing = [str(folder) for folder in folders.values() if folder is not None and not folder.is_dir()]
+    if missing:
+        raise UsageError(f"model folder not found: {', '.join(missing)}")
+    return folders
 
 
 def read_cases(path: Path) -> Iterator[Case]:

@@ -17,6 +17,14 @@ a series whose T11, T12, L1 and L2 are not all completely in view is
 A job whose series received new content while it ran (a new revision, with
 its own job) sends nothing: only the newest content's results reach the PACS.
 
+A job is two halves: the compute (:func:`compute_job`: load, segment,
+coverage, measure, encode; files into the job's folder, no database) and the
+recording (:func:`record_job`: index, outbox, worklist, the job's state).
+The local executor runs both in a worker process of the node
+(:func:`process_job`); the Dask executor runs the compute on a cluster worker
+and the recording in the node (:mod:`scpnode.pipeline.dask_runner`), which so
+stays the only writer of its database, store and outbox.
+
 Running a job again (after a crash or a retry) must not send its results
 twice: the encoded objects are written once per job folder and reused, so a
 rerun sends the same SOP Instance UIDs, and objects already in the outbox for
@@ -33,10 +41,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,23 +60,24 @@ from inference.levels import TARGET_LEVELS
 from inference.measure import measure_study
 from inference.models import load_model
 from inference.results import LevelIdentification, SegmentationResult, StudyMeasurements
-from inference.segment import segment_volume
 from inference.segment.anchors import SPINE_SEQUENCE
 from inference.segment.io import read_segmentation, write_segmentation
 from inference.segment.relabel import confirm_levels
+from inference.segment.second_opinion import algorithm_notes, segment_with_second_opinion
 from inference.volume import load_volume
 from scpnode import __version__, strict_json, worklist
-from scpnode.config import Settings
+from scpnode.config import PipelineSettings, Settings
 from scpnode.db import open_database
 from scpnode.delivery import outbox
 from scpnode.logs import configure_logging, log_event
-from scpnode.pipeline.jobs import DONE, FAILED, HELD, OUT_OF_SCOPE, Job, JobQueue, revision_dir
+from scpnode.pipeline.jobs import DONE, FAILED, HELD, OUT_OF_SCOPE, RUNNING, Job, JobQueue, revision_dir
 from scpnode.pipeline.level_review import MAX_LEVEL_SHIFT, LevelViewFile
 from scpnode.storage import index
 
 log = logging.getLogger(__name__)
 
 RESULT_FILES = {"seg": "seg.dcm", "sr": "sr.dcm", "report": "report.dcm"}
+OVERLAY_FILE = "overlay.png"
 
 
 @dataclass(frozen=True)
@@ -122,101 +132,249 @@ def run_job(job_id: int) -> None:
 
 
 def process_job(settings: Settings, job_id: int) -> JobOutcome:
-    """Run the pipeline for one claimed (running) job and record its final state.
+    """Run the pipeline for one claimed (running) job in this process and record its final state.
 
     Revision 0 segments the series; a later revision takes the stored
     segmentation with the labels a person confirmed (:meth:`JobQueue.confirm_levels`).
     Results whose labels need review are held (nothing sent) when
     ``[pipeline] uncertain_levels = "hold"``.
 
+    The compute (:func:`compute_job`) and the recording (:func:`record_job`) are
+    the same functions a Dask executor runs on a worker and in the node
+    (:mod:`scpnode.pipeline.dask_runner`); here both run in this process and
+    each stage is recorded as it starts.
+
     Errors in a stage fail the job with ``"<stage>: <error>"``; they are not raised.
     """
     db = open_database(settings.node.database)
     queue = JobQueue(db)
-    job = queue.get(job_id)
-    target = job.target
-    job_dir = settings.node.results_dir / f"job-{job.id}"
-    result_dir = revision_dir(job_dir, job.revision)
+    try:
+        job = queue.get(job_id)
+        job_dir = job_folder(settings, job)
+        request = JobRequest.of(job)
+        try:
+            predecessor = sent_predecessor(db, queue, job, job_dir)
+        except Exception as exc:  # noqa: BLE001 - an unreadable earlier SR fails the job, visibly, not the node
+            return record_job(db, settings, JobComputation.failure(request, "encode", exc))
+        computation = compute_job(settings.pipeline, request, job.target.series_dir, job_dir,
+                                  predecessor=predecessor, on_stage=partial(queue.record_stage, job.id))
+        return record_job(db, settings, computation)
+    finally:
+        db.conn.close()
+
+
+StageListener = Callable[[str, float | None], None]
+"""Told when a stage starts (seconds None) and how long it took (:meth:`JobQueue.record_stage`)."""
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What the compute of one job needs to know about the job: no database, no node paths."""
+
+    job_id: int
+    revision: int
+    attempt: int
+    series_uid: str
+    level_shift: int = 0
+    confirmed_by: str = ""
+
+    @classmethod
+    def of(cls, job: Job) -> "JobRequest":
+        return cls(job.id, job.revision, job.attempts, job.series_uid, job.level_shift, job.confirmed_by)
+
+
+@dataclass(frozen=True)
+class JobComputation:
+    """What the compute of a job found; the result files are in the job's revision folder.
+
+    Exactly one of: ``error`` (a stage failed), ``out_of_scope`` (T11-L2 not
+    completely in view, the reason) or ``measurements`` (scored).
+    """
+
+    request: JobRequest
+    stage_seconds: dict[str, float]
+    measurements: StudyMeasurements | None = None
+    needs_review: bool = False
+    warnings: tuple[str, ...] = ()
+    out_of_scope: str = ""
+    failed_stage: str = ""
+    error: str = ""
+    """``"<stage>: <error type>: <message>"``."""
+
+    @classmethod
+    def failure(cls, request: JobRequest, stage: str, exc: BaseException,
+                stage_seconds: dict[str, float] | None = None) -> "JobComputation":
+        return cls(request, stage_seconds or {}, failed_stage=stage, error=f"{stage}: {type(exc).__name__}: {exc}")
+
+    @property
+    def error_type(self) -> str:
+        return self.error.split(": ", 2)[1] if self.error.count(": ") >= 2 else ""
+
+
+def job_folder(settings: Settings, job: Job) -> Path:
+    """The node's folder of a job's results (revision 0 in it, later revisions below it)."""
+    return settings.node.results_dir / f"job-{job.id}"
+
+
+def compute_job(pipeline: PipelineSettings, request: JobRequest, series_dir: Path, job_dir: Path, *,
+                predecessor: Dataset | None = None, on_stage: StageListener | None = None) -> JobComputation:
+    """Load, segment, check coverage, measure and encode one job; touches no database.
+
+    Writes the segmentation, ``measurements.json``, SEG, SR, visual report,
+    level view and overlay into the job's revision folder under ``job_dir``
+    (for a later revision, ``job_dir`` must hold revision 0's segmentation).
+    ``predecessor`` is the SR of the study sent before, named in the new SR.
+    A stage error is returned as a failed computation, never raised.
+    """
+    result_dir = revision_dir(job_dir, request.revision)
     result_dir.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
     stage = "load"
 
     @contextmanager
     def timed(name: str) -> Iterator[None]:
         nonlocal stage
         stage = name
-        queue.record_stage(job.id, name)
+        if on_stage is not None:
+            on_stage(name, None)
         started = time.perf_counter()
         yield
-        queue.record_stage(job.id, name, time.perf_counter() - started)
+        seconds[name] = time.perf_counter() - started
+        if on_stage is not None:
+            on_stage(name, seconds[name])
 
     try:
         with timed("load"):
-            sources = read_series(target.series_dir)
-            image = load_volume(target.series_dir, series_uid=target.series_uid)
+            sources = read_series(series_dir)
+            image = load_volume(series_dir, series_uid=request.series_uid)
         with timed("segment"):
-            segmentation = _segment_or_relabel(settings, job, image, job_dir)
+            segmentation = _segment_or_relabel(pipeline, request, image, job_dir)
             write_segmentation(segmentation, result_dir / "segmentation")
         with timed("coverage"):
             reason = coverage_problem(segmentation)
             review = segmentation.level_identification is LevelIdentification.NEEDS_REVIEW
         if reason and not (review and coverable_by_relabelling(segmentation)):
-            index.mark_revision_out_of_scope(db, target.series_uid, target.series_revision, reason)
-            if job.revision:
-                worklist.withdraw_scores(db, str(sources[0].StudyInstanceUID), reason, job.confirmed_by)
-            queue.finish(job.id, OUT_OF_SCOPE, reason=reason, result_dir=str(job_dir))
-            log_event(log, "job_out_of_scope", job=job.id, reason=reason)
-            return JobOutcome(OUT_OF_SCOPE, result_dir, reason=reason)
+            return JobComputation(request, seconds, out_of_scope=reason)
         with timed("measure"):
-            model = load_model(settings.pipeline.model_id, settings.pipeline.model_dir)
+            model = load_model(pipeline.model_id, pipeline.model_dir)
             measurements = measure_study(image, segmentation, model)
             _write_json(result_dir / "measurements.json", measurements.to_json())
         with timed("encode"):
-            algorithm = algorithm_info(segmentation)
-            predecessor = sent_predecessor(db, queue, job, job_dir)
-            results = encode_once(result_dir, sources, image, segmentation, measurements, algorithm,
-                                  predecessor=predecessor)
+            results = encode_once(result_dir, sources, image, segmentation, measurements,
+                                  algorithm_info(segmentation), predecessor=predecessor)
             LevelViewFile(result_dir).write(image, segmentation)
+            overlay = result_dir / OVERLAY_FILE
+            if not overlay.exists():
+                save_overlay_png(results.dataset("report"), overlay)
+        return JobComputation(request, seconds, measurements=measurements, needs_review=review,
+                              warnings=tuple(segmentation.warnings))
+    except Exception as exc:  # noqa: BLE001 - any stage error fails the job, visibly, not the node
+        log.debug("job %s failed in %s", request.job_id, stage, exc_info=True)
+        return JobComputation.failure(request, stage, exc, seconds)
+
+
+def record_job(db: sqlite_utils.Database, settings: Settings, computation: JobComputation,
+               files: dict[str, bytes] | None = None) -> JobOutcome:
+    """Record what a job's compute found: index, outbox, worklist and the job's final state.
+
+    ``files`` is the revision folder's content when the compute ran elsewhere
+    (a Dask worker): it is written into the node's results first; a SEG, SR or
+    report already there from an earlier run of the job is kept, so a rerun
+    sends the same SOP instances.
+
+    Idempotent: a computation for a job that is no longer running that
+    revision and attempt (a second result for a finished job) is dropped with
+    a log line and changes nothing.
+    """
+    queue = JobQueue(db)
+    request = computation.request
+    job = queue.get(request.job_id)
+    job_dir = job_folder(settings, job)
+    result_dir = revision_dir(job_dir, request.revision)
+    if (job.state, job.revision, job.attempts) != (RUNNING, request.revision, request.attempt):
+        log_event(log, "job_result_dropped", job=job.id, state=job.state, revision=request.revision,
+                  attempt=request.attempt)
+        return JobOutcome(job.state, result_dir, reason="a result for this job was recorded already")
+    stage = "record"
+    try:
+        if files is not None:
+            write_result_files(result_dir, files)
+        for name, seconds in computation.stage_seconds.items():
+            queue.record_stage(job.id, name, seconds)
+        if computation.error:
+            queue.finish(job.id, FAILED, error=computation.error, result_dir=str(job_dir))
+            log_event(log, "job_failed", logging.ERROR, job=job.id, stage=computation.failed_stage,
+                      error_type=computation.error_type)
+            return JobOutcome(FAILED, result_dir, error=computation.error)
+        target = job.target
+        if computation.out_of_scope:
+            reason = computation.out_of_scope
+            index.mark_revision_out_of_scope(db, target.series_uid, target.series_revision, reason)
+            if job.revision:
+                worklist.withdraw_scores(db, job.study_uid, reason, job.confirmed_by)
+            queue.finish(job.id, OUT_OF_SCOPE, reason=reason, result_dir=str(job_dir))
+            log_event(log, "job_out_of_scope", job=job.id, reason=reason)
+            return JobOutcome(OUT_OF_SCOPE, result_dir, reason=reason)
         if not index.is_current_revision(db, target.series_uid, target.series_revision):
             note = ("the series received new content while it was analysed: its new revision is analysed on "
                     "its own; these results are kept here and not sent")
             queue.finish(job.id, DONE, reason=note, result_dir=str(job_dir))
             log_event(log, "job_results_outdated", job=job.id)
             return JobOutcome(DONE, result_dir, reason=note)
-        hold = review and settings.pipeline.uncertain_levels == "hold"
+        hold = computation.needs_review and settings.pipeline.uncertain_levels == "hold"
         if not hold:
-            with timed("outbox"):
-                queue_results(db, results, [d.name for d in settings.destinations], job.id)
-        with timed("worklist"):
-            overlay = result_dir / "overlay.png"
-            if not overlay.exists():
-                save_overlay_png(results.dataset("report"), overlay)
-            worklist.add_scored_study(db, study_info(sources[0], target.series_uid, overlay, result_dir),
-                                      measurements, settings.worklist)
+            stage = "outbox"
+            started = time.perf_counter()
+            results = ResultFiles({kind: result_dir / name for kind, name in RESULT_FILES.items()}, {})
+            queue_results(db, results, [d.name for d in settings.destinations], job.id)
+            queue.record_stage(job.id, stage, time.perf_counter() - started)
+        stage = "worklist"
+        started = time.perf_counter()
+        source = read_series(target.series_dir, first_only=True)[0]
+        worklist.add_scored_study(db, study_info(source, target.series_uid, result_dir / OVERLAY_FILE, result_dir),
+                                  computation.measurements, settings.worklist)
+        queue.record_stage(job.id, stage, time.perf_counter() - started)
         if hold:
-            held = "level labels need review: " + ("; ".join(segmentation.warnings) or "few anatomical anchors")
+            held = "level labels need review: " + ("; ".join(computation.warnings) or "few anatomical anchors")
             queue.finish(job.id, HELD, reason=held[:2000], result_dir=str(job_dir))
             log_event(log, "job_held_for_level_review", job=job.id)
             return JobOutcome(HELD, result_dir, reason=held)
         queue.finish(job.id, DONE, result_dir=str(job_dir))
         return JobOutcome(DONE, result_dir)
-    except Exception as exc:  # noqa: BLE001 - any stage error fails the job, visibly, not the node
+    except Exception as exc:  # noqa: BLE001 - a recording error fails the job, visibly, not the node
         error = f"{stage}: {type(exc).__name__}: {exc}"
         queue.finish(job.id, FAILED, error=error, result_dir=str(job_dir))
         log_event(log, "job_failed", logging.ERROR, job=job.id, stage=stage, error_type=type(exc).__name__)
         log.debug("job %s failed", job.id, exc_info=True)
         return JobOutcome(FAILED, result_dir, error=error)
-    finally:
-        db.conn.close()
 
 
-def _segment_or_relabel(settings: Settings, job: Job, image: sitk.Image, job_dir: Path) -> SegmentationResult:
+def write_result_files(result_dir: Path, files: dict[str, bytes]) -> None:
+    """Write a revision folder's files computed elsewhere, each atomically; keep SEG, SR and report already there."""
+    keep = set(RESULT_FILES.values())
+    root = result_dir.resolve()
+    for name, data in files.items():
+        path = (result_dir / name).resolve()
+        if not path.is_relative_to(root) or path == root:
+            raise ValueError(f"result file {name!r} is outside the job's folder")
+        if name in keep and path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        incoming = path.with_name(path.name + ".partial")
+        incoming.write_bytes(data)
+        incoming.replace(path)
+
+
+def _segment_or_relabel(pipeline: PipelineSettings, request: JobRequest, image: sitk.Image,
+                        job_dir: Path) -> SegmentationResult:
     """Revision 0: segment the series. Later revisions: the stored automatic segmentation with the
     labels the person confirmed (the series is not segmented again: the person judged those outlines)."""
-    if job.revision == 0:
-        return segment_volume(image, settings.pipeline.segmentation_backend, device=settings.pipeline.device,
-                              model_dir=settings.pipeline.segmentation_model_dir)
+    if request.revision == 0:
+        return segment_with_second_opinion(
+            image, pipeline.segmentation_backend, pipeline.segmentation_check_backend, device=pipeline.device,
+            model_dir=pipeline.segmentation_model_dir, check_model_dir=pipeline.segmentation_check_model_dir)
     automatic = read_segmentation(revision_dir(job_dir, 0) / "segmentation")
-    return confirm_levels(automatic, image, job.level_shift, job.confirmed_by)
+    return confirm_levels(automatic, image, request.level_shift, request.confirmed_by)
 
 
 def coverable_by_relabelling(segmentation: SegmentationResult, max_shift: int = MAX_LEVEL_SHIFT) -> bool:
@@ -261,12 +419,18 @@ def algorithm_info(segmentation: SegmentationResult) -> AlgorithmInfo:
     """The algorithm recorded in SEG and SR: this software and the segmentation backend/model."""
     backend = segmentation.backend
     model_id = f"{backend}-{segmentation.backend_version}" if segmentation.backend_version else backend
-    return AlgorithmInfo(name=f"scpnode {backend}", version=__version__, model_id=model_id)
+    if segmentation.second_opinion is None:
+        return AlgorithmInfo(name=f"scpnode {backend}", version=__version__, model_id=model_id)
+    notes, level_notes = algorithm_notes(segmentation.second_opinion, backend)
+    return AlgorithmInfo(name=f"scpnode {backend}", version=__version__, model_id=model_id, notes=notes,
+                         level_notes=level_notes)
 
 
-def read_series(folder: Path) -> list[Dataset]:
-    """The headers of the stored instances of one series (the encoders take pixels from the volume)."""
-    datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in sorted(folder.glob("*.dcm"))]
+def read_series(folder: Path, first_only: bool = False) -> list[Dataset]:
+    """The headers of the stored instances of one series (the encoders take pixels from the volume);
+    with ``first_only`` just the first (the study's identifiers for the worklist)."""
+    paths = sorted(folder.glob("*.dcm"))
+    datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in paths[:1 if first_only else None]]
     if not datasets:
         raise FileNotFoundError(f"no instances in {folder}")
     return datasets

@@ -4,12 +4,15 @@
 (:class:`scpnode.node.Node`), queues one job per series revision
 (:class:`scpnode.pipeline.jobs.AnalysisTarget`) and acknowledges the series to
 the index; its :class:`scpnode.pipeline.runner.JobRunner` runs queued jobs in
-worker processes, each through :func:`scpnode.pipeline.analysis.run_job`.
+worker processes, each through :func:`scpnode.pipeline.analysis.run_job`, or with
+``[pipeline] executor = "dask"`` its :class:`scpnode.pipeline.dask_runner.DaskJobRunner`
+computes them on a Dask cluster and records them here.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from scpnode.config import Settings
 from scpnode.db import ThreadDatabases
@@ -19,6 +22,9 @@ from scpnode.pipeline.jobs import AnalysisTarget, JobQueue
 from scpnode.pipeline.runner import JobRunner
 from scpnode.storage import index
 from scpnode.storage.index import SeriesRef
+
+if TYPE_CHECKING:
+    from scpnode.pipeline.dask_runner import DaskJobRunner
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +39,15 @@ class InferencePipeline:
     def __init__(self, settings: Settings, poll_seconds: float = 1.0):
         self.settings = settings
         self.databases = ThreadDatabases(settings.node.database)
-        self.runner = JobRunner(self._queue, run_job, concurrency=settings.pipeline.concurrency,
-                                poll_seconds=poll_seconds, initializer=init_worker,
-                                initargs=(settings.model_dump_json(),))
+        self.runner: JobRunner | DaskJobRunner
+        if settings.pipeline.executor == "dask":
+            # imported here: a node with the local executor never loads distributed (nor its logging setup)
+            from scpnode.pipeline.dask_runner import DaskJobRunner
+            self.runner = DaskJobRunner(settings, self._queue, poll_seconds=poll_seconds)
+        else:
+            self.runner = JobRunner(self._queue, run_job, concurrency=settings.pipeline.concurrency,
+                                    poll_seconds=poll_seconds, initializer=init_worker,
+                                    initargs=(settings.model_dump_json(),))
 
     def _queue(self) -> JobQueue:
         return JobQueue(self.databases.get())
