@@ -23,8 +23,9 @@ import torch
 
 from inference.phantom import abdominal_ct, generate_phantom
 from inference.segment import segment_volume
+from inference.segment.network_labels import order_warnings
 from inference.segment.nnunet import NnUNetModelError, load_nnunet, read_label_map
-from inference.segment.nnunet.predict import order_warnings, predict_label_values
+from inference.segment.nnunet.predict import predict_label_values
 from inference.segment.unet.preprocess import model_grid, resample_image
 from scpnode.cli import main
 from tests.nnunet_model import write_tiny_model
@@ -234,7 +235,7 @@ def test_labels_out_of_cranio_caudal_order_are_named():
     reference = sitk.Image([4, 4, 12], sitk.sitkUInt8)  # identity direction: larger z index is superior
     verse = np.zeros((12, 4, 4), dtype=np.uint8)
     verse[8:11], verse[4:7], verse[0:3] = 18, 20, 19  # T11 on top, then L1 above T12
-    assert order_warnings(verse, reference) == [
+    assert order_warnings(verse, reference, "nnU-Net") == [
         "nnU-Net level labels out of cranio-caudal order (T12 is not above L1); check the labelling"]
     verse[4:7], verse[0:3] = 19, 20
-    assert order_warnings(verse, reference) == []
+    assert order_warnings(verse, reference, "nnU-Net") == []

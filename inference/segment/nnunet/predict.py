@@ -7,15 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
-from inference.levels import LEVEL_NAMES
 from inference.results import LevelAnchor
 from inference.segment.api import BackendOutput
 from inference.segment.bodies import bodies_from_vertebrae
+from inference.segment.network_labels import order_warnings, relabel_to_lowest
 from inference.segment.nnunet.model_folder import NnUNetModelError
 from inference.segment.nnunet.predictor import LoadedNnUNet, load_nnunet
-from inference.segment.relabel import shift_levels, steps_to_lowest
 from inference.segment.unet.predict import keep_largest_component_per_label, labels_to_input_grid
 from inference.segment.unet.preprocess import model_grid, resample_image
 
@@ -69,17 +67,14 @@ def segment_nnunet(
     vertebrae = _as_image(labels_to_input_grid(verse, reference, image), image)
     bodies = bodies_from_vertebrae(vertebrae)
     found = [int(v) for v in np.unique(verse) if v]
-    warnings = order_warnings(verse, reference)
+    warnings = order_warnings(verse, reference, "nnU-Net")
     if not found:
         warnings.append("the nnU-Net model found no vertebra in this image")
     anchors: list[LevelAnchor] = []
     if lowest_level is not None and found:
-        steps = steps_to_lowest(vertebrae, lowest_level)
-        vertebrae, bodies = shift_levels(vertebrae, steps), shift_levels(bodies, steps)
-        anchors = [LevelAnchor("given", lowest_level, True, f"the lowest vertebra in view stated to be {lowest_level}")]
-        if steps:
-            warnings.append(f"labels moved {abs(steps)} level{'s' if abs(steps) > 1 else ''} "
-                            f"{'caudally' if steps > 0 else 'cranially'} to the level given by the user")
+        given = relabel_to_lowest(vertebrae, bodies, lowest_level)
+        vertebrae, bodies, anchors = given.vertebrae, given.bodies, [given.anchor]
+        warnings += given.warnings
     return BackendOutput(
         vertebrae=vertebrae,
         bodies=bodies,
@@ -114,20 +109,6 @@ def predict_label_values(model: LoadedNnUNet, ct: sitk.Image) -> np.ndarray:
         raise NnUNetModelError(f"nnU-Net returned labels of size {labels.GetSize()} for an image of {oriented.GetSize()}")
     labels.CopyInformation(oriented)  # NIfTI stores the geometry in single precision
     return sitk.GetArrayFromImage(sitk.DICOMOrient(labels, "LPS"))
-
-
-def order_warnings(verse: np.ndarray, reference: sitk.Image) -> list[str]:
-    """VerSe ids grow caudally; on the identity-direction ``reference`` grid a larger z index is more superior."""
-    ids = [int(i) for i in np.unique(verse) if i in LEVEL_NAMES and LEVEL_NAMES[int(i)] not in ("S", "T13")]
-    if len(ids) < 2:
-        return []
-    heights = [centre[0] for centre in ndimage.center_of_mass(verse > 0, verse, ids)]
-    out_of_order = [f"{LEVEL_NAMES[upper]} is not above {LEVEL_NAMES[lower]}"
-                    for (upper, z_upper), (lower, z_lower) in zip(zip(ids, heights), zip(ids[1:], heights[1:]))
-                    if z_upper <= z_lower]
-    if not out_of_order:
-        return []
-    return [f"nnU-Net level labels out of cranio-caudal order ({'; '.join(out_of_order)}); check the labelling"]
 
 
 def _ids(labels: sitk.Image) -> list[int]:

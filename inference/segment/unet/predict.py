@@ -16,7 +16,7 @@ from inference.levels import LEVEL_NAMES, VERSE_IDS
 from inference.results import LevelAnchor
 from inference.segment.anchors import SPINE_SEQUENCE
 from inference.segment.api import BackendOutput
-from inference.segment.relabel import shift_levels, steps_to_lowest
+from inference.segment.network_labels import order_warnings, relabel_to_lowest
 from inference.segment.unet.network import load_model
 from inference.segment.unet.preprocess import network_input
 from inference.segment.unet.spec import ModelDirError
@@ -74,20 +74,17 @@ def segment_unet(
         int(verse_ids[i]): round(float(probability[index == i].mean()), 3)
         for i in np.unique(index) if i > 0
     }
-    warnings = _order_warnings(vertebrae, reference)
+    warnings = order_warnings(vertebrae, reference, "U-Net")
     if not level_confidence:
         warnings.append("the U-Net found no vertebra in this image")
     vertebrae_image = _as_image(vertebrae_in, image)
     bodies_image = _as_image(np.where(body_in, vertebrae_in, 0).astype(np.uint8), image)
     anchors: list[LevelAnchor] = []
     if lowest_level is not None and level_confidence:
-        steps = steps_to_lowest(vertebrae_image, lowest_level)
-        vertebrae_image, bodies_image = shift_levels(vertebrae_image, steps), shift_levels(bodies_image, steps)
-        level_confidence = {_shifted_id(k, steps): v for k, v in level_confidence.items()}
-        anchors = [LevelAnchor("given", lowest_level, True, f"the lowest vertebra in view stated to be {lowest_level}")]
-        if steps:
-            warnings.append(f"labels moved {abs(steps)} level{'s' if abs(steps) > 1 else ''} "
-                            f"{'caudally' if steps > 0 else 'cranially'} to the level given by the user")
+        given = relabel_to_lowest(vertebrae_image, bodies_image, lowest_level)
+        vertebrae_image, bodies_image, anchors = given.vertebrae, given.bodies, [given.anchor]
+        level_confidence = {_shifted_id(k, given.steps): v for k, v in level_confidence.items()}
+        warnings += given.warnings
     return BackendOutput(
         vertebrae=vertebrae_image,
         bodies=bodies_image,
@@ -165,24 +162,6 @@ def keep_largest_component_per_label(index: np.ndarray) -> np.ndarray:
             sizes[0] = 0
             result[box][region & (components != sizes.argmax())] = 0
     return result
-
-
-def _order_warnings(vertebrae: np.ndarray, reference: sitk.Image) -> list[str]:
-    """Vertebra ids must run cranio-caudally; a label out of order means the labelling is wrong somewhere."""
-    ids = [int(i) for i in np.unique(vertebrae) if i > 0]
-    if len(ids) < 2:
-        return []
-    # array axis 0 is z; on the identity-direction model grid larger z is superior (LPS)
-    heights = ndimage.center_of_mass(vertebrae > 0, vertebrae, ids)
-    z_mm = [reference.GetOrigin()[2] + h[0] * reference.GetSpacing()[2] for h in heights]
-    out_of_order = [
-        f"{LEVEL_NAMES[upper]} is not above {LEVEL_NAMES[lower]}"
-        for (upper, z_upper), (lower, z_lower) in zip(zip(ids, z_mm), zip(ids[1:], z_mm[1:]))
-        if z_upper <= z_lower
-    ]
-    if not out_of_order:
-        return []
-    return [f"U-Net level labels out of cranio-caudal order ({'; '.join(out_of_order)}); check the labelling"]
 
 
 def labels_to_input_grid(labels: np.ndarray, reference: sitk.Image, image: sitk.Image) -> np.ndarray:
