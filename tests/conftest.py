@@ -102,6 +102,18 @@ def orthanc_dicomweb(tmp_path: Path, require_tool: Callable[[str], str]) -> Iter
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def single_torch_thread() -> Iterator[None]:
+    """Torch on one thread for a module: a tiny network is faster so; on a busy 2-core machine two
+    threads spin against each other."""
+    import torch  # only the modules that ask for it pay for importing torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def output_dir(request: pytest.FixtureRequest) -> Path:
     """A per-test folder under tests/output that survives the run."""

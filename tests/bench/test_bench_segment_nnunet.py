@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,10 +26,10 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from tests.bench.child import measure_in_child
 from tests.bench.test_bench_segment_unet import synthetic_ct
 from tests.nnunet_model import write_tiny_model
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def measure_study(ct_path: str, model_dir: str, device: str) -> None:
@@ -63,14 +61,8 @@ def test_nnunet_backend_512x512x300(tmp_path, bench_report, device, spacing_mm):
     model_dir = write_tiny_model(tmp_path, spacing_mm=spacing_mm)
     ct_path = tmp_path / "ct.nii"
     sitk.WriteImage(synthetic_ct(), str(ct_path))
-    child = subprocess.run(
-        [sys.executable, "-c",
-         "from tests.bench.test_bench_segment_nnunet import measure_study; "
-         f"measure_study({str(ct_path)!r}, {str(model_dir)!r}, {device!r})"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900,
-    )
-    assert child.returncode == 0, child.stderr[-2000:]
-    figures = json.loads(child.stdout.strip().splitlines()[-1])
+    figures = measure_in_child("tests.bench.test_bench_segment_nnunet:measure_study", str(ct_path),
+                               str(model_dir), device, timeout=900)
     bench_report(
         f"nnunet backend, 512x512x300 CT (0.8x0.8x1.0 mm), {device}, tiny nnU-Net (PlainConvUNet 4-8, 32^3 "
         f"patches), {spacing_mm} mm grid",

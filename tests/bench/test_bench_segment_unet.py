@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,8 +31,8 @@ import torch
 
 from inference.segment.unet.network import build_network
 from inference.segment.unet.spec import Architecture, ModelSpec, write_spec
+from tests.bench.child import measure_in_child
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CT_SIZE = (512, 512, 300)
 CT_SPACING = (0.8, 0.8, 1.0)
 SMALL_TEST_MODEL = ModelSpec(
@@ -88,14 +86,8 @@ def test_unet_backend_512x512x300(tmp_path, bench_report, device):
     write_spec(model_dir, SMALL_TEST_MODEL)
     ct_path = tmp_path / "ct.nii"
     sitk.WriteImage(synthetic_ct(), str(ct_path))
-    child = subprocess.run(
-        [sys.executable, "-c",
-         "from tests.bench.test_bench_segment_unet import measure_study; "
-         f"measure_study({str(ct_path)!r}, {str(model_dir)!r}, {device!r})"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
-    )
-    assert child.returncode == 0, child.stderr[-2000:]
-    figures = json.loads(child.stdout.strip().splitlines()[-1])
+    figures = measure_in_child("tests.bench.test_bench_segment_unet:measure_study", str(ct_path), str(model_dir),
+                               device, timeout=600)
     bench_report(
         f"unet backend, 512x512x300 CT (0.8x0.8x1.0 mm), {device}, small test architecture, 1.5 mm grid, 96^3 windows",
         seconds=figures["seconds"],

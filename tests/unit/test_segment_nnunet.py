@@ -31,13 +31,7 @@ from scpnode.cli import main
 from tests.nnunet_model import write_tiny_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """A tiny network is faster on one thread; on a busy 2-core machine two threads spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")

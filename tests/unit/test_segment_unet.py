@@ -41,13 +41,7 @@ TINY_CLI = ["--spacing", "4", "--patch", "16", "--channels", "4,8,16", "--stride
             "--res-units", "1", "--lr", "0.01", "--samples-per-case", "4", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """A tiny network is faster on one thread; on a busy 2-core machine two threads spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def phantom_ct(seed: int, kind=abdominal_ct) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
