@@ -1,6 +1,6 @@
 """Benchmark: pipeline throughput with the local executor and with 1 and 2 Dask workers on this machine.
 
-``SCPNODE_BENCH_STUDIES`` (default 6) phantom abdominal CTs (192 x 192 x 112,
+``SCPNODE_BENCH_STUDIES`` (default 4; 12 with ``SCPNODE_BENCH_FULL=1``) phantom abdominal CTs (192 x 192 x 112,
 T10-S1) are indexed, selected and queued at once in a fresh node database;
 then the node's pipeline (:class:`scpnode.pipeline.service.InferencePipeline`)
 runs until every job is final. Printed per executor (never asserted):
@@ -19,12 +19,12 @@ process, once per node start).
 
 Dask workers run as ``dask worker --nthreads 1`` processes on this machine;
 with ``worker_storage_dir`` they read the series from the store (as on a
-shared file system), without it the node sends each series as bytes.
+shared file system); with ``SCPNODE_BENCH_FULL=1`` also without it, the node
+then sending each series as bytes.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from scpnode.pipeline.service import InferencePipeline
 from scpnode.schema import open_node_database
 from scpnode.storage import index
 from scpnode.storage.index import InstanceMeta, PatientStudy
+from tests.bench.scale import FULL, studies
 from tests.integration.dask_cluster import LocalDaskCluster
 
 pytestmark = pytest.mark.bench
@@ -52,7 +53,7 @@ COMPUTE_STAGES = ("load", "segment", "coverage", "measure", "encode")
 def store(tmp_path_factory) -> Path:
     """The phantom studies, each in its own folder under one store."""
     root = tmp_path_factory.mktemp("bench_dask_store")
-    for i in range(int(os.environ.get("SCPNODE_BENCH_STUDIES", "6"))):
+    for i in range(studies(ci=4, full=12)):
         write_phantom_study(generate_phantom(abdominal_ct(200 + i, shape=SHAPE)), root / f"s{i}")
     return root
 
@@ -106,7 +107,7 @@ def test_throughput_local_vs_dask_workers(store, tmp_path, bench_report):
     latency: dict[str, tuple[float, list[Job]]] = {}
     _queue_every_series(settings := _settings(tmp_path / "local-one", store), store, studies=1)
     latency["local"] = _run(settings, 1)
-    for workers, shared in ((1, True), (2, True), (2, False)):
+    for workers, shared in ((1, True), (2, True), *([(2, False)] if FULL else [])):
         label = f"dask, {workers} worker{'s' * (workers > 1)}, series {'shared' if shared else 'as bytes'}"
         folder = tmp_path / f"dask-{workers}-{'shared' if shared else 'bytes'}"
         cluster = LocalDaskCluster(folder / "cluster", workers=workers)

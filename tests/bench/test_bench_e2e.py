@@ -4,12 +4,11 @@ Latency: a 512 x 512 x 300 phantom at 1.25 mm (0.78 mm pixels), from the last
 instance received by the node to SEG + SR + visual report stored in Orthanc,
 with the time of each pipeline stage. Throughput: studies per hour when
 several reduced-size studies arrive at once (``SCPNODE_BENCH_STUDIES``,
-default 10) with the default concurrency of 1.
+default 6; 10 with ``SCPNODE_BENCH_FULL=1``) with the default concurrency of 1.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -18,6 +17,7 @@ from inference.phantom import abdominal_ct, generate_phantom, write_phantom_stud
 from scpnode.assembly import assemble_node
 from scpnode.delivery.orthanc import free_port
 from scpnode.schema import open_node_database
+from tests.bench import scale
 from tests.e2e.conftest import NODE_AET, NodeAndPacs, e2e_settings, push_study, series_of_study
 
 pytestmark = pytest.mark.bench
@@ -60,7 +60,7 @@ def test_latency_512x512x300(tmp_path, orthanc, bench_report):
 
 
 def test_throughput_studies_arriving_at_once(tmp_path, orthanc, bench_report):
-    count = int(os.environ.get("SCPNODE_BENCH_STUDIES", "10"))
+    count = scale.studies(ci=6, full=10)
     shape = (272, 272, 160)  # 1.47 mm pixels: inside the default selection rules
     studies = [write_phantom_study(generate_phantom(abdominal_ct(100 + i, shape=shape)), tmp_path / f"s{i}")
                for i in range(count)]

@@ -36,13 +36,14 @@ from pynetdicom import evt
 from scpnode.delivery.orthanc import free_port
 from scpnode.network.receiver import make_application_entity
 from scpnode.node import Node
+from tests.bench.scale import FULL
 from tests.integration.node_helpers import node_settings, wait_for, write_ct_series
 
 pytestmark = pytest.mark.bench
 
 SLICES = 240
 SIZE = 256
-ROUNDS = 5
+ROUNDS = 5 if FULL else 3
 
 
 @contextmanager
