@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import sqlite_utils
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from scpnode.config import Settings, settings_from_dict
 from scpnode.delivery.orthanc import free_port
+from scpnode.storage.index import InstanceMeta, PatientStudy, record_instance
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 SENDER_AE = "STORESCU"
@@ -102,3 +104,11 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: f
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def index_stored_file(db: sqlite_utils.Database, path: Path, sha: str, now: float) -> None:
+    """Record one stored DICOM file in the node's index as the receiver would (``sha`` stands for its hash)."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    record_instance(db, InstanceMeta.from_dataset(ds), PatientStudy.from_dataset(ds), path=path,
+                    folder=path.parent, size=path.stat().st_size, sha256=sha,
+                    transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID), now=now)

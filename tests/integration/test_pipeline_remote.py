@@ -17,7 +17,7 @@ from scpnode.pipeline.jobs import DONE, AnalysisTarget, JobQueue
 from scpnode.pipeline.remote import remote_job, run_remote_job
 from scpnode.schema import open_node_database
 from scpnode.storage import index
-from scpnode.storage.index import InstanceMeta, PatientStudy
+from tests.integration.node_helpers import index_stored_file
 
 pytestmark = pytest.mark.integration
 
@@ -35,10 +35,7 @@ def test_a_confirmed_revision_computed_remotely_reuses_the_stored_segmentation_a
     worklist.ensure_schema(db)
     written = write_phantom_study(generate_phantom(abdominal_ct(10, shape=(128, 128, 80))), tmp_path / "store" / "s")
     for path in sorted(written.dicom_folder.iterdir()):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        index.record_instance(db, InstanceMeta.from_dataset(ds), PatientStudy.from_dataset(ds), path=path,
-                              folder=path.parent, size=path.stat().st_size, sha256=path.name,
-                              transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID), now=100.0)
+        index_stored_file(db, path, sha=path.name, now=100.0)
     (series,) = index.complete_quiet_series(db, 30, 600, now=200.0)
     assert index.record_decision(db, series, True, None)
     queue = JobQueue(db)

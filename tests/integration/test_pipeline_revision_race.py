@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pydicom
 import pytest
 
 from inference.phantom import abdominal_ct, generate_phantom, write_phantom_study
@@ -15,16 +12,10 @@ from scpnode.pipeline.analysis import process_job
 from scpnode.pipeline.jobs import DONE, AnalysisTarget, JobQueue
 from scpnode.schema import open_node_database
 from scpnode.storage import index
-from scpnode.storage.index import InstanceMeta, PatientStudy, SeriesState
+from scpnode.storage.index import SeriesState
+from tests.integration.node_helpers import index_stored_file
 
 pytestmark = pytest.mark.integration
-
-
-def _index(db, path: Path, sha: str, now: float) -> None:
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    index.record_instance(db, InstanceMeta.from_dataset(ds), PatientStudy.from_dataset(ds), path=path,
-                          folder=path.parent, size=path.stat().st_size, sha256=sha,
-                          transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID), now=now)
 
 
 def test_results_of_an_outdated_revision_are_not_sent_and_the_new_revision_is_analysed_alone(tmp_path) -> None:
@@ -40,7 +31,7 @@ def test_results_of_an_outdated_revision_are_not_sent_and_the_new_revision_is_an
     written = write_phantom_study(generate_phantom(abdominal_ct(41, shape=(160, 160, 100))), tmp_path / "study")
     files = sorted(written.dicom_folder.iterdir())
     for path in files:
-        _index(db, path, sha=path.name, now=100.0)
+        index_stored_file(db, path, sha=path.name, now=100.0)
     (series,) = index.complete_quiet_series(db, 30, 600, now=200.0)
     assert index.record_decision(db, series, True, None)
     queue = JobQueue(db)
@@ -48,7 +39,7 @@ def test_results_of_an_outdated_revision_are_not_sent_and_the_new_revision_is_an
                                          series.revision))
     queue.claim_next()
 
-    _index(db, files[0], sha="changed content", now=250.0)  # the PACS resends a corrected image: revision 2
+    index_stored_file(db, files[0], sha="changed content", now=250.0)  # the PACS resends a corrected image: revision 2
     assert index.series_ref(db, series.series_instance_uid).revision == 2
 
     outcome = process_job(settings, first.id)
