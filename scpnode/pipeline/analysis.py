@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -158,7 +158,8 @@ def process_job(settings: Settings, job_id: int) -> JobOutcome:
             return record_job(db, settings, JobComputation.failure(request, "encode", exc))
         computation = compute_job(settings.pipeline, request, job.target.series_dir, job_dir,
                                   predecessor=predecessor, on_stage=partial(queue.record_stage, job.id))
-        return record_job(db, settings, computation)
+        # its stages were recorded as they ran: record_job need not write their seconds again
+        return record_job(db, settings, replace(computation, stage_seconds={}))
     finally:
         db.conn.close()
 
